@@ -1,0 +1,102 @@
+"""Weighted k-nearest-neighbour accuracy: the cheap monitor of representation quality used for pruning.
+
+The InstDisc rule (Wu et al. 2018, Sec. 3.4), as in solo-learn's `WeightedKNNClassifier`: features are
+L2-normalised, a query's k most cosine-similar bank entries vote for their labels with weight
+exp(s / temperature), and the class with the largest summed weight is predicted.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _check(
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    test_labels: Tensor | None,
+    k: int,
+    temperature: float,
+    chunk_size: int,
+) -> None:
+    if train_features.dim() != 2 or test_features.dim() != 2:
+        raise ValueError(f"features must be (N, D), got {tuple(train_features.shape)} and {tuple(test_features.shape)}")
+    if train_features.shape[1] != test_features.shape[1]:
+        raise ValueError(f"feature dims differ: bank {train_features.shape[1]}, queries {test_features.shape[1]}")
+    if train_features.shape[0] == 0:
+        raise ValueError("the kNN bank (train_features) is empty")
+    if train_labels.shape != (train_features.shape[0],):
+        raise ValueError(f"train_labels must be ({train_features.shape[0]},), got {tuple(train_labels.shape)}")
+    if test_labels is not None and test_labels.shape != (test_features.shape[0],):
+        raise ValueError(f"test_labels must be ({test_features.shape[0]},), got {tuple(test_labels.shape)}")
+    if k < 1 or not temperature > 0 or chunk_size < 1:
+        raise ValueError(f"need k >= 1, temperature > 0, chunk_size >= 1; got {k}, {temperature}, {chunk_size}")
+
+
+@torch.no_grad()
+def knn_predict(
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    *,
+    k: int = 200,
+    temperature: float = 0.1,
+    num_classes: int | None = None,
+    chunk_size: int = 1024,
+) -> Tensor:
+    """Predicted labels (Q,) int64 for test_features (Q, D) from the bank (M, D) with labels (M,).
+
+    k is clamped to M. Queries are processed `chunk_size` at a time, so memory is chunk_size x M floats.
+    Computed in float32 with autocast off (bf16 similarities would reorder close neighbours).
+    """
+    _check(train_features, train_labels, test_features, None, k, temperature, chunk_size)
+    device = train_features.device
+    labels = train_labels.to(device=device, dtype=torch.long)
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"train_labels must lie in [0, {num_classes})")
+    k = min(k, train_features.shape[0])
+    preds = []
+    with torch.autocast(device_type=device.type, enabled=False):
+        bank = F.normalize(train_features.float(), dim=1)  # (M, D)
+        for start in range(0, test_features.shape[0], chunk_size):
+            queries = F.normalize(test_features[start : start + chunk_size].to(device).float(), dim=1)  # (C, D)
+            sim, idx = (queries @ bank.T).topk(k, dim=1)  # (C, k), sorted descending
+            # exp((s - s_max) / t): the same argmax as exp(s / t), without overflow for small t
+            weights = ((sim - sim[:, :1]) / temperature).exp()  # (C, k)
+            scores = torch.zeros(queries.shape[0], num_classes, device=device)  # (C, classes)
+            scores.scatter_add_(1, labels[idx], weights)
+            preds.append(scores.argmax(dim=1))
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long, device=device)
+
+
+def knn_accuracy(
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    test_labels: Tensor,
+    *,
+    k: int = 200,
+    temperature: float = 0.1,
+    num_classes: int | None = None,
+    chunk_size: int = 1024,
+) -> float:
+    """Top-1 accuracy in percent of the weighted kNN classifier (see `knn_predict`) on the test queries."""
+    _check(train_features, train_labels, test_features, test_labels, k, temperature, chunk_size)
+    if test_features.shape[0] == 0:
+        raise ValueError("no test queries: accuracy is undefined")
+    if num_classes is None:
+        num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    preds = knn_predict(
+        train_features,
+        train_labels,
+        test_features,
+        k=k,
+        temperature=temperature,
+        num_classes=num_classes,
+        chunk_size=chunk_size,
+    )
+    return 100.0 * (preds.cpu() == test_labels.cpu().long()).float().mean().item()
