@@ -174,6 +174,8 @@ def check_value(key: str, value: object) -> None:
         raise UserError(f"{key}={value!r}: must be in (0, 1]")
     if key in {"val_fraction", "jitter_p", "gray_p", "blur_p"} and not 0 <= value < 1 + (key != "val_fraction"):
         raise UserError(f"{key}={value!r}: must be a probability")
+    if key == "jitter_strength" and value > 5:
+        raise UserError(f"{key}={value!r}: at most 5 (the hue jitter 0.1 x strength must stay <= 0.5)")
     if key == "crop_min_scale" and not 0 < value <= 1:
         raise UserError(f"{key}={value!r}: must be in (0, 1]")
     if (
