@@ -1,0 +1,127 @@
+"""Optuna glue: a study's spec (objective, config, space, sampler, pruner) from the command line, and the
+objective callables rebuilt from a stored spec. Importing this package does not import torch: the objective
+modules are imported only by `make_objective` (study.py optimize).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+
+from objectives.presets import preset_config
+from objectives.space import (
+    build_space,
+    make_pruner,
+    make_sampler,
+    parse_encoder,
+    parse_param,
+    parse_set,
+    pruner_spec,
+    sampler_spec,
+)
+from simclr.config import defaults
+from simclr.errors import UserError
+from storage import schema
+
+OBJECTIVES = schema.OBJECTIVES
+_CLASSES = {
+    "simclr": ("objectives.simclr_objective", "SimCLRObjective"),
+    "linear_probe": ("objectives.probe_objective", "LinearProbeObjective"),
+    "supervised": ("objectives.supervised_objective", "SupervisedObjective"),
+    "finetune": ("objectives.supervised_objective", "FinetuneObjective"),
+}
+
+
+def build_spec(
+    objective: str,
+    *,
+    preset: str | None = None,
+    sets: Sequence[str] = (),
+    params: Sequence[str] = (),
+    sampler: str = "tpe",
+    pruner: str = "median",
+    seed: int | None = None,
+    role: str = "",
+    comparison: str = "",
+) -> schema.StudySpec:
+    """Validate a study's command-line description into a StudySpec, touching no store (UserError if bad).
+
+    config = objective defaults <- preset <- --set; space = default space (scaled to the config) minus the
+    --set keys, plus --param (grid: the --param choices only). The sampler seed defaults to the config seed.
+    """
+    if objective not in OBJECTIVES:
+        raise UserError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
+    config = defaults(objective)
+    config.update(preset_config(preset, objective))
+    fixed: dict[str, object] = {}
+    for text in sets:
+        key, value = parse_set(objective, text)
+        if key in fixed:
+            raise UserError(f"--set {key} given twice")
+        fixed[key] = value
+    config.update(fixed)
+    searched: dict[str, Any] = {}
+    for text in params:
+        key, dist = parse_param(objective, text)
+        if key in searched:
+            raise UserError(f"--param {key} given twice")
+        searched[key] = dist
+    seed = int(config["seed"]) if seed is None else int(seed)
+    sampler_dict = sampler_spec(sampler, seed)
+    space = build_space(objective, config, fixed, searched, sampler)
+    if role and role not in schema.ROLES:
+        raise UserError(f"unknown role {role!r}; choose from {', '.join(schema.ROLES)}")
+    if "encoder" in config:
+        parse_encoder(str(config["encoder"]))
+    return schema.StudySpec(
+        objective=objective,
+        config=config,
+        space=space,
+        sampler=sampler_dict,
+        pruner=pruner_spec(pruner, objective, config),
+        preset=preset or "",
+        role=role,
+        comparison=comparison,
+    )
+
+
+def make_objective(spec: schema.StudySpec, **kwargs: Any):
+    """The objective callable of a study (imports torch). kwargs: study_name, storage, artifacts, device,
+    work_dir, progress (see objectives.common.Objective)."""
+    import importlib
+
+    module, cls = _CLASSES[spec.objective]
+    return getattr(importlib.import_module(module), cls)(spec, **kwargs)
+
+
+def worker_seed(spec: schema.StudySpec, study: optuna.Study) -> int | None:
+    """The sampler seed of a worker starting now: the study's seed on a fresh study (a single worker's run is
+    reproducible), offset by the number of trials already there, so that a second `optimize` does not replay the
+    first one's random draws; workers starting while others run also mix in their process id."""
+    import os
+
+    seed = spec.sampler.get("seed")
+    if seed is None:
+        return None
+    trials = study.get_trials(deepcopy=False)
+    running = any(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+    return (int(seed) + len(trials) + (os.getpid() * 7919 if running else 0)) % (2**31)
+
+
+def open_study(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.Study, schema.StudySpec]:
+    """A stored study with its sampler and pruner rebuilt from its attrs (UserError if it is not ours)."""
+    from storage import load_study
+
+    study = load_study(storage, name)
+    try:
+        spec = schema.read_spec(study.user_attrs, name)
+    except schema.SchemaError as e:
+        raise UserError(str(e)) from None
+    study.sampler = make_sampler(spec.sampler, spec.space, seed=worker_seed(spec, study))
+    study.pruner = make_pruner(spec.pruner)
+    return study, spec
+
+
+__all__ = ["OBJECTIVES", "build_spec", "make_objective", "open_study", "worker_seed"]

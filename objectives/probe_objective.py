@@ -1,0 +1,77 @@
+"""The `linear_probe` objective: the linear classification protocol for the study's encoder, searching the
+probe's hyperparameters. The encoder (config "encoder": random | imagenet | best:STUDY | trial:STUDY:NUMBER |
+a checkpoint path) is frozen and its features come from the on-disk cache, so after the first trial a trial
+costs seconds. Per-epoch probe-val top-1 is reported for pruning; value = probe-val top-1 of the final epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+
+from objectives.common import DataCache, EncoderCache, Objective, set_attrs
+from simclr.device import Runtime
+from storage import schema
+
+
+class LinearProbeObjective(Objective):
+    name = "linear_probe"
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.data = DataCache()
+        self.encoders = EncoderCache()
+
+    def encoder(self, config: dict[str, Any]):
+        return self.encoders.get(
+            config, storage=self.storage, artifacts=self.artifacts, cache_dir=self.cache_dir(config)
+        )
+
+    def _prepare(self, config: dict[str, Any]) -> None:
+        self.data.probe_splits(config)
+        self.encoder(config)
+
+    def run(self, trial: optuna.Trial, config: dict[str, Any], rt: Runtime) -> float:
+        from simclr.config import DataConfig, ProbeConfig, build
+        from simclr.data import probe_data_key
+        from simclr.probe import evaluate_encoder
+
+        seed = int(config["seed"])
+        cfg = build(ProbeConfig, config)
+        encoder, description = self.encoder(config)
+        splits = self.data.probe_splits(config)
+        n_train = len(splits["train"])
+        set_attrs(
+            trial,
+            **{schema.TRIAL_ENCODER: description, "encoder_digest": encoder.digest, schema.N_TRAIN_IMAGES: n_train},
+        )
+        bar = self.bar(cfg.probe_epochs, trial)
+        try:
+            result = evaluate_encoder(
+                encoder,
+                splits,
+                cfg,
+                rt=rt,
+                cache_dir=self.cache_dir(config),
+                data_key=probe_data_key(build(DataConfig, config), seed),
+                seed=seed,
+                on_epoch=self.reporter(trial, "val_top1", bar),
+            )
+        finally:
+            bar.close()
+        batches = 1 if cfg.probe_batch_size <= 0 else math.ceil(n_train / cfg.probe_batch_size)
+        train_seconds = max(result.seconds - result.feature_seconds, 1e-9)
+        set_attrs(
+            trial,
+            **{
+                schema.VAL_TOP5: result.val_top5,
+                schema.TEST_TOP1: result.test_top1,
+                schema.TEST_TOP5: result.test_top5,
+                schema.STEPS: cfg.probe_epochs * batches,
+                schema.IMAGES_PER_SECOND: n_train * cfg.probe_epochs / train_seconds,
+                "feature_seconds": result.feature_seconds,
+            },
+        )
+        return result.val_top1

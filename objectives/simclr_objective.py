@@ -1,0 +1,150 @@
+"""The `simclr` objective: SimCLR pretraining with the trial's parameters, then the linear protocol.
+
+Per trial: pretrain (simclr.pretrain) on the seeded, nested `data_fraction` subset of the pretraining set;
+every `monitor_every` epochs a weighted-kNN top-1 on a bounded monitor (at most `monitor_size` probe-train
+images as the bank, probe-val images as queries) is reported to the trial for pruning; then the linear probe
+with the study's fixed probe settings. Value = probe-val top-1; test metrics and the checkpoint artifact id go
+to user attrs.
+
+Checkpoints are written to a per-trial temporary directory. While the trial runs, each one is copied into the
+artifact store unlisted (id in the "checkpoint" attr, the previous one removed), so that when the worker is
+killed the heartbeat retry (which inherits params and user attrs) resumes from it; the final checkpoint is
+uploaded as a listed artifact that the dashboard shows and `best:STUDY` encoders load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from objectives.common import DataCache, Objective, artifact_file, remove_dir, set_attrs
+from simclr.device import Runtime
+from storage import schema, store
+
+
+class SimCLRObjective(Objective):
+    name = "simclr"
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.data = DataCache()
+
+    def _prepare(self, config: dict[str, Any]) -> None:
+        self.data.probe_splits(config)  # a missing dataset stops the worker here, not in every trial
+        self.data.pretrain_set(config)
+
+    def run(self, trial: optuna.Trial, config: dict[str, Any], rt: Runtime) -> float:
+        from simclr.config import DataConfig, PretrainConfig, ProbeConfig, build
+        from simclr.data import probe_data_key, stats_for
+        from simclr.pretrain import pretrain
+        from simclr.probe import evaluate_encoder
+
+        seed = int(config["seed"])
+        pre_cfg, probe_cfg = build(PretrainConfig, config), build(ProbeConfig, config)
+        train, splits = self.data.pretrain_set(config), self.data.probe_splits(config)
+        mean, std = stats_for(str(config["pretrain_data"]))
+        set_attrs(
+            trial,
+            **{
+                schema.DATA_FRACTION: float(config["data_fraction"]),
+                schema.N_PRETRAIN_IMAGES: len(train),
+                schema.N_TRAIN_IMAGES: len(splits["train"]),
+                schema.TRIAL_ENCODER: f"trial:{self.study_name}:{trial.number}" if self.study_name else "simclr",
+            },
+        )
+        tmp = self.temp_dir(trial)
+        completed = False
+        try:
+            resume = self._resume_from(trial, tmp)
+            bar = self.bar(pre_cfg.epochs, trial)
+            knn: list[float] = []
+            try:
+                result = pretrain(
+                    pre_cfg,
+                    train,
+                    rt=rt,
+                    seed=seed,
+                    monitor=(splits["train"], splits["val"]) if pre_cfg.monitor_every > 0 else None,
+                    checkpoint_dir=tmp,
+                    resume=resume,
+                    mean=mean,
+                    std=std,
+                    on_epoch=self.reporter(
+                        trial,
+                        "knn_top1",
+                        bar,
+                        seen=lambda m: knn.extend([m["knn_top1"]] if m.get("knn_top1") is not None else []),
+                    ),
+                    on_checkpoint=lambda path, epoch: self._checkpointed(trial, path, epoch, pre_cfg.epochs),
+                )
+            finally:
+                bar.close()
+            set_attrs(
+                trial,
+                **{
+                    schema.STEPS: result.steps,
+                    schema.IMAGES_PER_SECOND: result.images_per_second,
+                    "pretrain_seconds": result.seconds,
+                    "knn_top1": knn[-1] if knn else None,
+                },
+            )
+            if self.upload_checkpoint(trial, result.checkpoint) is not None:
+                trial.set_user_attr(schema.CHECKPOINT_EPOCH, result.epochs_done)
+            data_key = probe_data_key(build(DataConfig, config), seed)
+            # no feature cache: this encoder exists once, its features would only fill the disk
+            probe = evaluate_encoder(
+                result.encoder, splits, probe_cfg, rt=rt, cache_dir=None, data_key=data_key, seed=seed
+            )
+            set_attrs(
+                trial,
+                **{
+                    schema.VAL_TOP5: probe.val_top5,
+                    schema.TEST_TOP1: probe.test_top1,
+                    schema.TEST_TOP5: probe.test_top5,
+                    "probe_seconds": probe.seconds,
+                },
+            )
+            completed = True
+            return probe.val_top1
+        finally:
+            remove_dir(tmp)
+            if not completed:
+                self._drop_resume_checkpoint(trial)
+
+    # -- resuming after a killed worker ------------------------------------------------------------------------
+
+    def _resume_from(self, trial: optuna.Trial, tmp: Path) -> Path | None:
+        """The inherited checkpoint of a heartbeat retry (its user attrs are the dead trial's), else None."""
+        if not self.can_upload(trial):
+            return None
+        artifact_id = trial.user_attrs.get(schema.CHECKPOINT)
+        if not artifact_id:
+            return None
+        try:
+            path = artifact_file(self.artifacts, artifact_id, tmp)
+        except Exception as e:  # the artifact is gone: start over rather than fail
+            optuna.logging.get_logger("objectives").warning("trial %d: cannot resume (%s)", trial.number, e)
+            return None
+        epoch = trial.user_attrs.get(schema.CHECKPOINT_EPOCH)
+        if epoch is not None:
+            trial.set_user_attr(schema.RESUMED_FROM_EPOCH, int(epoch))
+        return path
+
+    def _checkpointed(self, trial: optuna.Trial, path: Path, epoch: int, epochs: int) -> None:
+        if not self.can_upload(trial) or epoch >= epochs:  # the final checkpoint is uploaded listed, once
+            return
+        previous = trial.user_attrs.get(schema.CHECKPOINT)
+        artifact_id = store.write_unlisted(self.artifacts, path)
+        trial.set_user_attr(schema.CHECKPOINT, artifact_id)  # first the pointer to the new file...
+        trial.set_user_attr(schema.CHECKPOINT_EPOCH, int(epoch))
+        if isinstance(previous, str) and previous.startswith("resume-"):
+            store.remove_quietly(self.artifacts, previous)  # ...then the old file goes
+
+    def _drop_resume_checkpoint(self, trial: optuna.Trial) -> None:
+        """A pruned, failed or interrupted trial is not retried: its resume checkpoint is dead weight."""
+        artifact_id = trial.user_attrs.get(schema.CHECKPOINT)
+        if self.can_upload(trial) and isinstance(artifact_id, str) and artifact_id.startswith("resume-"):
+            store.remove_quietly(self.artifacts, artifact_id)
+            trial.set_user_attr(schema.CHECKPOINT, "")

@@ -1,0 +1,325 @@
+"""Search spaces, samplers and pruners: parsed from the command line, stored in the study, rebuilt by workers.
+
+`--set KEY=VALUE` fixes a config key; `--param NAME=SPEC` searches one:
+    float:LOW:HIGH[:log]     int:LOW:HIGH[:STEP|log]     choice:A,B,C   (values typed by the key's config type)
+Every objective has a default space (`default_space`) for the keys not fixed with --set; a --param replaces the
+default entry of its key or adds a new one. With the grid sampler the space is exactly the --param keys, each a
+choice (a grid over a continuous range is not a grid). No torch here: `create` validates without it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import warnings
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from simclr.config import check_value, objective_fields, parse_value
+from simclr.errors import UserError
+
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp")
+PRUNERS = ("median", "hyperband", "none")
+SPEC_HELP = "float:LOW:HIGH[:log], int:LOW:HIGH[:STEP|log] or choice:A,B,C"
+
+
+def _split_assignment(flag: str, text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UserError(f"{flag} {text!r}: expected KEY=VALUE")
+    return key, value.strip()
+
+
+def parse_set(objective: str, text: str) -> tuple[str, object]:
+    """`--set KEY=VALUE` -> (key, typed value); UserError on an unknown key or a bad value."""
+    key, value = _split_assignment("--set", text)
+    return key, parse_value(objective, key, value)
+
+
+def _number(key: str, text: str, kind: type) -> float | int:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise UserError(f"--param {key}: {text!r} is not {'an int' if kind is int else 'a number'}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"--param {key}: {text!r} is not a finite number")
+    return value
+
+
+def _distribution(objective: str, key: str, spec: str) -> BaseDistribution:
+    fields = objective_fields(objective)
+    if key not in fields:
+        known = ", ".join(sorted(fields))
+        raise UserError(f"--param {key}: unknown config key for objective {objective}; known: {known}")
+    kind = fields[key][0]
+    head, _, rest = spec.partition(":")
+    if head == "choice":
+        items = [item.strip() for item in rest.split(",")]
+        if not rest or any(not item for item in items):
+            raise UserError(f"--param {key}={spec}: choice needs values, e.g. choice:A,B,C")
+        values = [parse_value(objective, key, item) for item in items]
+        if len(set(values)) != len(values):
+            raise UserError(f"--param {key}={spec}: a value is listed twice")
+        return CategoricalDistribution(values)
+    parts = rest.split(":") if rest else []
+    if head not in ("float", "int") or len(parts) not in (2, 3):
+        raise UserError(f"--param {key}={spec}: SPEC must be {SPEC_HELP}")
+    if (head == "float") != (kind is float) or kind not in (int, float):
+        wanted = {float: "float:LOW:HIGH[:log] or choice", int: "int:LOW:HIGH[:STEP] or choice"}.get(kind, "choice")
+        raise UserError(f"--param {key}={spec}: {key} is {kind.__name__}; use {wanted}")
+    low, high = (_number(key, p, kind) for p in parts[:2])
+    if low > high:
+        raise UserError(f"--param {key}={spec}: LOW {low} is above HIGH {high}")
+    for bound in (low, high):
+        check_value(key, bound)
+    option = parts[2] if len(parts) == 3 else None
+    log = option == "log"
+    if log and low <= 0:
+        raise UserError(f"--param {key}={spec}: a log range needs LOW > 0")
+    try:
+        if head == "float":
+            if option not in (None, "log"):
+                raise UserError(f"--param {key}={spec}: the third field of float: can only be 'log'")
+            return FloatDistribution(low, high, log=log)
+        step = 1 if option in (None, "log") else _number(key, option, int)
+        if step <= 0:
+            raise UserError(f"--param {key}={spec}: STEP must be a positive int")
+        if (high - low) % step:
+            raise UserError(f"--param {key}={spec}: HIGH - LOW must be a multiple of STEP {step}")
+        return IntDistribution(low, high, log=log, step=step)
+    except ValueError as e:
+        raise UserError(f"--param {key}={spec}: {e}") from None
+
+
+def parse_param(objective: str, text: str) -> tuple[str, BaseDistribution]:
+    """`--param NAME=SPEC` -> (name, Optuna distribution)."""
+    key, spec = _split_assignment("--param", text)
+    return key, _distribution(objective, key, spec)
+
+
+def _sig(x: float) -> float:
+    return float(f"{x:.3g}")
+
+
+def default_space(objective: str, config: dict[str, Any]) -> dict[str, BaseDistribution]:
+    """The searched keys of an objective when nothing else is said, scaled around the config's values, so a
+    preset (e.g. smoke's small batch, paper's LARS learning rate) moves the space with it."""
+    if objective == "simclr":
+        lr, bs = float(config["lr"]), int(config["batch_size"])
+        return {
+            "lr": FloatDistribution(_sig(lr / 10), _sig(lr * 3), log=True),
+            "temperature": FloatDistribution(0.1, 1.0, log=True),
+            "weight_decay": FloatDistribution(1e-6, 1e-3, log=True),
+            "batch_size": CategoricalDistribution(sorted({max(2, bs // 2), bs, bs * 2})),
+            "jitter_strength": FloatDistribution(0.25, 1.5),
+        }
+    if objective == "linear_probe":
+        lr = float(config["probe_lr"])
+        return {
+            "probe_lr": FloatDistribution(_sig(lr / 30), _sig(lr * 10), log=True),
+            "probe_weight_decay": FloatDistribution(1e-7, 1e-2, log=True),
+        }
+    if objective in ("supervised", "finetune"):
+        lr = float(config["lr"])
+        return {
+            "lr": FloatDistribution(_sig(lr / 10), _sig(lr * 3), log=True),
+            "weight_decay": FloatDistribution(1e-5, 1e-3, log=True),
+            "label_smoothing": FloatDistribution(0.0, 0.2),
+        }
+    objective_fields(objective)  # raises the UserError for an unknown objective
+    return {}
+
+
+def build_space(
+    objective: str, config: dict[str, Any], fixed: dict[str, object], params: dict[str, BaseDistribution], sampler: str
+) -> dict[str, BaseDistribution]:
+    """The study's space: default space minus --set keys, plus --param; grid = the --param choices only."""
+    both = sorted(set(fixed) & set(params))
+    if both:
+        raise UserError(f"{', '.join(both)}: a key is either fixed (--set) or searched (--param), not both")
+    if sampler == "grid":
+        if not params:
+            raise UserError("--sampler grid needs at least one --param NAME=choice:A,B,...")
+        for key, dist in params.items():
+            if not isinstance(dist, CategoricalDistribution):
+                raise UserError(f"--sampler grid: --param {key} is a range; a grid needs choice:A,B,... values")
+        return dict(params)
+    space = {k: d for k, d in default_space(objective, config).items() if k not in fixed}
+    space.update(params)
+    return space
+
+
+def suggest(trial: optuna.Trial, space: dict[str, BaseDistribution]) -> dict[str, object]:
+    """Ask the trial for every parameter of the space (works with FixedTrial too)."""
+    values: dict[str, object] = {}
+    for name, d in space.items():
+        if isinstance(d, FloatDistribution):
+            values[name] = trial.suggest_float(name, d.low, d.high, log=d.log, step=d.step)
+        elif isinstance(d, IntDistribution):
+            values[name] = trial.suggest_int(name, d.low, d.high, log=d.log, step=d.step)
+        elif isinstance(d, CategoricalDistribution):
+            values[name] = trial.suggest_categorical(name, d.choices)
+        else:
+            raise TypeError(f"unsupported distribution {d!r} for {name}")
+    return values
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Samplers and pruners: stored as small dicts (Optuna does not store them), built by each worker
+
+
+def sampler_spec(name: str, seed: int) -> dict[str, Any]:
+    if name not in SAMPLERS:
+        raise UserError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    needs = {"cmaes": "cmaes", "gp": "scipy"}.get(name)
+    if needs and importlib.util.find_spec(needs) is None:
+        raise UserError(f"sampler {name} needs the {needs} package (pip install {needs}); or use tpe or random")
+    return {"name": name, "seed": int(seed)}
+
+
+def make_sampler(
+    spec: dict[str, Any], space: dict[str, BaseDistribution], seed: int | None = None
+) -> optuna.samplers.BaseSampler:
+    """The sampler of a study; `seed` overrides the stored one (workers offset it, see objectives.common)."""
+    name, seed = spec["name"], spec.get("seed") if seed is None else seed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if name == "tpe":
+            return optuna.samplers.TPESampler(seed=seed)
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if name == "grid":
+            grid = {k: list(d.choices) for k, d in space.items() if isinstance(d, CategoricalDistribution)}
+            return optuna.samplers.GridSampler(grid, seed=seed)
+        if name == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed)
+        if name == "gp":
+            return optuna.samplers.GPSampler(seed=seed)
+    raise UserError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+
+
+def _report_axis(objective: str, config: dict[str, Any]) -> tuple[int, int]:
+    """(first step reported, last step) of an objective's intermediate values, in epochs."""
+    if objective == "simclr":
+        every = int(config.get("monitor_every", 0)) or int(config["epochs"])
+        return min(every, int(config["epochs"])), int(config["epochs"])
+    if objective == "linear_probe":
+        return 1, int(config["probe_epochs"])
+    return 1, int(config["epochs"])
+
+
+def _ints(flag: str, text: str, names: tuple[str, ...]) -> list[int]:
+    parts = text.split(":")[1:]
+    if len(parts) > len(names):
+        raise UserError(f"--pruner {text}: at most {len(names)} numbers ({', '.join(names)})")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise UserError(f"--pruner {text}: {', '.join(names)} must be ints") from None
+    if any(v < 0 for v in values):
+        raise UserError(f"--pruner {text}: numbers must be >= 0")
+    return values
+
+
+def pruner_spec(text: str, objective: str, config: dict[str, Any]) -> dict[str, Any]:
+    """`median[:N_STARTUP[:N_WARMUP]]`, `hyperband[:MIN_RESOURCE[:REDUCTION]]` or `none`, with defaults from the
+    objective's reporting axis: median prunes from the 4th trial on, at the first report or later; hyperband's
+    rungs run from the first report to the last epoch."""
+    name = text.split(":")[0]
+    first, last = _report_axis(objective, config)
+    if name == "median":
+        values = _ints("--pruner", text, ("N_STARTUP", "N_WARMUP"))
+        startup = values[0] if values else 3
+        warmup = values[1] if len(values) > 1 else first  # pruning may start at the first report
+        return {"name": "median", "n_startup_trials": startup, "n_warmup_steps": warmup}
+    if name == "hyperband":
+        values = _ints("--pruner", text, ("MIN_RESOURCE", "REDUCTION"))
+        min_resource = values[0] if values else first
+        reduction = values[1] if len(values) > 1 else 3
+        if min_resource < 1 or reduction < 2:
+            raise UserError(f"--pruner {text}: MIN_RESOURCE must be >= 1 and REDUCTION >= 2")
+        return {
+            "name": "hyperband",
+            "min_resource": min_resource,
+            "max_resource": max(last, min_resource),
+            "reduction_factor": reduction,
+        }
+    if name == "none" and text == "none":
+        return {"name": "none"}
+    raise UserError(f"unknown pruner {text!r}; use median[:N_STARTUP[:N_WARMUP]], hyperband[:MIN[:REDUCTION]] or none")
+
+
+def make_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
+    name = spec["name"]
+    if name == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=spec.get("n_startup_trials", 3), n_warmup_steps=spec.get("n_warmup_steps", 0)
+        )
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=spec.get("min_resource", 1),
+            max_resource=spec.get("max_resource", "auto"),
+            reduction_factor=spec.get("reduction_factor", 3),
+        )
+    return optuna.pruners.NopPruner()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Encoder specs (linear_probe, finetune): random | imagenet | best:STUDY | trial:STUDY:NUMBER | a checkpoint path
+
+
+def parse_encoder(text: str) -> tuple[str, str, int | None]:
+    """(kind, study or path, trial number): kind is random | imagenet | best | trial | path. Syntax only."""
+    if text in ("random", "imagenet"):
+        return text, "", None
+    if text.startswith("best:"):
+        study = text[len("best:") :]
+        if not study:
+            raise UserError("encoder best:STUDY needs a study name")
+        return "best", study, None
+    if text.startswith("trial:"):
+        study, _, number = text[len("trial:") :].rpartition(":")
+        if not study or not number.isdigit():
+            raise UserError(f"encoder {text!r}: use trial:STUDY:NUMBER")
+        return "trial", study, int(number)
+    if not text:
+        raise UserError("encoder is empty; use random, imagenet, best:STUDY, trial:STUDY:NUMBER or a checkpoint path")
+    return "path", text, None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Grids shared by several workers. Optuna's GridSampler gives trial k < grid size the k-th grid point (trial
+# numbers are unique, so those never collide), but a worker that asks for a trial once every point has been
+# started re-evaluates a running point. Workers therefore stop when the grid is fully started, and a trial that
+# still lands on a taken point (two workers asking at the same instant) is failed before it trains.
+
+_TAKEN = (TrialState.RUNNING, TrialState.WAITING, TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def grid_size(space: dict[str, BaseDistribution]) -> int:
+    return math.prod(len(d.choices) for d in space.values() if isinstance(d, CategoricalDistribution))
+
+
+def grid_exhausted(study: optuna.Study, space: dict[str, BaseDistribution]) -> bool:
+    """Every grid point started (or done) and no retry waiting: a new trial could only repeat a point."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return False
+    started = {t.system_attrs.get("grid_id") for t in trials} - {None}
+    return len(started) >= grid_size(space)
+
+
+def grid_duplicate_of(trial: optuna.trial.FrozenTrial, trials: list[optuna.trial.FrozenTrial]) -> int | None:
+    """The number of an earlier trial holding this trial's grid point, else None. Earlier: of two trials racing
+    for one point the lower number keeps it (so they never both give way); failed trials hold nothing."""
+    grid_id = trial.system_attrs.get("grid_id")
+    if grid_id is None or "failed_trial" in trial.system_attrs:  # not a grid trial, or a heartbeat retry
+        return None
+    for t in trials:
+        if t.number < trial.number and t.system_attrs.get("grid_id") == grid_id and t.state in _TAKEN:
+            return t.number
+    return None

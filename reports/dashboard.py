@@ -1,0 +1,92 @@
+"""What people browsing the store with optuna-dashboard see: the comparison as a note, the scale curve as a figure.
+
+The only module of reports/ that writes to the store, and it writes study *system* attrs only, through
+optuna-dashboard's own API (0.21: `save_note(study_or_trial, body)`, `save_plotly_graph_object(study, figure, *,
+graph_object_id=None) -> str`); trials are never touched. The note keeps whatever a person wrote in it: only the
+block between our start and end lines is replaced. The figure has a fixed id, so a new report overwrites it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.storages import BaseStorage
+
+from reports import rows
+
+if TYPE_CHECKING:
+    from reports import Report
+
+NOTE_START = "### Comparison (written by study.py)"
+NOTE_END = "_End of the comparison written by study.py; text outside this block is kept._"
+SCALE_FIGURE_ID = "simclr-study-scale-curve"
+
+
+def md_text(value: Any) -> str:
+    """Store text as literal Markdown: every ASCII punctuation mark backslash-escaped (CommonMark), one line."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(str(value).split()))
+
+
+def comparison_markdown(report: Report) -> str:
+    """The comparison table as a Markdown block (between NOTE_START and NOTE_END)."""
+    lines = [
+        NOTE_START,
+        "",
+        f"Made {report.created.strftime('%Y-%m-%d %H:%M UTC')}. Best trial of each regime by validation top-1; "
+        "test numbers are that trial's attributes. Gain = test top-1 minus from-scratch test top-1, in points.",
+        "",
+        "| regime | test top-1 | test top-5 | gain (pts) | val top-1 | best trial | trials (complete/pruned/failed) |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for r in report.comparison:
+        counts = f"{r['n_trials']} ({r['n_complete']}/{r['n_pruned']}/{r['n_failed']})"
+        if r["status"] != "ok":
+            lines.append(f"| {md_text(r['label'])} | missing: {md_text(r['reason'])} | | | | | {counts} |")
+            continue
+        gain = "reference" if r["regime"] == rows.SCRATCH else _num(r["gain_top1"], "+")
+        best = f"{md_text(r['study'])} \\#{r['trial']}"
+        lines.append(
+            f"| {md_text(r['label'])} | {_num(r['test_top1'])} | {_num(r['test_top5'])} | {gain} | "
+            f"{_num(r['val_top1'])} | {best} | {counts} |"
+        )
+    return "\n".join([*lines, "", NOTE_END])
+
+
+def merge_note(existing: str, block: str) -> str:
+    """Replace our block in a note (or append it), keeping everything else a person wrote."""
+    start, end = existing.find(NOTE_START), existing.find(NOTE_END)
+    if start >= 0 and end > start:
+        return existing[:start] + block + existing[end + len(NOTE_END) :]
+    return f"{existing.rstrip()}\n\n{block}" if existing.strip() else block
+
+
+def save_to_dashboard(storage: str | BaseStorage, report: Report) -> dict[str, list[str]]:
+    """Write the comparison note on every study playing a regime and the scale curve on every scale study.
+
+    Returns {"notes": [study names], "figures": [study names]}. `report` must have been built from `storage`.
+    """
+    import optuna_dashboard  # imported here: `report --json` needs neither it nor plotly
+
+    from reports import figures
+
+    storage = rows.open_storage(storage)
+    written: dict[str, list[str]] = {"notes": [], "figures": []}
+    if report.has_comparison:
+        block = comparison_markdown(report)
+        for study in (s for s in report.studies if s.regime in rows.REGIMES):
+            handle = optuna.load_study(study_name=study.name, storage=storage)
+            optuna_dashboard.save_note(handle, merge_note(optuna_dashboard.get_note(handle), block))
+            written["notes"].append(study.name)
+    if any(r["count"] for r in report.scale):
+        figure = figures.scale_figure(report.scale)
+        for study in rows.scale_studies(report.studies):
+            handle = optuna.load_study(study_name=study.name, storage=storage)
+            optuna_dashboard.save_plotly_graph_object(handle, figure, graph_object_id=SCALE_FIGURE_ID)
+            written["figures"].append(study.name)
+    return written
+
+
+def _num(value: float | None, sign: str = "") -> str:
+    return "n/a" if value is None else f"{value:{sign}.2f}"

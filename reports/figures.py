@@ -1,0 +1,161 @@
+"""The plotly halves: each function turns one dict or list of rows from `reports/rows.py` into a Figure.
+
+Every string that came from the store (study names, parameter names, categorical choices) goes through `_text`
+(html.escape): plotly renders a subset of HTML tags in labels and decodes entities, so escaped text shows as
+typed and never becomes markup. Traces are grouped (one trace per state, lines separated by None) so that a
+study of 1,000 trials is a handful of traces, not a thousand.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+
+COLORS = {"COMPLETE": "#1f77b4", "PRUNED": "#ff7f0e", "FAIL": "#d62728", "RUNNING": "#7f7f7f", "WAITING": "#7f7f7f"}
+HEIGHT = 380
+
+
+def _text(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, **kwargs: Any) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0.01}, xaxis_title=x, yaxis_title=y, template="plotly_white", height=HEIGHT,
+        margin={"l": 60, "r": 20, "t": 50, "b": 50}, legend={"orientation": "h", "y": -0.2}, **kwargs,
+    )  # fmt: skip
+    return fig
+
+
+def comparison_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
+    """Test top-1 per regime; the bar text is the gain over scratch; a missing regime has no bar, only a label."""
+    labels = [_text(r["label"]) for r in rows]
+    values = [r["test_top1"] for r in rows]
+    bar_text = []
+    for r in rows:
+        if r["test_top1"] is None:
+            bar_text.append("")
+        elif r["regime"] == "scratch":
+            bar_text.append(f"{r['test_top1']:.2f} (reference)")
+        elif r["gain_top1"] is None:
+            bar_text.append(f"{r['test_top1']:.2f}")
+        else:
+            bar_text.append(f"{r['test_top1']:.2f} ({r['gain_top1']:+.2f} pts vs scratch)")
+    hover = [
+        f"{_text(r['label'])}<br>study {_text(r['study'])} trial #{r['trial']}<br>val top-1 {r['val_top1']:.2f}"
+        f"<br>test top-5 {r['test_top5'] if r['test_top5'] is not None else 'n/a'}"
+        if r["status"] == "ok" else f"{_text(r['label'])}<br>missing: {_text(r['reason'])}"
+        for r in rows
+    ]  # fmt: skip
+    fig = go.Figure(go.Bar(x=labels, y=values, text=bar_text, textposition="outside", hovertext=hover,
+                           hoverinfo="text", marker_color="#1f77b4", cliponaxis=False))  # fmt: skip
+    for label, row in zip(labels, rows, strict=True):
+        if row["test_top1"] is None:
+            why = "missing" if row["status"] == "missing" else "no test_top1"
+            fig.add_annotation(x=label, y=0, text=why, showarrow=False, yshift=12, font={"color": "#d62728"})
+    top = max([v for v in values if v is not None], default=1.0)
+    fig.update_yaxes(range=[0, top * 1.2])
+    return _layout(fig, "Test top-1 per regime (best trial by validation top-1)", "", "test top-1 (%)")
+
+
+def scale_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
+    """Validation top-1 against pretraining images (log x): the best trial, its test top-1, and the spread."""
+    rows = [r for r in rows if r["count"]]
+    by_images = all(r["n_pretrain_images"] for r in rows)
+    xs = [r["n_pretrain_images"] if by_images else r["data_fraction"] for r in rows]
+    hover = [f"fraction {r['data_fraction']:g}, {r['n_pretrain_images'] or '?'} images, {r['count']} complete trials"
+             for r in rows]  # fmt: skip
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=xs, y=[r["mean"] for r in rows], mode="markers", name="mean over trials (bar: min-max)",
+        marker={"color": "#aaaaaa", "size": 7}, hovertext=hover,
+        error_y={"type": "data", "symmetric": False, "array": [r["max"] - r["mean"] for r in rows],
+                 "arrayminus": [r["mean"] - r["min"] for r in rows], "color": "#aaaaaa"},
+    ))  # fmt: skip
+    fig.add_trace(go.Scatter(x=xs, y=[r["best_value"] for r in rows], mode="lines+markers", hovertext=hover,
+                             name="best trial: val top-1", line={"color": "#1f77b4"}))  # fmt: skip
+    tests = [r["test_top1"] for r in rows]
+    if any(t is not None for t in tests):
+        fig.add_trace(go.Scatter(x=xs, y=tests, mode="lines+markers", name="best trial: test top-1",
+                                 hovertext=hover, line={"color": "#2ca02c", "dash": "dash"}))  # fmt: skip
+    ticks = [f"{x / 1000:g}k" if by_images and x >= 1000 else f"{x:g}" for x in xs]
+    fig.update_xaxes(type="log", tickvals=xs, ticktext=ticks)  # the measured sizes, not log-axis minor ticks
+    x_title = "pretraining images (log)" if by_images else "pretraining data fraction (log)"
+    return _layout(fig, "SimCLR: linear-probe top-1 vs pretraining data", x_title, "top-1 (%)")
+
+
+def history_figure(info: dict[str, Any]) -> go.Figure:
+    fig = go.Figure()
+    hover = [f"trial #{n}" for n in info["numbers"]]
+    fig.add_trace(go.Scatter(x=info["numbers"], y=info["values"], mode="markers", name="objective (val top-1)",
+                             hovertext=hover, marker={"color": COLORS["COMPLETE"]}))  # fmt: skip
+    fig.add_trace(go.Scatter(x=info["numbers"], y=info["best_so_far"], mode="lines", name="best so far",
+                             line={"color": "#d62728", "shape": "hv"}))  # fmt: skip
+    _integer_ticks(fig, info["numbers"])
+    return _layout(fig, f"{_text(info['study'])}: optimisation history", "trial", "objective value")
+
+
+def importance_figure(info: dict[str, Any]) -> go.Figure:
+    """Horizontal bars, most important on top."""
+    items = sorted(info["importances"].items(), key=lambda kv: kv[1])
+    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[_text(k) for k, _ in items], orientation="h",
+                           text=[f"{v:.2f}" for _, v in items], textposition="auto",
+                           marker_color=COLORS["COMPLETE"]))  # fmt: skip
+    return _layout(fig, f"{_text(info['study'])}: importance (PED-ANOVA)", "importance", "")
+
+
+def parallel_figure(info: dict[str, Any]) -> go.Figure:
+    """Parallel coordinates, objective first, lines coloured by it; log params on a log10 axis with 10^k ticks."""
+    objective = info["objective"]
+    dimensions = [{"label": "objective", "values": objective}]
+    for dim in info["dimensions"]:
+        entry: dict[str, Any] = {"label": _text(dim["name"]), "values": dim["values"]}
+        if dim["kind"] == "categorical":
+            # parcoords draws tick text as plain text (no entity decoding, no tags): raw is both safe and right
+            entry.update(tickvals=list(range(len(dim["labels"]))), ticktext=list(dim["labels"]))
+        elif dim["log"] and dim["values"]:
+            low, high = int(min(dim["values"]) // 1), int(-(-max(dim["values"]) // 1))
+            ticks = list(range(low, high + 1))
+            entry.update(tickvals=ticks, ticktext=[f"1e{k}" for k in ticks], label=f"{_text(dim['name'])} (log)")
+        dimensions.append(entry)
+    fig = go.Figure(go.Parcoords(dimensions=dimensions, line={"color": objective, "colorscale": "Viridis",
+                                                                "showscale": True}))  # fmt: skip
+    fig.update_layout(title={"text": f"{_text(info['study'])}: parallel coordinates", "x": 0.01}, height=HEIGHT,
+                      template="plotly_white", margin={"l": 60, "r": 60, "t": 80, "b": 30})  # fmt: skip
+    return fig
+
+
+def intermediate_figure(info: dict[str, Any]) -> go.Figure:
+    """Reported values per step; one trace per state; pruned trials dashed and marked where they stopped."""
+    fig = go.Figure()
+    for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"):
+        series = [s for s in info["series"] if s["state"] == state]
+        if not series:
+            continue
+        xs: list[Any] = []
+        ys: list[Any] = []
+        hover: list[Any] = []
+        for s in series:
+            xs += [*s["steps"], None]
+            ys += [*s["values"], None]
+            hover += [f"trial #{s['number']} ({state.lower()})"] * len(s["steps"]) + [None]
+        dash = "dot" if state == "PRUNED" else "solid"
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{state.lower()} ({len(series)})", hovertext=hover,
+                                 line={"color": COLORS[state], "dash": dash, "width": 1}, opacity=0.7))  # fmt: skip
+        if state == "PRUNED":
+            fig.add_trace(go.Scatter(
+                x=[s["steps"][-1] for s in series], y=[s["values"][-1] for s in series], mode="markers",
+                name="pruned here", marker={"symbol": "x", "color": COLORS[state], "size": 8},
+                hovertext=[f"trial #{s['number']} pruned after step {s['steps'][-1]}" for s in series],
+            ))  # fmt: skip
+    _integer_ticks(fig, [step for s in info["series"] for step in s["steps"]])
+    return _layout(fig, f"{_text(info['study'])}: intermediate values", "step (epoch)", "reported value")
+
+
+def _integer_ticks(fig: go.Figure, xs: Sequence[int]) -> None:
+    """Trial numbers and steps are integers: no 0.5 ticks on short axes."""
+    if xs and max(xs) - min(xs) < 10:
+        fig.update_xaxes(dtick=1)

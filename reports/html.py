@@ -1,0 +1,238 @@
+"""One self-contained HTML page: plotly.js inlined once in <head>, every figure a div plus a Plotly.newPlot call.
+
+Nothing is fetched when the page is viewed: no external script, stylesheet or font, and a Content-Security-Policy
+(`default-src 'none'`) makes the browser refuse any request a figure might still try (plotly.js carries map-tile
+URLs it would only use for map traces). Store text reaches the page in two ways, both escaped: as HTML through
+`html.escape`, and as figure JSON inside <script>, where `<`, `>` and `&` become \\u003c-style escapes so that a
+study named `</script><img ...>` cannot end the script. ('unsafe-eval' is for the regl shaders of the WebGL
+parallel-coordinates trace.)
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import plotly.io
+import plotly.offline
+
+from reports import figures, rows
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from reports import Report
+
+CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
+       "img-src data: blob:; font-src data:")  # fmt: skip
+PLOTLY_CONFIG = '{"responsive": true, "displaylogo": false}'
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 1400px; padding: 0 1rem; color: #222; }
+h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; margin-top: 2.5rem; }
+.meta { color: #555; } .meta code { background: #f4f4f4; padding: 0 0.3em; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
+th, td { border: 1px solid #ddd; padding: 0.2rem 0.5rem; text-align: right; white-space: nowrap; }
+th { background: #f4f4f4; position: sticky; top: 0; } td.text, th.text { text-align: left; }
+tr.missing td { color: #b00; } ul.note { margin: 0.5rem 0; }
+.missing-reason { white-space: normal; max-width: 40rem; text-align: left; }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(600px, 1fr)); gap: 1rem; }
+figure { margin: 0; min-width: 0; } .note { color: #777; font-style: italic; }
+.figure { width: 100%; min-height: 380px; border: 1px solid #eee; }
+.scroll { max-height: 420px; overflow: auto; border: 1px solid #eee; display: inline-block; max-width: 100%; }
+tr.PRUNED td { color: #b86200; } tr.FAIL td { color: #b00; }
+.trials thead tr:first-child th { position: static; border-bottom: none; }
+"""
+
+
+class _Page:
+    """Collects the body and numbers the figure divs."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.n_figures = 0
+
+    def add(self, *html_parts: str) -> None:
+        self.parts.extend(html_parts)
+
+    def figure(self, fig: go.Figure, caption: str | None = None) -> None:
+        div_id = f"figure-{self.n_figures}"
+        self.n_figures += 1
+        spec = script_json(plotly.io.to_json(fig, validate=False))
+        note = f'<figcaption class="note">{_e(caption)}</figcaption>' if caption else ""
+        self.add(f'<figure><div class="figure" id="{div_id}"></div>{note}</figure>',
+                 f'<script>window.addEventListener("DOMContentLoaded",function(){{var f={spec};'
+                 f'Plotly.newPlot("{div_id}",f.data,f.layout,{PLOTLY_CONFIG});}});</script>')  # fmt: skip
+
+
+def script_json(text: str) -> str:
+    """JSON made safe inside <script>: in JSON these characters only occur inside strings, where \\uXXXX is equal."""
+    for char, escape in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"), ("\u2028", "\\u2028"),
+                         ("\u2029", "\\u2029")):  # fmt: skip
+        text = text.replace(char, escape)
+    return text
+
+
+def render(report: Report) -> str:
+    """The whole page as one string."""
+    page = _Page()
+    _header(page, report)
+    if report.has_comparison:
+        _comparison(page, report.comparison)
+    if report.scale:
+        _scale(page, report.scale)
+    for index, study in enumerate(report.studies):
+        _study(page, index, study, report.importances[study.name])
+    plotly_js = plotly.offline.get_plotlyjs().replace("</script", "<\\/script")
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>simclr-study report</title>", f"<style>{STYLE}</style>",
+        f'<script type="text/javascript">{plotly_js}</script>', "</head><body>", *page.parts, "</body></html>",
+    ])  # fmt: skip
+
+
+def write_html(report: Report, path: str | Path) -> Path:
+    """Render and write atomically (a reader never sees half a page); returns the path."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render(report), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------- sections
+
+
+def _header(page: _Page, report: Report) -> None:
+    links = ", ".join(f'<a href="#study-{i}">{_e(s.name)}</a>' for i, s in enumerate(report.studies)) or "none"
+    page.add(
+        "<h1>simclr-study report</h1>",
+        f'<p class="meta">made {_e(report.created.strftime("%Y-%m-%d %H:%M:%S %Z"))} from store '
+        f"<code>{_e(report.storage)}</code><br>{len(report.studies)} studies: {links}</p>",
+        '<p class="meta">Objective values are validation top-1 (%). Test accuracies are attributes of the trial '
+        "selected on validation; the test set never selects anything.</p>",
+    )
+
+
+def _comparison(page: _Page, comparison: list[dict[str, Any]]) -> None:
+    columns = ["regime", "test top-1", "test top-5", "gain over scratch (pts)", "val top-1", "best trial",
+               "trials", "complete", "pruned", "failed", "status"]  # fmt: skip
+    body = []
+    for r in comparison:
+        gain = "reference" if r["regime"] == rows.SCRATCH and r["test_top1"] is not None else _num(r["gain_top1"], "+")
+        best = f"{_e(r['study'])} #{r['trial']}" if r["status"] == "ok" else ""
+        status = "ok" if r["status"] == "ok" else f"missing: {_e(r['reason'])}"
+        body.append(
+            f'<tr class="{_e(r["status"])}"><td class="text">{_e(r["label"])}</td><td>{_num(r["test_top1"])}</td>'
+            f"<td>{_num(r['test_top5'])}</td><td>{gain}</td><td>{_num(r['val_top1'])}</td>"
+            f'<td class="text">{best}</td><td>{r["n_trials"]}</td><td>{r["n_complete"]}</td><td>{r["n_pruned"]}</td>'
+            f'<td>{r["n_failed"]}</td><td class="missing-reason">{status}</td></tr>'
+        )
+    page.add('<h2 id="comparison">Comparison</h2>', _table(columns, body, "comparison", text_columns=(0, 5, 10)))
+    page.figure(figures.comparison_figure(comparison))
+
+
+def _scale(page: _Page, scale: list[dict[str, Any]]) -> None:
+    columns = ["data fraction", "pretraining images", "best val top-1", "its test top-1", "mean", "min", "max",
+               "complete", "pruned", "failed", "best trial"]  # fmt: skip
+    body = [
+        f"<tr><td>{r['data_fraction']:g}</td><td>{_num(r['n_pretrain_images'])}</td><td>{_num(r['best_value'])}</td>"
+        f"<td>{_num(r['test_top1'])}</td><td>{_num(r['mean'])}</td><td>{_num(r['min'])}</td><td>{_num(r['max'])}</td>"
+        f"<td>{r['count']}</td><td>{r['n_pruned']}</td><td>{r['n_failed']}</td>"
+        f'<td class="text">{_e(r["study"]) + " #" + str(r["trial"]) if r["study"] else ""}</td></tr>'
+        for r in scale
+    ]
+    page.add('<h2 id="scale">Data scale</h2>', _table(columns, body, "scale", text_columns=(10,)))
+    if any(r["count"] for r in scale):
+        page.figure(figures.scale_figure(scale))
+    else:
+        page.add('<p class="note">No complete SimCLR trial yet: no curve.</p>')
+
+
+def _study(page: _Page, index: int, study: rows.StudyData, importance: dict[str, Any]) -> None:
+    summary = rows.study_summary(study)
+    counts = summary["counts"]
+    facts = [f"objective <b>{_e(study.objective or '?')}</b>"]
+    facts += [f"role <b>{_e(study.role)}</b>"] if study.role else []
+    facts += [f"encoder <code>{_e(study.encoder)}</code>"] if study.encoder else []
+    facts += [f"{counts['total']} trials ({counts['complete']} complete, {counts['pruned']} pruned, "
+              f"{counts['failed']} failed, {counts['running']} running)"]  # fmt: skip
+    if summary["best"]:
+        best = summary["best"]
+        facts.append(f"best #{best['number']}: {_num(best['value'])}")
+    page.add(f'<h2 id="study-{index}">Study {_e(study.name)}</h2>', f'<p class="meta">{" · ".join(facts)}</p>')
+    notes: list[str] = []  # why a figure is not there, listed under the ones that are
+    page.add('<div class="grid">')
+    history = rows.history_info(study)
+    if history["numbers"]:
+        page.figure(figures.history_figure(history))
+    else:
+        notes.append("No complete trial: no optimisation history.")
+    if importance["importances"]:
+        page.figure(figures.importance_figure(importance), caption=importance.get("caveat"))
+    else:
+        notes.append(f"Hyperparameter importance omitted: {importance['note']}.")
+    parallel = rows.parallel_info(study)
+    if parallel["dimensions"] and parallel["numbers"]:
+        page.figure(figures.parallel_figure(parallel))
+    else:
+        notes.append("Parallel coordinates omitted: no parameter searched in every complete trial.")
+    intermediate = rows.intermediate_info(study)
+    if intermediate["series"]:
+        page.figure(figures.intermediate_figure(intermediate))
+    else:
+        notes.append("No intermediate values reported.")
+    page.add("</div>")
+    if notes:
+        page.add('<ul class="note">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
+    page.add(_trial_table(rows.table_info(study)))
+
+
+def _trial_table(info: dict[str, Any]) -> str:
+    text_columns = {1} | {i for i, c in enumerate(info["columns"]) if c == "error"}
+    body = []
+    for row in info["rows"]:
+        cells = "".join(f"<td>{_cell(v)}</td>" if _is_number(v) else f'<td class="text">{_e(v)}</td>' for v in row)
+        body.append(f'<tr class="{_e(row[1])}">{cells}</tr>')
+    groups = "".join(f'<th colspan="{n}" class="text">{_e(name)}</th>' for name, n in info["groups"] if n)
+    table = _table(info["columns"], body, "trials", text_columns=text_columns)
+    return f'<div class="scroll">{table.replace("<thead>", f"<thead><tr>{groups}</tr>", 1)}</div>'
+
+
+# ----------------------------------------------------------------------------------------------- cells
+
+
+def _table(columns: Sequence[str], body: list[str], cls: str, text_columns: Sequence[int] | set[int] = ()) -> str:
+    head = "".join(f'<th class="text">{_e(c)}</th>' if i in text_columns else f"<th>{_e(c)}</th>"
+                   for i, c in enumerate(columns))  # fmt: skip
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _e(value: Any) -> str:
+    return "" if value is None else html.escape(str(value), quote=True)
+
+
+def _num(value: float | int | None, sign: str = "") -> str:
+    if value is None:
+        return "&mdash;"
+    if isinstance(value, int):
+        return f"{value:{sign}d}"
+    return f"{value:{sign}.2f}"
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _cell(value: float | int | None) -> str:
+    """Numbers compactly: 2 decimals from 1 up, 4 significant digits below (learning rates)."""
+    if value is None:
+        return ""
+    if isinstance(value, int) or not math.isfinite(value):
+        return str(value)
+    return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.4g}"

@@ -1,0 +1,325 @@
+"""The SimCLR loop (Chen et al. 2020, "A Simple Framework for Contrastive Learning of Visual Representations",
+Algorithm 1): two augmented views of every image in a batch, encoder f + projection head g, NT-Xent over the
+2N projections, SGD/LARS/AdamW with linear warmup and cosine decay computed per step.
+
+Speed: the dataset is one uint8 tensor moved to the device once; views are made per batch on the device
+(simclr.augment, no DataLoader, no PIL); the forward runs under the runtime's autocast in its memory format
+(channels_last), the loss in float32. Per epoch the loop hands metrics to `on_epoch`, which may raise to
+stop the run (Optuna pruning); it never imports Optuna.
+
+Reproducibility: model init, batch order and augmentation draw from explicit generators seeded from `seed`
+(the global RNG is neither used nor reseeded here: the command seeds it, simclr.device.seed_everything).
+A checkpoint holds weights, optimizer and scaler state, step and all generator states, so a resumed run
+repeats an uninterrupted one exactly on the same device and precision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from simclr.augment import normalize, simclr_params_from, simclr_views
+from simclr.config import PretrainConfig
+from simclr.data import CIFAR10_MEAN, CIFAR10_STD, ImageSet, stratified_subset
+from simclr.device import Runtime, rng_state, set_rng_state
+from simclr.errors import UserError
+from simclr.features import extract_features
+from simclr.knn import knn_accuracy
+from simclr.loss import nt_xent
+from simclr.models import (
+    Encoder,
+    ProjectionHead,
+    SimCLRModel,
+    init_weights_,
+    load_checkpoint,
+    resnet18,
+    save_checkpoint,
+    weights_digest,
+)
+from simclr.schedule import LARS, LossLog, build_optimizer, epoch_batches, lr_at, set_lr
+
+__all__ = ["LARS", "PretrainResult", "lr_at", "pretrain", "build_model", "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "last.pt"  # one file, replaced atomically: a ResNet-18 + momentum checkpoint is ~90 MB
+# Config keys that may differ between a checkpoint and the run resuming it: they do not change the training.
+RESUMABLE_CHANGES = {"checkpoint_every", "monitor_every", "monitor_size", "knn_k", "knn_temperature"}
+
+
+@dataclass
+class PretrainResult:
+    model: SimCLRModel
+    encoder: Encoder  # model.encoder as an Encoder (name "simclr", CIFAR stem, native resolution)
+    history: list[dict]  # on_epoch's dicts, one per epoch done (including epochs before a resume)
+    steps: int  # optimisation steps in total
+    n_images: int  # pretraining images
+    seconds: float  # wall time of this call
+    images_per_second: float  # training throughput of this call (images; views are twice as many)
+    checkpoint: Path | None  # the last checkpoint written (or resumed from)
+    epochs_done: int
+
+
+def build_model(cfg: PretrainConfig, seed: int) -> SimCLRModel:
+    """CIFAR-stem ResNet-18 + projection head initialised from torch.Generator(seed): the encoder's weights
+    equal `simclr.models.load_encoder("random", seed=seed)`'s, so "before training" is that random encoder."""
+    gen = torch.Generator().manual_seed(seed)
+    encoder = init_weights_(resnet18("cifar"), gen)
+    head = init_weights_(ProjectionHead(512, cfg.proj_hidden, cfg.proj_dim), gen)
+    return SimCLRModel(encoder, head)
+
+
+def _generators(seed: int, device: torch.device) -> dict[str, torch.Generator]:
+    # Separate streams, so changing the batch order does not change the augmentations and vice versa.
+    return {
+        "permutation": torch.Generator().manual_seed(seed + 1),
+        "augment": torch.Generator(device=device).manual_seed(seed + 2),
+    }
+
+
+def _cpu_state(module: torch.nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in module.state_dict().items()}
+
+
+def _payload(cfg, model, optimizer, scaler, gens, epoch, step, history, mean, std) -> dict:
+    """The checkpoint: tensors and plain containers only, so torch.load(weights_only=True) reads it."""
+    rng = {**rng_state(), **{name: g.get_state() for name, g in gens.items()}}
+    return {
+        "encoder": _cpu_state(model.encoder),
+        "head": _cpu_state(model.head),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+        "step": step,
+        "rng": rng,
+        "config": dataclasses.asdict(cfg),
+        "mean": list(mean),
+        "std": list(std),
+        "stem": "cifar",
+        "history": [dict(h) for h in history],
+    }
+
+
+def _restore(path: Path, cfg, model, optimizer, scaler, gens) -> tuple[int, int, list[dict]]:
+    """Load a checkpoint written by `pretrain` into the live objects; returns (epoch, step, history)."""
+    payload = load_checkpoint(path)
+    saved = payload.get("config")
+    if not isinstance(saved, dict) or "encoder" not in payload or "optimizer" not in payload:
+        raise UserError(f"checkpoint {path} is not a SimCLR pretraining checkpoint (no config/optimizer)")
+    changed = sorted(k for k, v in dataclasses.asdict(cfg).items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
+    if changed:
+        raise UserError(
+            f"cannot resume from {path}: config differs in {', '.join(changed)} "
+            f"(checkpoint: {', '.join(f'{k}={saved.get(k)!r}' for k in changed)})"
+        )
+    model.encoder.load_state_dict(payload["encoder"])
+    model.head.load_state_dict(payload["head"])
+    optimizer.load_state_dict(payload["optimizer"])
+    if payload.get("scaler"):
+        scaler.load_state_dict(payload["scaler"])
+    set_rng_state(payload["rng"])
+    for name, g in gens.items():
+        g.set_state(payload["rng"][name])
+    return int(payload["epoch"]), int(payload["step"]), list(payload.get("history", []))
+
+
+def _bounded(images: ImageSet, size: int, seed: int) -> ImageSet:
+    """At most `size` images (0 = all), stratified, so the monitor costs the same on any dataset size."""
+    if size <= 0 or len(images) <= size:
+        return images
+    return images.subset(stratified_subset(images.labels, size / len(images), seed))
+
+
+def knn_monitor(
+    model: SimCLRModel, bank: ImageSet, queries: ImageSet, *, rt: Runtime, mean, std, k: int, temperature: float
+) -> float:
+    """Weighted kNN top-1 (percent) of the current encoder: features of bank and queries in eval mode, computed
+    fresh (never cached: the weights change every epoch); the encoder is back in train mode afterwards."""
+    encoder = Encoder(model.encoder, "simclr", "cifar", tuple(mean), tuple(std), None, digest="")
+    try:
+        bank_features = extract_features(encoder, bank.images, rt=rt)
+        query_features = extract_features(encoder, queries.images, rt=rt)
+    finally:  # extract_features freezes the module (eval, requires_grad_(False)): undo for training
+        model.encoder.train().requires_grad_(True)
+    return knn_accuracy(
+        bank_features,
+        bank.labels,
+        query_features,
+        queries.labels,
+        k=k,
+        temperature=temperature,
+        num_classes=max(bank.num_classes, queries.num_classes),
+    )
+
+
+def _train_epoch(
+    step_model,
+    batches,
+    images,
+    optimizer,
+    scaler,
+    log: LossLog,
+    *,
+    cfg,
+    rt,
+    gen,
+    view_kw,
+    mean,
+    std,
+    step: int,
+    total_steps: int,
+    warmup_steps: int,
+) -> tuple[int, float]:
+    """One pass over `batches`; returns (global step after it, last lr)."""
+    lr = 0.0
+    for idx in batches:
+        lr = lr_at(step, total_steps, warmup_steps, cfg.lr)
+        set_lr(optimizer, lr)
+        batch = images[idx.to(images.device, non_blocking=True)]  # (B, 3, H, W) uint8
+        x1 = normalize(simclr_views(batch, gen, **view_kw), mean, std)  # (B, 3, S, S)
+        x2 = normalize(simclr_views(batch, gen, **view_kw), mean, std)
+        x = torch.cat([x1, x2]).contiguous(memory_format=rt.memory_format)  # (2B, 3, S, S)
+        with rt.autocast():
+            _, z = step_model(x)  # (2B, proj_dim)
+        z1, z2 = z.float().chunk(2)  # (B, proj_dim) each
+        loss = nt_xent(z1, z2, cfg.temperature)  # float32, autocast off inside
+        log.add(loss)  # raises NonFiniteLoss before the bad gradient is applied (on CPU)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+    return step, lr
+
+
+def pretrain(
+    cfg: PretrainConfig,
+    train: ImageSet,
+    *,
+    rt: Runtime,
+    seed: int = 0,
+    monitor: tuple[ImageSet, ImageSet] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    on_checkpoint: Callable[[Path, int], None] | None = None,
+    mean: Sequence[float] = CIFAR10_MEAN,
+    std: Sequence[float] = CIFAR10_STD,
+) -> PretrainResult:
+    """SimCLR pretraining of a CIFAR-stem ResNet-18 on `train` (labels unused) for cfg.epochs epochs.
+
+    - Batches: a seeded permutation per epoch cut into cfg.batch_size images, the short last batch dropped
+      (NT-Xent's negatives depend on the batch size); with fewer images than a batch, one batch of all of them.
+      Steps per epoch = n // batch; the schedule's warmup (round(warmup_epochs x steps per epoch)) and total
+      (epochs x steps per epoch) are in steps.
+    - monitor=(bank, queries): weighted kNN top-1 of the encoder ("knn_top1") every cfg.monitor_every epochs
+      and at the last epoch (monitor_every=0: never); each set is bounded to cfg.monitor_size images.
+    - on_epoch(metrics) after every epoch: {"epoch" (1-based), "loss" (mean over the epoch's steps), "lr" (of
+      the last step), "images_per_second", "step" (steps so far), ["knn_top1"]}; an exception it raises
+      propagates and ends the run (no checkpoint for that epoch).
+    - checkpoint_dir: `last.pt` there (atomic replace) every cfg.checkpoint_every epochs and at the end
+      (checkpoint_every=0: only at the end), then on_checkpoint(path, epoch).
+    - resume: a checkpoint of this function with the same config (except monitor/checkpoint frequency);
+      training continues at its epoch + 1 and gives the same losses as an uninterrupted run (same device,
+      precision, seed); the returned history includes the epochs before the resume (on_epoch is not called
+      again for them).
+    - A NaN/inf loss raises NonFiniteLoss(epoch, step, value) (step = 0-based global step of that loss).
+    """
+    started = time.perf_counter()
+    n = len(train)
+    if n < 2:
+        raise UserError(f"SimCLR needs at least 2 pretraining images (NT-Xent needs negatives), got {n}")
+    batch_size = min(cfg.batch_size, n)
+    steps_per_epoch = n // batch_size
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
+    view_kw = simclr_params_from(cfg)
+
+    model = rt.prepare(build_model(cfg, seed))
+    optimizer = build_optimizer(model, cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scaler = rt.grad_scaler()
+    gens = _generators(seed, rt.device)
+    epoch, step, history = 0, 0, []
+    checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    last_saved = None
+    if resume is not None:
+        epoch, step, history = _restore(Path(resume), cfg, model, optimizer, scaler, gens)
+        last_saved = Path(resume)
+    step_model = torch.compile(model) if rt.compile else model
+    images = train.images.to(rt.device)  # once: every batch and view is cut from it on the device
+    if monitor is not None:
+        monitor = (_bounded(monitor[0], cfg.monitor_size, seed), _bounded(monitor[1], cfg.monitor_size, seed))
+    train_seconds, trained_images = 0.0, 0
+
+    model.train()
+    while epoch < cfg.epochs:
+        epoch += 1
+        t0 = time.perf_counter()
+        batches = epoch_batches(n, batch_size, gens["permutation"], drop_last=True)
+        log = LossLog(len(batches), epoch=epoch, first_step=step, device=rt.device)
+        step, lr = _train_epoch(
+            step_model,
+            batches,
+            images,
+            optimizer,
+            scaler,
+            log,
+            cfg=cfg,
+            rt=rt,
+            gen=gens["augment"],
+            view_kw=view_kw,
+            mean=mean,
+            std=std,
+            step=step,
+            total_steps=total_steps,
+            warmup_steps=warmup_steps,
+        )
+        loss = log.mean()  # waits for the device: the epoch's time below is real
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        trained_images += len(batches) * batch_size
+        metrics = {
+            "epoch": epoch,
+            "loss": loss,
+            "lr": lr,
+            "images_per_second": len(batches) * batch_size / seconds,
+            "step": step,
+        }
+        if monitor is not None and cfg.monitor_every > 0 and (epoch % cfg.monitor_every == 0 or epoch == cfg.epochs):
+            metrics["knn_top1"] = knn_monitor(
+                model, *monitor, rt=rt, mean=mean, std=std, k=cfg.knn_k, temperature=cfg.knn_temperature
+            )
+        history.append(metrics)
+        if on_epoch is not None:
+            on_epoch(dict(metrics))
+        due = cfg.checkpoint_every > 0 and epoch % cfg.checkpoint_every == 0
+        if checkpoint is not None and (due or epoch == cfg.epochs):
+            save_checkpoint(checkpoint, _payload(cfg, model, optimizer, scaler, gens, epoch, step, history, mean, std))
+            last_saved = checkpoint
+            if on_checkpoint is not None:
+                on_checkpoint(checkpoint, epoch)
+
+    encoder = Encoder(
+        model.encoder,
+        "simclr",
+        "cifar",
+        tuple(map(float, mean)),
+        tuple(map(float, std)),
+        None,
+        weights_digest(model.encoder),
+    )
+    return PretrainResult(
+        model,
+        encoder,
+        history,
+        step,
+        n,
+        time.perf_counter() - started,
+        trained_images / train_seconds if train_seconds > 0 else 0.0,
+        last_saved,
+        epoch,
+    )

@@ -1,0 +1,233 @@
+"""Supervised training with labels: a CIFAR-stem ResNet-18 from scratch, or fine-tuning a given encoder
+(all of its weights) under a new linear classifier. The baselines SimCLR is compared with.
+
+Protocol (DESIGN.md): train on probe-train with random crop (zero padding) + horizontal flip, pick the epoch
+with the best probe-val top-1 (ties: the earlier epoch), and evaluate probe-test ONCE at the end with that
+epoch's weights; test never selects anything. Same machinery as pretraining (simclr.schedule): per-step
+warmup + cosine lr, BN/bias excluded from weight decay, autocast, GradScaler, channels_last, NonFiniteLoss.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from simclr.augment import eval_preprocess, normalize, supervised_augment
+from simclr.config import SupervisedConfig
+from simclr.data import ImageSet
+from simclr.device import Runtime
+from simclr.errors import UserError
+from simclr.models import FEATURE_DIM, Encoder, init_weights_, resnet18, save_checkpoint
+from simclr.schedule import LossLog, build_optimizer, epoch_batches, lr_at, set_lr
+
+CHECKPOINT_NAME = "best.pt"
+EVAL_BATCH = 512
+
+
+@dataclass
+class SupervisedResult:
+    val_top1: float  # of the selected (best-val) epoch, percent
+    val_top5: float
+    test_top1: float | None  # None when splits has no "test"
+    test_top5: float | None
+    best_epoch: int  # 1-based
+    history: list[dict]
+    steps: int
+    n_images: int  # training images
+    seconds: float
+    images_per_second: float
+    model: nn.Module  # a `Classifier` holding the best-val weights
+    checkpoint: Path | None
+
+
+class Classifier(nn.Module):
+    """backbone (N, 3, H, W) -> (N, 512) features -> fc -> (N, num_classes) logits."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int):
+        super().__init__()
+        self.backbone = backbone
+        self.fc = nn.Linear(FEATURE_DIM, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.backbone(x))
+
+
+def _preprocess_train(images: Tensor, gen: torch.Generator, *, padding: int, size: int | None, mean, std) -> Tensor:
+    x = supervised_augment(images, gen, padding=padding)  # (B, 3, H, W) float in [0, 1]
+    if size is not None and tuple(x.shape[-2:]) != (size, size):  # fine-tuning an encoder trained at `size`
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return normalize(x, mean, std)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, data: ImageSet, *, rt: Runtime, size: int | None, mean, std, batch_size: int = EVAL_BATCH
+) -> tuple[float, float]:
+    """(top-1, top-5) in percent of `model` on `data`: eval mode, no_grad, no augmentation (with fewer than
+    5 classes, top-5 counts all of them and is 100)."""
+    was_training = model.training
+    model.eval()
+    hits1 = hits5 = 0
+    for start in range(0, len(data), batch_size):
+        images = data.images[start : start + batch_size].to(rt.device, non_blocking=True)
+        labels = data.labels[start : start + batch_size].to(rt.device, non_blocking=True)
+        x = eval_preprocess(images, size=size, mean=mean, std=std).contiguous(memory_format=rt.memory_format)
+        with rt.autocast():
+            logits = model(x).float()  # (B, classes)
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices  # (B, 5)
+        hits1 += int((top[:, 0] == labels).sum())
+        hits5 += int((top == labels[:, None]).any(1).sum())
+    model.train(was_training)
+    return 100.0 * hits1 / len(data), 100.0 * hits5 / len(data)
+
+
+def _build(encoder: Encoder | None, num_classes: int, seed: int) -> tuple[Classifier, str, int | None]:
+    """(model, stem, input size): from scratch a seeded CIFAR-stem ResNet-18; else a copy of the encoder."""
+    gen = torch.Generator().manual_seed(seed)
+    if encoder is None:
+        model = Classifier(init_weights_(resnet18("cifar"), gen), num_classes)
+        init_weights_(model.fc, gen)
+        return model, "cifar", None
+    model = Classifier(copy.deepcopy(encoder.module).requires_grad_(True), num_classes)  # caller's stays intact
+    init_weights_(model.fc, gen)
+    return model, encoder.stem, encoder.resolution
+
+
+def _check_splits(splits: dict[str, ImageSet]) -> None:
+    for name in ("train", "val"):
+        if name not in splits or len(splits[name]) == 0:
+            raise UserError(f"supervised training needs a non-empty {name!r} split")
+
+
+def train_supervised(
+    cfg: SupervisedConfig,
+    splits: dict[str, ImageSet],
+    *,
+    rt: Runtime,
+    seed: int = 0,
+    encoder: Encoder | None = None,
+    checkpoint_dir: str | Path | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> SupervisedResult:
+    """Train on splits["train"], select on splits["val"], test once on splits["test"] (optional).
+
+    - encoder None: CIFAR-stem ResNet-18 + linear layer initialised from torch.Generator(seed), inputs
+      normalised with `mean`/`std` (None: the train split's per-channel statistics).
+    - encoder given: a copy of encoder.module (all weights trained, BN in train mode) + a new Linear(512,
+      classes); inputs resized to encoder.resolution (None: native) and normalised with encoder.mean/std
+      (`mean`/`std` are ignored: the weights expect their own normalisation).
+    - Every epoch: a seeded permutation in batches of cfg.batch_size (the last one short), crop with
+      cfg.crop_padding + flip, cross-entropy with cfg.label_smoothing; then val top-1 in eval mode and
+      on_epoch({"epoch", "loss", "lr", "val_top1", "images_per_second", "step"}) (may raise to stop).
+    - checkpoint_dir: the best-val model as `best.pt` in our checkpoint format ({"encoder": backbone
+      state_dict, "fc", "stem", "mean", "std", "config", "best_epoch", "history"}), loadable by load_encoder.
+    - A NaN/inf loss raises NonFiniteLoss(epoch, step, value).
+    """
+    started = time.perf_counter()
+    _check_splits(splits)
+    train, val, test = splits["train"], splits["val"], splits.get("test")
+    num_classes = max(s.num_classes for s in splits.values())
+    model, stem, size = _build(encoder, num_classes, seed)
+    if encoder is not None:
+        mean, std = encoder.mean, encoder.std
+    elif mean is None or std is None:
+        pixels = train.images.float().div_(255.0).transpose(0, 1).reshape(3, -1)  # (3, N*H*W)
+        mean, std = tuple(pixels.mean(1).tolist()), tuple(pixels.std(1).tolist())
+    model = rt.prepare(model)
+    step_model = torch.compile(model) if rt.compile else model
+    optimizer = build_optimizer(model, cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scaler = rt.grad_scaler()
+    perm_gen = torch.Generator().manual_seed(seed + 1)
+    aug_gen = torch.Generator(device=rt.device).manual_seed(seed + 2)
+    images, labels = train.images.to(rt.device), train.labels.to(rt.device)  # once
+    batch_size = min(cfg.batch_size, len(train))
+    steps_per_epoch = -(-len(train) // batch_size)
+    total_steps, warmup_steps = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
+
+    step, history, train_seconds = 0, [], 0.0
+    best_val, best_epoch, best_state = -1.0, 0, None
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        batches = epoch_batches(len(train), batch_size, perm_gen, drop_last=False)
+        log = LossLog(len(batches), epoch=epoch, first_step=step, device=rt.device)
+        lr = 0.0
+        for idx in batches:
+            lr = lr_at(step, total_steps, warmup_steps, cfg.lr)
+            set_lr(optimizer, lr)
+            idx = idx.to(rt.device, non_blocking=True)
+            x = _preprocess_train(images[idx], aug_gen, padding=cfg.crop_padding, size=size, mean=mean, std=std)
+            with rt.autocast():
+                logits = step_model(x.contiguous(memory_format=rt.memory_format))  # (B, classes)
+            loss = F.cross_entropy(logits.float(), labels[idx], label_smoothing=cfg.label_smoothing)
+            log.add(loss)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+        loss_mean = log.mean()
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        val_top1, _ = evaluate(model, val, rt=rt, size=size, mean=mean, std=std)
+        metrics = {
+            "epoch": epoch,
+            "loss": loss_mean,
+            "lr": lr,
+            "val_top1": val_top1,
+            "images_per_second": len(train) / seconds,
+            "step": step,
+        }
+        history.append(metrics)
+        if val_top1 > best_val:  # strict: ties keep the earlier epoch
+            best_val, best_epoch = val_top1, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if on_epoch is not None:
+            on_epoch(dict(metrics))
+
+    model.load_state_dict(best_state)
+    val_top1, val_top5 = evaluate(model, val, rt=rt, size=size, mean=mean, std=std)
+    test_top1 = test_top5 = None
+    if test is not None and len(test) > 0:
+        test_top1, test_top5 = evaluate(model, test, rt=rt, size=size, mean=mean, std=std)
+    checkpoint = None
+    if checkpoint_dir is not None:
+        checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME
+        cpu = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        save_checkpoint(
+            checkpoint,
+            {
+                "encoder": {k[len("backbone.") :]: v for k, v in cpu.items() if k.startswith("backbone.")},
+                "fc": {k[len("fc.") :]: v for k, v in cpu.items() if k.startswith("fc.")},
+                "stem": stem,
+                "mean": list(map(float, mean)),
+                "std": list(map(float, std)),
+                "config": dataclasses.asdict(cfg),
+                "best_epoch": best_epoch,
+                "history": [dict(h) for h in history],
+            },
+        )
+    return SupervisedResult(
+        val_top1,
+        val_top5,
+        test_top1,
+        test_top5,
+        best_epoch,
+        history,
+        step,
+        len(train),
+        time.perf_counter() - started,
+        cfg.epochs * len(train) / train_seconds,
+        model,
+        checkpoint,
+    )

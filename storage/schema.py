@@ -1,0 +1,162 @@
+"""The study schema: what every study and trial in the store carries (DESIGN.md "The store").
+
+Objectives write it, `study.py show`, the reports and the dashboard read it. Plain Python and Optuna only (no
+torch), so readers start fast. A study is self-describing: `objective`, `config` and `space` (plus how to sample
+and prune) are enough for any worker to rebuild the objective from the store alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
+
+SCHEMA_VERSION = 1
+DIRECTION = "maximize"  # every objective value is a validation top-1 in percent
+
+OBJECTIVES = ("simclr", "linear_probe", "supervised", "finetune")
+ROLES = ("simclr_scale", "simclr_hparams", "probe_simclr", "probe_imagenet", "probe_random", "scratch", "finetune")
+
+# Study user attrs.
+OBJECTIVE = "objective"  # str: one of OBJECTIVES
+CONFIG = "config"  # JSON str: the fixed config dict (every key of the objective's flat namespace)
+SPACE = "space"  # JSON str: {name: distribution_to_json(d)}
+SCHEMA = "schema"  # int: SCHEMA_VERSION
+PRESET = "preset"  # str: smoke | default | paper | "" (none)
+ROLE = "role"  # str, optional: the regime this study plays in a comparison (ROLES)
+ENCODER = "encoder"  # str, probe/finetune studies: the encoder spec probed
+COMPARISON = "comparison"  # str, optional: the compare prefix
+SAMPLER = "sampler"  # JSON str: {"name": "tpe", "seed": 0}; Optuna does not store samplers
+PRUNER = "pruner"  # JSON str: {"name": "median", "n_startup_trials": .., "n_warmup_steps": ..}
+
+# Trial user attrs.
+VAL_TOP1 = "val_top1"
+VAL_TOP5 = "val_top5"
+TEST_TOP1 = "test_top1"
+TEST_TOP5 = "test_top5"
+N_TRAIN_IMAGES = "n_train_images"
+STEPS = "steps"
+SECONDS = "seconds"
+IMAGES_PER_SECOND = "images_per_second"
+DEVICE = "device"
+TRIAL_ENCODER = "encoder"
+CHECKPOINT = "checkpoint"  # artifact id of the trial's (final, or latest while running) checkpoint
+CHECKPOINT_EPOCH = "checkpoint_epoch"  # epoch of that checkpoint
+ERROR = "error"
+DATA_FRACTION = "data_fraction"
+N_PRETRAIN_IMAGES = "n_pretrain_images"
+RETRY_OF = "retry_of"
+RESUMED_FROM_EPOCH = "resumed_from_epoch"
+TRIAL_ATTRS = (
+    VAL_TOP1,
+    VAL_TOP5,
+    TEST_TOP1,
+    TEST_TOP5,
+    N_TRAIN_IMAGES,
+    STEPS,
+    SECONDS,
+    IMAGES_PER_SECOND,
+    DEVICE,
+    TRIAL_ENCODER,
+    CHECKPOINT,
+    CHECKPOINT_EPOCH,
+    ERROR,
+    DATA_FRACTION,
+    N_PRETRAIN_IMAGES,
+    RETRY_OF,
+    RESUMED_FROM_EPOCH,
+)
+
+
+def space_to_json(space: dict[str, BaseDistribution]) -> str:
+    return json.dumps({name: distribution_to_json(d) for name, d in space.items()}, sort_keys=True)
+
+
+def space_from_json(text: str) -> dict[str, BaseDistribution]:
+    return {name: json_to_distribution(d) for name, d in json.loads(text).items()}
+
+
+@dataclass
+class StudySpec:
+    """Everything a study stores about itself, as plain values (the user attrs, decoded)."""
+
+    objective: str
+    config: dict[str, Any]
+    space: dict[str, BaseDistribution]
+    sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe", "seed": 0})
+    pruner: dict[str, Any] = field(default_factory=lambda: {"name": "median"})
+    preset: str = ""
+    role: str = ""
+    comparison: str = ""
+    schema: int = SCHEMA_VERSION
+
+    @property
+    def encoder(self) -> str:
+        return str(self.config.get("encoder", ""))
+
+    def user_attrs(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {
+            OBJECTIVE: self.objective,
+            CONFIG: json.dumps(self.config, sort_keys=True),
+            SPACE: space_to_json(self.space),
+            SCHEMA: self.schema,
+            PRESET: self.preset,
+            SAMPLER: json.dumps(self.sampler, sort_keys=True),
+            PRUNER: json.dumps(self.pruner, sort_keys=True),
+        }
+        if "encoder" in self.config:
+            attrs[ENCODER] = self.encoder
+        if self.role:
+            attrs[ROLE] = self.role
+        if self.comparison:
+            attrs[COMPARISON] = self.comparison
+        return attrs
+
+
+class SchemaError(ValueError):
+    """A study in the store that was not written by this project (or by an incompatible version)."""
+
+
+def write_spec(study: optuna.Study, spec: StudySpec) -> None:
+    for key, value in spec.user_attrs().items():
+        study.set_user_attr(key, value)
+
+
+def read_spec(user_attrs: dict[str, Any], study_name: str = "?") -> StudySpec:
+    """Decode a study's user attrs (from Study.user_attrs or FrozenStudy.user_attrs); SchemaError if unusable."""
+    missing = [k for k in (OBJECTIVE, CONFIG, SPACE, SCHEMA) if k not in user_attrs]
+    if missing:
+        raise SchemaError(f"study {study_name!r} was not created by study.py (no {', '.join(missing)} attr)")
+    if user_attrs[SCHEMA] != SCHEMA_VERSION:
+        raise SchemaError(f"study {study_name!r} has schema {user_attrs[SCHEMA]}, this code reads {SCHEMA_VERSION}")
+    try:
+        return StudySpec(
+            objective=user_attrs[OBJECTIVE],
+            config=json.loads(user_attrs[CONFIG]),
+            space=space_from_json(user_attrs[SPACE]),
+            sampler=json.loads(user_attrs.get(SAMPLER, '{"name": "tpe", "seed": 0}')),
+            pruner=json.loads(user_attrs.get(PRUNER, '{"name": "median"}')),
+            preset=user_attrs.get(PRESET, ""),
+            role=user_attrs.get(ROLE, ""),
+            comparison=user_attrs.get(COMPARISON, ""),
+            schema=user_attrs[SCHEMA],
+        )
+    except (ValueError, TypeError, KeyError) as e:
+        raise SchemaError(f"study {study_name!r} has unreadable attrs ({e})") from None
+
+
+def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """One trial as plain JSON-able data: what `show --json` prints and what reports read."""
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "value": trial.value,
+        "params": dict(trial.params),
+        "intermediate_values": {str(k): v for k, v in sorted(trial.intermediate_values.items())},
+        "user_attrs": dict(trial.user_attrs),
+        "datetime_start": trial.datetime_start.isoformat() if trial.datetime_start else None,
+        "datetime_complete": trial.datetime_complete.isoformat() if trial.datetime_complete else None,
+    }

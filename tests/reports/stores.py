@@ -1,0 +1,155 @@
+"""Stores for the report tests, filled with `optuna.trial.create_trial` per the schema (storage/schema.py).
+
+`fill_comparison` writes one study per regime with numbers chosen so that every rule shows: the best trial by
+validation is not the best by test, a regime spread over two user-made studies (no role attr), a regime with only
+failed trials, pruned trials, a data fraction given only as a param or only in the study config, and a study
+whose name, parameter choice and error text are HTML/script injections. EXPECTED holds the hand-computed rows.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+EVIL = "<img src=x onerror=alert(1)>"
+EVIL_CHOICE = "</script><script>alert(2)</script>"
+EVIL_ERROR = "<script>alert(3)</script>"
+COMPLETE, PRUNED, FAIL = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
+
+
+def _trial(state=COMPLETE, value=None, params=None, dists=None, **attrs):
+    steps = {0: 10.0, 1: 20.0} if state == PRUNED else ({0: value / 2, 1: value} if value is not None else None)
+    return create_trial(state=state, value=value if state == COMPLETE else None, params=params or {},
+                        distributions=dists or {}, user_attrs=attrs, intermediate_values=steps)  # fmt: skip
+
+
+def _study(storage, name, trials, *, objective, role=None, encoder=None, config=None):
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+    study.set_user_attr("objective", objective)
+    study.set_user_attr("schema", 1)
+    study.set_user_attr("config", json.dumps(config or {}))
+    study.set_user_attr("space", "{}")
+    if role:
+        study.set_user_attr("role", role)
+    if encoder:
+        study.set_user_attr("encoder", encoder)
+    study.add_trials(trials)
+    return study
+
+
+def fill_comparison(storage) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    frac = {"data_fraction": CategoricalDistribution([0.1, 0.5, 1.0])}
+    _study(storage, "simclr-scale", [
+        _trial(value=30.0, data_fraction=0.1, n_pretrain_images=5000, test_top1=29.0),
+        _trial(value=34.0, data_fraction=0.1, n_pretrain_images=5000, test_top1=33.5),
+        _trial(PRUNED, data_fraction=0.1, n_pretrain_images=5000),
+        _trial(value=40.0, data_fraction=0.5, n_pretrain_images=25000, test_top1=39.0),
+        _trial(FAIL, data_fraction=1.0, error="NonFiniteLoss: non-finite loss nan at epoch 2, step 7 (diverged)"),
+        _trial(value=44.0, params={"data_fraction": 1.0}, dists=frac, n_pretrain_images=50000, test_top1=43.0),
+        _trial(PRUNED),  # fraction from the study config: 0.5
+    ], objective="simclr", role="simclr_scale", config={"data_fraction": 0.5})  # fmt: skip
+    lr = FloatDistribution(1e-3, 1.0, log=True)
+    evil = {"lr": lr, "optimizer": CategoricalDistribution(["sgd", EVIL_CHOICE])}
+    _study(storage, EVIL, [
+        _trial(value=10.0, params={"lr": 0.001, "optimizer": "sgd"}, dists=evil),
+        _trial(value=30.0, params={"lr": 0.1, "optimizer": EVIL_CHOICE}, dists=evil),
+        _trial(value=20.0, params={"lr": 1.0, "optimizer": "sgd"}, dists=evil),
+        _trial(FAIL, params={"lr": 0.01, "optimizer": "sgd"}, dists=evil, error=EVIL_ERROR),
+    ], objective="simclr", role="simclr_hparams")  # fmt: skip
+    _study(storage, "probe-simclr", [
+        _trial(value=41.0, test_top1=45.0, test_top5=75.0),  # best on test, not on validation
+        _trial(value=43.5, test_top1=42.0, test_top5=72.3),
+        _trial(PRUNED),
+        _trial(FAIL, error="UserError: checkpoint missing"),
+    ], objective="linear_probe", role="probe_simclr", encoder="best:simclr-scale")  # fmt: skip
+    # ImageNet probes made by hand: no role attr, the encoder only in the config; two studies, best of both.
+    _study(storage, "imagenet-a", [_trial(value=50.0, test_top1=49.0, test_top5=80.0)],
+           objective="linear_probe", config={"encoder": "imagenet", "resolution": 224})  # fmt: skip
+    _study(storage, "imagenet-b", [_trial(value=48.0, test_top1=47.0, test_top5=78.0),
+                                   _trial(value=52.5, test_top1=51.0, test_top5=81.5)],
+           objective="linear_probe", config={"encoder": "imagenet", "resolution": 64})  # fmt: skip
+    _study(storage, "probe-random", [_trial(FAIL, error="old error"), _trial(FAIL, error="CUDA out of memory")],
+           objective="linear_probe", role="probe_random", encoder="random")  # fmt: skip
+    _study(storage, "scratch", [_trial(value=30.0, test_top1=28.5, test_top5=58.0), _trial(PRUNED)],
+           objective="supervised", role="scratch")  # fmt: skip
+    _study(storage, "finetune-by-hand", [_trial(value=48.0, test_top1=47.5, test_top5=77.0)],
+           objective="finetune", config={"encoder": "best:simclr-scale"})  # fmt: skip
+
+
+def _row(regime, label, studies, study=None, trial=None, val=None, test1=None, test5=None, counts=(0, 0, 0, 0),
+         gain=None, reason=None):  # fmt: skip
+    total, complete, pruned, failed = counts
+    return {"regime": regime, "label": label, "status": "ok" if study else "missing", "reason": reason,
+            "studies": studies, "study": study, "trial": trial, "val_top1": val, "test_top1": test1,
+            "test_top5": test5, "n_trials": total, "n_complete": complete, "n_pruned": pruned, "n_failed": failed,
+            "gain_top1": gain}  # fmt: skip
+
+
+EXPECTED_COMPARISON = [
+    _row("probe_simclr", "SimCLR -> linear probe", ["probe-simclr"], "probe-simclr", 1, 43.5, 42.0, 72.3,
+         (4, 2, 1, 1), 42.0 - 28.5),
+    _row("probe_imagenet", "ImageNet-supervised -> linear probe", ["imagenet-a", "imagenet-b"], "imagenet-b", 1,
+         52.5, 51.0, 81.5, (3, 3, 0, 0), 51.0 - 28.5),
+    _row("probe_random", "random encoder -> linear probe", ["probe-random"], counts=(2, 0, 0, 2),
+         reason="no complete trial; last failure (probe-random #1): CUDA out of memory"),
+    _row("scratch", "from scratch (supervised)", ["scratch"], "scratch", 0, 30.0, 28.5, 58.0, (2, 1, 1, 0), 0.0),
+    _row("finetune", "SimCLR fine-tuned", ["finetune-by-hand"], "finetune-by-hand", 0, 48.0, 47.5, 77.0,
+         (1, 1, 0, 0), 47.5 - 28.5),
+]  # fmt: skip
+
+EXPECTED_SCALE = [
+    {"data_fraction": 0.1, "n_pretrain_images": 5000, "count": 2, "n_pruned": 1, "n_failed": 0, "best_value": 34.0,
+     "test_top1": 33.5, "study": "simclr-scale", "trial": 1, "mean": 32.0, "min": 30.0, "max": 34.0},
+    {"data_fraction": 0.5, "n_pretrain_images": 25000, "count": 1, "n_pruned": 1, "n_failed": 0, "best_value": 40.0,
+     "test_top1": 39.0, "study": "simclr-scale", "trial": 3, "mean": 40.0, "min": 40.0, "max": 40.0},
+    {"data_fraction": 1.0, "n_pretrain_images": 50000, "count": 1, "n_pruned": 0, "n_failed": 1, "best_value": 44.0,
+     "test_top1": 43.0, "study": "simclr-scale", "trial": 5, "mean": 44.0, "min": 44.0, "max": 44.0},
+]  # fmt: skip
+
+
+def fill_large(storage, n_trials: int = 1000, n_studies: int = 4, seed: int = 0) -> None:
+    """n_trials spread over SimCLR scale studies with 4 params, 20 reported epochs, pruned and failed trials."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rng = random.Random(seed)
+    dists = {"lr": FloatDistribution(1e-4, 1.0, log=True), "temperature": FloatDistribution(0.1, 1.0),
+             "batch_size": CategoricalDistribution([128, 256, 512]), "data_fraction": CategoricalDistribution(
+                 [0.1, 0.25, 0.5, 1.0])}  # fmt: skip
+    for s in range(n_studies):
+        trials = []
+        for _ in range(n_trials // n_studies):
+            params = {
+                "lr": 10 ** rng.uniform(-4, 0),
+                "temperature": rng.uniform(0.1, 1.0),
+                "batch_size": rng.choice([128, 256, 512]),
+                "data_fraction": rng.choice([0.1, 0.25, 0.5, 1.0]),
+            }
+            state = rng.choices([COMPLETE, PRUNED, FAIL], [0.7, 0.25, 0.05])[0]
+            value = 20 + 10 * params["data_fraction"] + rng.gauss(0, 2)
+            epochs = 20 if state == COMPLETE else 5
+            attrs = {
+                "data_fraction": params["data_fraction"],
+                "n_pretrain_images": int(50000 * params["data_fraction"]),
+                "test_top1": value - 1,
+                "test_top5": value + 25,
+                "seconds": 12.5,
+                "steps": 400,
+                "device": "cpu",
+            }
+            if state == FAIL:
+                attrs["error"] = "NonFiniteLoss: diverged"
+            trials.append(
+                create_trial(
+                    state=state,
+                    value=value if state == COMPLETE else None,
+                    params=params,
+                    distributions=dists,
+                    user_attrs=attrs,
+                    intermediate_values={e: value * (e + 1) / 20 for e in range(epochs)},
+                )
+            )
+        _study(storage, f"scale-{s}", trials, objective="simclr", role="simclr_scale")

@@ -1,0 +1,70 @@
+"""The comparison note and the scale figure saved for optuna-dashboard; trials untouched, people's notes kept."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import optuna_dashboard
+import pytest
+from optuna_dashboard._custom_plot_data import get_plotly_graph_objects  # what the dashboard reads back
+
+import reports
+from reports import dashboard
+from tests.reports import stores
+
+
+@pytest.fixture
+def url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    stores.fill_comparison(url)
+    return url
+
+
+def trial_snapshot(storage):
+    return {s.study_name: [(t.state, t.values, t.params, t.user_attrs) for t in storage.get_all_trials(s._study_id)]
+            for s in storage.get_all_studies()}  # fmt: skip
+
+
+def test_note_and_figure_are_saved_and_replaced(url):
+    storage = optuna.storages.get_storage(url)
+    probe = optuna.load_study(study_name="probe-simclr", storage=storage)
+    optuna_dashboard.save_note(probe, "My own notes: rerun with more epochs.")
+    before = trial_snapshot(storage)
+
+    report = reports.build_report(storage)
+    for _ in range(2):  # a second report replaces, never duplicates
+        written = dashboard.save_to_dashboard(storage, report)
+
+    regime_studies = ["probe-simclr", "imagenet-a", "imagenet-b", "probe-random", "scratch", "finetune-by-hand"]
+    assert sorted(written["notes"]) == sorted(regime_studies)
+    assert written["figures"] == ["simclr-scale"]
+    note = optuna_dashboard.get_note(probe)
+    assert note.startswith("My own notes: rerun with more epochs.\n\n" + dashboard.NOTE_START)
+    assert note.count(dashboard.NOTE_START) == 1 and note.count(dashboard.NOTE_END) == 1
+    assert "| SimCLR \\-\\> linear probe | 42.00 | 72.30 | +13.50 | 43.50 | probe\\-simclr \\#1 | 4 (2/1/1) |" in note
+    assert "missing: no complete trial\\; last failure \\(probe\\-random \\#1\\)\\: CUDA out of memory" in note
+    assert optuna_dashboard.get_note(optuna.load_study(study_name="simclr-scale", storage=storage)) == ""
+
+    scale_id = storage.get_study_id_from_name("simclr-scale")
+    graphs = get_plotly_graph_objects(storage.get_study_system_attrs(scale_id))
+    assert list(graphs) == [dashboard.SCALE_FIGURE_ID]
+    figure = json.loads(graphs[dashboard.SCALE_FIGURE_ID])
+    best = next(trace for trace in figure["data"] if trace["name"] == "best trial: val top-1")
+    assert best["x"] == [5000, 25000, 50000] and best["y"] == [34.0, 40.0, 44.0]
+    assert trial_snapshot(storage) == before  # system attrs of studies only; no trial changed
+
+
+@pytest.mark.parametrize(
+    "existing",
+    ["", "mine", f"mine\n\n{dashboard.NOTE_START}\nold table\n{dashboard.NOTE_END}\nafter"],
+)
+def test_merge_note_keeps_other_text(existing):
+    merged = dashboard.merge_note(existing, f"{dashboard.NOTE_START}\nnew\n{dashboard.NOTE_END}")
+    assert merged.count("new") == 1 and "old table" not in merged
+    for kept in ("mine", "after"):
+        assert (kept in merged) == (kept in existing)
+
+
+def test_md_text_is_literal():
+    assert dashboard.md_text("<img src=x>|[a](javascript:b)") == ("\\<img src\\=x\\>\\|\\[a\\]\\(javascript\\:b\\)")

@@ -1,0 +1,214 @@
+"""The data halves of the report against hand-computed rows (tests/reports/stores.py); no plotly here."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+import reports
+from reports import rows
+from simclr.errors import UserError
+from storage import schema
+from tests.reports import stores
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'studies.db'}"
+    stores.fill_comparison(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+def studies(url):
+    return {s.name: s for s in rows.load_studies(url)}
+
+
+def test_comparison_rows_match_hand_computed(studies):
+    got = rows.comparison_rows(list(studies.values()))
+    assert [r["regime"] for r in got] == [r["regime"] for r in stores.EXPECTED_COMPARISON]
+    for row, expected in zip(got, stores.EXPECTED_COMPARISON, strict=True):
+        assert row == expected, row["regime"]  # numbers chosen exact in binary
+
+
+def test_selection_is_on_validation_not_test(studies):
+    simclr = rows.comparison_rows(list(studies.values()))[0]
+    # trial #0 has the higher test top-1 (45.0) but the lower validation top-1
+    assert (simclr["trial"], simclr["test_top1"]) == (1, 42.0)
+
+
+@pytest.mark.parametrize(
+    "dropped, regime, reason",
+    [
+        ("probe-random", "probe_random", "no study (role 'probe_random')"),
+        ("scratch", "scratch", "no study (role 'scratch')"),
+    ],
+)
+def test_missing_regime_is_never_zero(studies, dropped, regime, reason):
+    kept = [s for name, s in studies.items() if name != dropped]
+    got = {r["regime"]: r for r in rows.comparison_rows(kept)}
+    assert got[regime]["status"] == "missing"
+    assert got[regime]["reason"] == reason
+    assert got[regime]["test_top1"] is None and got[regime]["gain_top1"] is None
+    if regime == "scratch":  # no reference: no gains anywhere, but the test numbers stay
+        assert all(r["gain_top1"] is None for r in got.values())
+        assert got["probe_simclr"]["test_top1"] == 42.0
+
+
+def test_optional_finetune_row_only_when_present(studies):
+    kept = [s for name, s in studies.items() if name != "finetune-by-hand"]
+    assert "finetune" not in [r["regime"] for r in rows.comparison_rows(kept)]
+
+
+def test_missing_reason_without_error_attr():
+    study = rows.StudyData("s", {"role": "scratch"}, "maximize",
+                           [optuna.trial.create_trial(state=stores.PRUNED), optuna.trial.create_trial(
+                               state=optuna.trial.TrialState.RUNNING)])  # fmt: skip
+    row = next(r for r in rows.comparison_rows([study]) if r["regime"] == "scratch")
+    assert row["reason"] == "no complete trial (1 pruned, 1 running)"
+
+
+@pytest.mark.parametrize(
+    "attrs, regime",
+    [
+        ({"role": "probe_imagenet", "objective": "linear_probe", "encoder": "random"}, "probe_imagenet"),  # role wins
+        ({"objective": "linear_probe", "encoder": "imagenet"}, "probe_imagenet"),
+        ({"objective": "linear_probe", "config": json.dumps({"encoder": "random"})}, "probe_random"),
+        ({"objective": "linear_probe"}, "probe_random"),  # EncoderConfig's default encoder
+        ({"objective": "linear_probe", "encoder": "best:simclr-a"}, "probe_simclr"),
+        ({"objective": "linear_probe", "encoder": "/ckpt/simclr.pt"}, "probe_simclr"),
+        ({"objective": "supervised"}, "scratch"),
+        ({"objective": "finetune", "encoder": "imagenet"}, "finetune"),
+        ({"objective": "simclr"}, None),
+        ({"objective": "simclr", "role": "simclr_scale"}, "simclr_scale"),
+        ({}, None),
+    ],
+)
+def test_regime_classification(attrs, regime):
+    assert rows.StudyData("s", attrs, "maximize").regime == regime
+
+
+def test_scale_rows_match_hand_computed(studies):
+    got = rows.scale_rows(list(studies.values()))
+    assert len(got) == len(stores.EXPECTED_SCALE)
+    for row, expected in zip(got, stores.EXPECTED_SCALE, strict=True):
+        assert row == expected
+
+
+def test_scale_falls_back_to_every_simclr_study(studies):
+    # Without a simclr_scale study the hparam study is used: it has no data_fraction anywhere -> no rows.
+    kept = [s for name, s in studies.items() if name != "simclr-scale"]
+    assert rows.scale_studies(kept) == [studies[stores.EVIL]]
+    assert rows.scale_rows(kept) == []
+
+
+@pytest.mark.parametrize(
+    "trial_number, fraction",
+    [(0, 0.1), (4, 1.0), (5, 1.0), (6, 0.5)],  # attr, attr on FAIL, param, study config
+)
+def test_data_fraction_sources(studies, trial_number, fraction):
+    study = studies["simclr-scale"]
+    assert rows.data_fraction(study, study.trials[trial_number]) == fraction
+
+
+def test_history_info(studies):
+    info = rows.history_info(studies[stores.EVIL])
+    assert info == {"study": stores.EVIL, "numbers": [0, 1, 2], "values": [10.0, 30.0, 20.0],
+                    "best_so_far": [10.0, 30.0, 30.0]}  # fmt: skip
+
+
+def test_intermediate_info_flags_pruned(studies):
+    series = rows.intermediate_info(studies["probe-simclr"])["series"]
+    assert [(s["number"], s["state"], s["steps"], s["values"]) for s in series] == [
+        (0, "COMPLETE", [0, 1], [20.5, 41.0]),
+        (1, "COMPLETE", [0, 1], [21.75, 43.5]),
+        (2, "PRUNED", [0, 1], [10.0, 20.0]),
+    ]
+
+
+def test_parallel_info_log_and_categorical(studies):
+    info = rows.parallel_info(studies[stores.EVIL])
+    assert info["numbers"] == [0, 1, 2] and info["objective"] == [10.0, 30.0, 20.0]
+    lr, optimizer = info["dimensions"]
+    assert (lr["name"], lr["log"]) == ("lr", True)
+    assert lr["values"] == pytest.approx([-3.0, -1.0, 0.0])
+    assert (optimizer["labels"], optimizer["values"]) == (["sgd", stores.EVIL_CHOICE], [0, 1, 0])
+
+
+def test_importance_info(studies):
+    info = rows.importance_info(studies[stores.EVIL])
+    assert set(info["importances"]) == {"lr", "optimizer"} and info["note"] is None
+    assert sum(info["importances"].values()) == pytest.approx(1.0)
+    assert rows.importance_info(studies["scratch"])["note"] == "needs at least 2 complete trials (has 1)"
+    assert rows.importance_info(studies["imagenet-b"])["note"] == "no searched parameters"
+
+
+def test_table_info_columns(studies):
+    info = rows.table_info(studies[stores.EVIL])
+    assert info["columns"] == ["number", "state", "value", "lr", "optimizer", "error", "duration_s"]
+    assert info["groups"] == [("trial", 3), ("params", 2), ("user attrs", 1), ("", 1)]
+    assert info["rows"][3][:6] == [3, "FAIL", None, 0.01, "sgd", stores.EVIL_ERROR]
+
+
+def test_unknown_study_is_a_user_error(url):
+    with pytest.raises(UserError, match="no study named 'nope'"):
+        rows.load_studies(url, ["nope"])
+
+
+def test_report_json_equals_the_store(url):
+    got = reports.report_json(url, trials=True)
+    json.dumps(got, allow_nan=False)  # plain, strict JSON
+    assert got["comparison"] == stores.EXPECTED_COMPARISON
+    assert got["scale"] == stores.EXPECTED_SCALE
+    storage = optuna.storages.get_storage(url)
+    names = optuna.get_all_study_names(storage)
+    assert sorted(s["study"] for s in got["studies"]) == sorted(names)
+    for summary in got["studies"]:
+        study = optuna.load_study(study_name=summary["study"], storage=storage)
+        trials = study.trials
+        assert summary["counts"]["total"] == len(trials)
+        for state, key in ((stores.COMPLETE, "complete"), (stores.PRUNED, "pruned"), (stores.FAIL, "failed")):
+            assert summary["counts"][key] == sum(t.state == state for t in trials)
+        complete = [t for t in trials if t.state == stores.COMPLETE]
+        if complete:
+            assert summary["best"]["number"] == study.best_trial.number
+            assert summary["best"]["value"] == study.best_value
+            assert summary["best"]["params"] == study.best_params
+            assert summary["best"]["user_attrs"] == study.best_trial.user_attrs
+        else:
+            assert summary["best"] is None
+        mine = [r for r in got["trials"] if r["study"] == summary["study"]]
+        assert [{k: v for k, v in r.items() if k not in ("study", "duration_s")} for r in mine] == [
+            schema.trial_row(t) for t in trials
+        ]
+
+
+def test_report_json_has_no_nan():
+    study = rows.StudyData("s", {}, "maximize", [optuna.trial.create_trial(value=1.0, user_attrs={"x": math.nan})])
+    report = reports.Report([study], "mem", reports.datetime.now(), [], [], {"s": rows.importance_info(study)})
+    assert report.to_json(trials=True)["trials"][0]["user_attrs"]["x"] is None
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("postgresql+psycopg://alice:s3cret@db:5432/studies", "postgresql+psycopg://alice:***@db:5432/studies"),
+        ("sqlite:///studies.db", "sqlite:///studies.db"),
+    ],
+)
+def test_storage_label_hides_password(url, shown):
+    assert reports.storage_label(url) == shown
+
+
+def test_json_path_imports_neither_plotly_nor_torch(url):
+    code = (
+        "import sys, reports; reports.report_json(sys.argv[1]); "
+        "bad = [m for m in ('plotly', 'torch', 'optuna_dashboard') if m in sys.modules]; assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code, url], check=True, cwd=Path(__file__).parents[2])

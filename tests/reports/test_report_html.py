@@ -1,0 +1,123 @@
+"""The written page: one plotly.js, nothing external, store text escaped, fast over 1,000 trials."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import optuna
+import plotly
+import plotly.offline
+import pytest
+
+import reports
+from reports.html import script_json
+from tests.reports import stores
+
+PLOTLY_JS = plotly.offline.get_plotlyjs()
+MARKER = f"plotly.js v{PLOTLY_JS.split('plotly.js v', 1)[1].split()[0]}"  # the library's banner, e.g. v4.1.1
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    root = tmp_path_factory.mktemp("html")
+    url = f"sqlite:///{root / 'studies.db'}"
+    stores.fill_comparison(url)
+    path = reports.build_report(url).write_html(root / "report.html")
+    return path.read_text(encoding="utf-8")
+
+
+def own_markup(text: str) -> str:
+    """The page without the inlined library: what this project wrote."""
+    assert text.count(PLOTLY_JS) == 1
+    return text.replace(PLOTLY_JS, "")
+
+
+def test_plotly_js_inlined_exactly_once(page):
+    assert PLOTLY_JS.count(MARKER) == 1
+    assert page.count(MARKER) == 1
+    assert len(PLOTLY_JS) < len(page) < len(PLOTLY_JS) + 1_000_000  # ~4.8 MB library + a few hundred kB
+
+
+def test_nothing_external(page):
+    mine = own_markup(page)
+    assert not re.search(r"https?://", mine), re.search(r".{60}https?://.{60}", mine)
+    assert not re.search(r"<(link|iframe|img|embed|object)\b", mine, re.IGNORECASE)
+    assert not re.search(r"<script[^>]*\bsrc\s*=", page, re.IGNORECASE)
+    # (the library's own source names tile servers and plotly.com in strings that only map traces and the
+    # hidden logo use; the CSP below makes even those unreachable)
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", mine, re.IGNORECASE)
+    assert "@import" not in mine and "url(" not in mine
+    assert "Content-Security-Policy\" content=\"default-src 'none';" in page  # the browser refuses any fetch
+
+
+def test_store_text_is_escaped(page):
+    mine = own_markup(page)
+    assert "Study &lt;img src=x onerror=alert(1)&gt;</h2>" in mine
+    assert "<img src=x" not in mine
+    assert "<script>alert" not in mine and "alert(2)</script>" not in mine
+    assert "&lt;script&gt;alert(3)&lt;/script&gt;" in mine  # the failed trial's error attr, as text
+    # every <script> is ours: the library plus one per figure, none injected by a name or a choice
+    assert mine.count("<script") == 1 + mine.count('<div class="figure" id="figure-')
+
+
+@pytest.mark.parametrize("text", ["</script><img src=x>", "a & b <!-- c -->", "\u2028line\u2029"])
+def test_script_json_cannot_end_a_script(text):
+    encoded = script_json(json.dumps({"name": text}))
+    assert "<" not in encoded and ">" not in encoded and "&" not in encoded
+    assert json.loads(encoded) == {"name": text}
+
+
+def test_figures_of_every_section(page):
+    figures = re.findall(r'<div class="figure" id="(figure-\d+)">', page)
+    assert figures == [f"figure-{i}" for i in range(len(figures))]
+    assert page.count("Plotly.newPlot(") == len(figures)
+    # comparison + scale + simclr-scale (history, importance, intermediate) + evil study (all four) + probe-simclr
+    # (history, intermediate) + imagenet-a/b, scratch, finetune (history, intermediate each)
+    assert len(figures) == 2 + 3 + 4 + 2 + 4 * 2
+    assert '<table class="comparison">' in page and '<table class="scale">' in page
+    assert "missing: no complete trial; last failure (probe-random #1): CUDA out of memory" in page
+
+
+def test_thousand_trials_written_fast(tmp_path):
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
+    stores.fill_large(storage, n_trials=1000, n_studies=4)  # creating 1,000 SQLite trials takes ~25 s here
+    stores.fill_comparison(storage)
+    start = time.perf_counter()
+    report = reports.build_report(storage, url="journal")
+    path = report.write_html(tmp_path / "report.html")
+    seconds = time.perf_counter() - start
+    assert seconds < 10.0, seconds
+    text = path.read_text(encoding="utf-8")
+    assert sum(s["counts"]["total"] for s in report.to_json()["studies"]) == 1000 + 23
+    # 4 large studies x 4 figures, plus the comparison store's 19
+    assert text.count('<div class="figure" id="figure-') == 4 * 4 + 19
+    assert text.count(MARKER) == 1
+    assert len(text) < len(PLOTLY_JS) + 4_000_000
+
+
+def test_user_made_studies_of_every_shape(tmp_path):
+    """Empty, multi-objective, minimizing and running studies: the page is written, nothing is invented."""
+    storage = optuna.storages.InMemoryStorage()
+    optuna.create_study(storage=storage, study_name="empty")
+    multi = optuna.create_study(storage=storage, study_name="multi", directions=["maximize", "minimize"])
+    minimize = optuna.create_study(storage=storage, study_name="minimize", direction="minimize")
+    x = optuna.distributions.FloatDistribution(0, 1)
+    for value in (3.0, 1.0, 2.0):
+        multi.add_trial(
+            optuna.trial.create_trial(values=[value, -value], params={"x": value / 3}, distributions={"x": x})
+        )
+        minimize.add_trial(optuna.trial.create_trial(value=value, params={"x": value / 3}, distributions={"x": x}))
+    minimize.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params={"x": 0.5},
+                                                 distributions={"x": x}))  # fmt: skip
+    report = reports.build_report(storage, url="memory")
+    data = report.to_json(trials=True)
+    json.dumps(data, allow_nan=False)
+    summaries = {s["study"]: s for s in data["studies"]}
+    assert summaries["empty"]["best"] is None and summaries["empty"]["counts"]["total"] == 0
+    assert summaries["minimize"]["best"]["value"] == 1.0 and summaries["minimize"]["counts"]["running"] == 1
+    assert summaries["multi"]["importance_note"].startswith("multi-objective")
+    assert data["comparison"] == [] and data["scale"] == []
+    text = report.write_html(tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Comparison</h2>" not in text and "Study empty</h2>" in text

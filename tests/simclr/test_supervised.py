@@ -1,0 +1,102 @@
+"""Supervised training from scratch and fine-tuning on tiny learnable 8x8 data: it learns, selects on val,
+tests once with the best-val weights, fine-tunes every encoder weight, checkpoints, and stops on divergence."""
+
+import math
+
+import pytest
+import torch
+
+import simclr.supervised as supervised
+from simclr.config import SupervisedConfig
+from simclr.data import ImageSet
+from simclr.device import runtime
+from simclr.errors import NonFiniteLoss, UserError
+from simclr.models import Encoder, load_encoder, weights_digest
+from simclr.supervised import CHECKPOINT_NAME, train_supervised
+from tests.fakedata import make_images
+
+RT = runtime("cpu", "fp32")
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+
+def image_set(n_per_class: int, seed: int, n_classes: int = 10, size: int = 8) -> ImageSet:
+    x, y = make_images(n_per_class, n_classes, size=size, seed=seed)
+    return ImageSet(torch.from_numpy(x), torch.from_numpy(y), [f"c{i}" for i in range(n_classes)])
+
+
+@pytest.fixture(scope="module")
+def splits() -> dict[str, ImageSet]:
+    return {"train": image_set(16, 0), "val": image_set(6, 1), "test": image_set(6, 2)}
+
+
+def config(**changes) -> SupervisedConfig:
+    base = dict(
+        epochs=3, batch_size=16, optimizer="adam", lr=2e-3, warmup_epochs=0, crop_padding=1, label_smoothing=0.1
+    )
+    return SupervisedConfig(**{**base, **changes})
+
+
+def test_from_scratch_learns_and_checkpoints(splits, tmp_path):
+    seen = []
+    result = train_supervised(
+        config(), splits, rt=RT, seed=0, checkpoint_dir=tmp_path, on_epoch=seen.append, mean=MEAN, std=STD
+    )
+    assert seen == result.history and [h["epoch"] for h in seen] == [1, 2, 3]
+    assert {"epoch", "loss", "lr", "val_top1", "images_per_second", "step"} <= set(seen[0])
+    assert result.val_top1 > 50 and result.test_top1 > 50  # chance is 10%
+    assert result.val_top5 >= result.val_top1 and result.test_top5 >= result.test_top1
+    assert result.val_top1 == max(h["val_top1"] for h in result.history)
+    assert result.history[result.best_epoch - 1]["val_top1"] == result.val_top1
+    assert result.steps == 3 * 10 and result.n_images == 160
+    payload = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    assert {"encoder", "fc", "stem", "mean", "std", "config"} <= set(payload)
+    assert set(payload["fc"]) == {"weight", "bias"} and payload["stem"] == "cifar"
+    loaded = load_encoder(result.checkpoint)  # the checkpoint is probe-able
+    assert loaded.digest == weights_digest(result.model.backbone) and loaded.mean == MEAN
+
+
+def test_test_is_evaluated_once_with_the_best_val_weights(splits, monkeypatch):
+    real_evaluate = supervised.evaluate
+    scripted = iter([20.0, 60.0, 40.0])  # per-epoch val top-1: epoch 2 is best
+    snapshots, final_states = [], []
+
+    def fake_evaluate(model, data, **kw):
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        if len(snapshots) < 3:
+            snapshots.append(state)
+            return next(scripted), 0.0
+        final_states.append((data, state))
+        return real_evaluate(model, data, **kw)
+
+    monkeypatch.setattr(supervised, "evaluate", fake_evaluate)
+    result = train_supervised(config(), splits, rt=RT, seed=1, mean=MEAN, std=STD)
+    assert result.best_epoch == 2
+    assert [d for d, _ in final_states] == [splits["val"], splits["test"]]  # test exactly once, at the end
+    for _, state in final_states:
+        for k, v in snapshots[1].items():
+            torch.testing.assert_close(state[k], v, rtol=0, atol=0)
+    assert any(not torch.equal(snapshots[2][k], v) for k, v in snapshots[1].items())  # epoch 3 did differ
+
+
+@pytest.mark.parametrize("resolution", [None, 12])
+def test_finetune_trains_a_copy_of_every_encoder_weight(splits, resolution):
+    base = load_encoder("random", seed=0, mean=MEAN, std=STD)
+    encoder = Encoder(base.module, "random", "cifar", MEAN, STD, resolution, base.digest)
+    before = {k: v.clone() for k, v in encoder.module.state_dict().items()}
+    result = train_supervised(config(epochs=1, optimizer="adam", lr=1e-3), splits, rt=RT, encoder=encoder)
+    assert weights_digest(encoder.module) == base.digest  # the caller's encoder is untouched
+    after = result.model.backbone.state_dict()
+    changed = [k for k, v in before.items() if v.is_floating_point() and not torch.equal(v, after[k])]
+    assert len(changed) == sum(v.is_floating_point() for v in before.values())  # every float tensor moved
+    assert math.isfinite(result.val_top1) and result.test_top1 is not None
+
+
+def test_non_finite_loss_from_absurd_lr(splits):
+    with pytest.raises(NonFiniteLoss) as info:
+        train_supervised(config(epochs=5, optimizer="sgd", lr=1e6), splits, rt=RT, mean=MEAN, std=STD)
+    assert not math.isfinite(info.value.value)
+
+
+def test_missing_val_split_is_a_user_error(splits):
+    with pytest.raises(UserError, match="val"):
+        train_supervised(config(), {"train": splits["train"]}, rt=RT, mean=MEAN, std=STD)
