@@ -8,6 +8,8 @@
     python study.py list | show NAME [--json] | delete NAME
     python study.py dashboard [--host 127.0.0.1] [--port 8080]
     python study.py report [NAME ...] [--out report.html]
+    python study.py compare [--preset smoke|default|paper] [--prefix NAME] [--set KEY=VALUE ...] [--trials N]
+            [--device ...] [--threads N] [--out report.html]
 
 Every command takes --storage URL (else $STUDY_STORAGE, else sqlite:///studies.db) and --artifacts DIR.
 Exit codes: 0 done; 1 `optimize` ran but none of its trials completed; 2 bad input (one line on stderr, the
@@ -24,6 +26,7 @@ import math
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from simclr.errors import UserError
@@ -33,8 +36,13 @@ class Parser(argparse.ArgumentParser):
     """argparse whose errors are one line ("error: ...") and exit code 2, like every other bad input."""
 
     def error(self, message: str):
-        sys.stderr.write(f"error: {self.prog}: {message}\n")
+        sys.stderr.write(f"error: {self.prog}: {one_line(message)}\n")
         raise SystemExit(2)
+
+
+def one_line(message: str) -> str:
+    """A message as one line whatever the user typed: control characters and line separators escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -50,16 +58,14 @@ def _default_name(objective: str, taken: set[str]) -> str:
 
 
 def _check_name(name: str) -> None:
-    if not name.strip() or len(name) > 500 or any(c in name for c in "\r\n\t\0"):
+    if not name.strip() or len(name) > 500 or not name.isprintable():
         raise UserError(f"study name {name!r}: use 1-500 printable characters")
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    import optuna
-
-    from objectives import build_spec
+    from objectives import build_spec, create_study
     from objectives.space import parse_encoder
-    from storage import open_storage, resolve_url, schema, store_exists, study_names
+    from storage import open_storage, resolve_url, store_exists, study_names
 
     spec = build_spec(
         args.objective,
@@ -92,16 +98,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     name = args.name or _default_name(args.objective, names)
     if name in names:
         raise UserError(f"a study named {name!r} already exists (delete it first, or pick another --name)")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.create_study(storage=storage, study_name=name, direction=schema.DIRECTION)
-    except optuna.exceptions.DuplicatedStudyError:
-        raise UserError(f"a study named {name!r} already exists") from None
-    try:
-        schema.write_spec(study, spec)
-    except BaseException:
-        optuna.delete_study(study_name=name, storage=storage)
-        raise
+    create_study(storage, name, spec)
     print(name)
     return 0
 
@@ -122,7 +119,12 @@ class _TrialProgress:
             self.bar = tqdm(total=total, desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True)
 
     def __call__(self, study, trial) -> None:
-        self.states.append(trial.state.name)
+        from storage.schema import ERROR, GRID_TAKEN
+
+        state = trial.state.name
+        if state == "FAIL" and str(trial.user_attrs.get(ERROR, "")).startswith(GRID_TAKEN):
+            state = "SKIPPED"  # another worker took this grid point as this one asked for it: nothing ran
+        self.states.append(state)
         if self.bar is not None:
             value = "" if trial.value is None else f" value {trial.value:.2f}"
             error = trial.user_attrs.get("error")
@@ -217,7 +219,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     if objective.interrupted or objective.stop_requested:
         print("interrupted", file=sys.stderr)
         return 130
-    return 1 if progress.states and "COMPLETE" not in progress.states and "PRUNED" not in progress.states else 0
+    ran = [s for s in progress.states if s != "SKIPPED"]
+    return 1 if ran and "COMPLETE" not in ran and "PRUNED" not in ran else 0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -461,12 +464,108 @@ def cmd_report(args: argparse.Namespace) -> int:
     import reports
     from storage import display_url, open_storage, resolve_url
 
+    if not args.json:
+        _check_out(args.out)
     storage = open_storage(args.storage)
     report = reports.build_report(storage, args.names or None, url=display_url(resolve_url(args.storage)))
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
-        print(report.write_html(args.out), file=sys.stderr)
+        try:
+            path = report.write_html(args.out)
+        except OSError as e:  # read-only directory, full disk
+            raise UserError(f"cannot write {args.out}: {e.strerror or e}") from None
+        print(path, file=sys.stderr)
+    return 0
+
+
+def _check_out(out: str) -> None:
+    """An output file name whose directory exists (checked before the store is read)."""
+    path = Path(out)
+    if not out.strip() or path.name in ("", "..") or path.is_dir():
+        raise UserError(f"--out {out!r}: give a file name, e.g. --out report.html")
+    if not path.parent.is_dir():
+        raise UserError(f"--out {out}: directory {path.parent} does not exist")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# compare: the whole comparison (objectives/compare.py), each study run by cmd_optimize, then the report
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import logging
+
+    import optuna
+
+    import reports
+    from objectives import compare
+    from reports.dashboard import save_to_dashboard
+    from storage import display_url, open_storage, resolve_url, store_exists
+
+    _check_name(args.prefix)
+    if args.threads is not None and args.threads < 1:
+        raise UserError("--threads must be >= 1")
+    out = Path(args.out)
+    if not out.parent.is_dir():  # found out now, not after the training
+        raise UserError(f"--out {args.out}: directory {out.parent} does not exist")
+    steps = compare.plan(args.prefix, preset=args.preset, sets=args.set, trials=args.trials)
+    url = resolve_url(args.storage)
+    known = open_storage(url) if store_exists(url) else None
+    existing = compare.check_existing(known, steps) if known is not None else []
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    say(f"comparison {args.prefix!r}, preset {args.preset}, in {display_url(url)}: {len(steps)} studies")
+    if existing:
+        say(f"resuming: {len(existing)} of these studies exist; finished trials are kept, only what is left runs")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if compare.work_left(known, steps):
+        sizes, rt = compare.preflight(steps, args.device)  # data and device first: a UserError creates nothing
+        estimate = compare.estimate_seconds(steps, sizes, compare.speed_test(rt))
+        say(f"budget ({rt.describe()}, {args.preset} preset):")
+        for line in compare.budget_lines(steps, sizes, estimate):
+            say(line)
+
+    def optimize(name: str, trials: int) -> int:
+        argv = ["optimize", "--trials", str(trials), "--device", args.device]
+        argv += ["--threads", str(args.threads)] if args.threads is not None else []
+        argv += ["--storage", url] + (["--artifacts", args.artifacts] if args.artifacts else [])
+        if not sys.stderr.isatty():
+            optuna.logging.set_verbosity(optuna.logging.INFO)  # a plain line per finished trial
+        return cmd_optimize(parser().parse_args([*argv, "--", name]))
+
+    epoch_lines = logging.getLogger("objectives")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    if not sys.stderr.isatty():  # on a terminal the epoch bars show progress
+        epoch_lines.addHandler(handler)
+        epoch_lines.setLevel(logging.INFO)
+    verbosity = optuna.logging.get_verbosity()
+    try:
+        storage = open_storage(url, create=True)
+        outcome = compare.run_steps(steps, storage, optimize, say)
+    finally:
+        epoch_lines.removeHandler(handler)
+        epoch_lines.setLevel(logging.NOTSET)
+        optuna.logging.set_verbosity(verbosity)
+    if outcome.interrupted:
+        say("interrupted: run the same command again to continue where it stopped")
+        return 130
+    if not outcome.ran:
+        first = next(iter(outcome.failed.items()))
+        raise UserError(f"nothing could run ({first[0]}: {first[1]})")
+    report = reports.build_report(storage, [s.name for s in steps], url=display_url(url))
+    try:
+        path = report.write_html(out).resolve()
+    except OSError as e:
+        raise UserError(f"cannot write {out} ({e.strerror or e}); the results are stored: study.py report") from None
+    save_to_dashboard(storage, report)
+    print(compare.format_table(report.comparison))
+    print(f"report: {path}")
     return 0
 
 
@@ -553,6 +652,25 @@ def _args_dashboard(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8080)
 
 
+def _args_compare(p: argparse.ArgumentParser) -> None:
+    from objectives.presets import PRESETS
+
+    p.add_argument("--preset", default="smoke", choices=list(PRESETS), help="budgets and config (default smoke)")
+    p.add_argument("--prefix", default="compare", help="study names PREFIX-scale, PREFIX-hparams, ...")
+    p.add_argument(
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fix a config key in every study whose objective has it (e.g. data_dir=DIR)",
+    )
+    p.add_argument("--trials", type=int, help="trials of the hparams, probe and scratch studies (default: preset's)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:K or mps")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
+    p.add_argument("--out", default="report.html", help="the HTML report (default report.html)")
+
+
 def _args_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--out", default="report.html")
@@ -567,6 +685,7 @@ COMMANDS = {
     "delete": (_args_name, cmd_delete, "delete a study and its artifacts"),
     "dashboard": (_args_dashboard, cmd_dashboard, "browse the store with optuna-dashboard"),
     "report": (_args_report, cmd_report, "one HTML report over the store"),
+    "compare": (_args_compare, cmd_compare, "the whole comparison (resumable), then the report"),
 }
 
 
@@ -588,7 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command][1](args)
     except UserError as e:
-        print(f"error: {str(e).splitlines()[0] if str(e) else 'bad input'}", file=sys.stderr)
+        message = str(e).strip().split("\n")[0] or "bad input"
+        print(f"error: {one_line(message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

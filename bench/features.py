@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import time
 
-import common  # noqa: F401
 import torch
-from simclr.features import extract_features
 
+import common  # noqa: F401
 from simclr.device import runtime
+from simclr.features import extract_features
 from simclr.models import Encoder, resnet18, weights_digest
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

@@ -14,15 +14,15 @@ from __future__ import annotations
 import argparse
 import time
 
-import common  # noqa: F401  (puts the repo on sys.path)
 import torch
-from simclr.pretrain import pretrain
 
+import common  # noqa: F401  (puts the repo on sys.path)
 from simclr.config import PretrainConfig
 from simclr.data import ImageSet
 from simclr.device import runtime
 from simclr.loss import nt_xent
 from simclr.models import ProjectionHead, SimCLRModel, resnet18
+from simclr.pretrain import pretrain
 
 TRAIN_FLOP_PER_VIEW = 3 * 1.11e9
 

@@ -96,18 +96,19 @@ def make_objective(spec: schema.StudySpec, **kwargs: Any):
     return getattr(importlib.import_module(module), cls)(spec, **kwargs)
 
 
-def worker_seed(spec: schema.StudySpec, study: optuna.Study) -> int | None:
-    """The sampler seed of a worker starting now: the study's seed on a fresh study (a single worker's run is
-    reproducible), offset by the number of trials already there, so that a second `optimize` does not replay the
-    first one's random draws; workers starting while others run also mix in their process id."""
-    import os
-
-    seed = spec.sampler.get("seed")
-    if seed is None:
-        return None
-    trials = study.get_trials(deepcopy=False)
-    running = any(t.state == optuna.trial.TrialState.RUNNING for t in trials)
-    return (int(seed) + len(trials) + (os.getpid() * 7919 if running else 0)) % (2**31)
+def create_study(storage: optuna.storages.BaseStorage, name: str, spec: schema.StudySpec) -> optuna.Study:
+    """A new study holding `spec` in its attrs (UserError if the name is taken); nothing is left on failure."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, direction=schema.DIRECTION)
+    except optuna.exceptions.DuplicatedStudyError:
+        raise UserError(f"a study named {name!r} already exists") from None
+    try:
+        schema.write_spec(study, spec)
+    except BaseException:
+        optuna.delete_study(study_name=name, storage=storage)
+        raise
+    return study
 
 
 def open_study(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.Study, schema.StudySpec]:
@@ -119,9 +120,9 @@ def open_study(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.
         spec = schema.read_spec(study.user_attrs, name)
     except schema.SchemaError as e:
         raise UserError(str(e)) from None
-    study.sampler = make_sampler(spec.sampler, spec.space, seed=worker_seed(spec, study))
+    study.sampler = make_sampler(spec.sampler, spec.space)
     study.pruner = make_pruner(spec.pruner)
     return study, spec
 
 
-__all__ = ["OBJECTIVES", "build_spec", "make_objective", "open_study", "worker_seed"]
+__all__ = ["OBJECTIVES", "build_spec", "make_objective", "open_study"]

@@ -67,20 +67,28 @@ def note_retry(trial: optuna.Trial) -> None:
 
 
 class EpochBar:
-    """A tqdm bar over a trial's epochs on stderr, or nothing (not a terminal / disabled)."""
+    """A tqdm bar over a trial's epochs on stderr; otherwise (not a terminal / disabled) an INFO record on the
+    "objectives" logger for about every tenth epoch, which nothing shows unless a command configures it
+    (`compare` does)."""
 
     def __init__(self, total: int, desc: str, enabled: bool):
         self.bar = None
+        self.total, self.desc = total, desc
         if enabled and total > 0:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=desc, unit="ep", leave=False, file=sys.stderr, dynamic_ncols=True)
 
     def update(self, metrics: dict) -> None:
+        shown = {k: f"{v:.3g}" for k, v in metrics.items() if k in ("loss", "val_top1", "knn_top1")}
         if self.bar is not None:
-            shown = {k: f"{v:.3g}" for k, v in metrics.items() if k in ("loss", "val_top1", "knn_top1")}
             self.bar.set_postfix(shown, refresh=False)
             self.bar.update(1)
+        elif log.isEnabledFor(logging.INFO):
+            epoch = int(metrics.get("epoch", 0))
+            if epoch % max(1, self.total // 10) == 0 or epoch >= self.total:  # about ten lines per trial
+                values = " ".join(f"{k}={v}" for k, v in shown.items())
+                log.info("%s epoch %d/%d %s", self.desc, epoch, self.total, values)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -218,7 +226,7 @@ class Objective:
             duplicate = self.grid_duplicate(trial)
             if duplicate is not None:
                 trial.study.stop()
-                return self.fail(trial, f"grid exhausted: trial {duplicate} holds this grid point (not run twice)")
+                return self.fail(trial, f"{schema.GRID_TAKEN}: trial {duplicate} holds this grid point (not run twice)")
             config = trial_config(self.spec, trial)
             self.prepare()
             rt = self.runtime(config)

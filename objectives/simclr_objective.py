@@ -19,8 +19,9 @@ from typing import Any
 
 import optuna
 
-from objectives.common import DataCache, Objective, artifact_file, remove_dir, set_attrs
+from objectives.common import DataCache, Objective, artifact_file, log, remove_dir, set_attrs
 from simclr.device import Runtime
+from simclr.models import load_checkpoint
 from storage import schema, store
 
 
@@ -124,12 +125,14 @@ class SimCLRObjective(Objective):
             return None
         try:
             path = artifact_file(self.artifacts, artifact_id, tmp)
-        except Exception as e:  # the artifact is gone: start over rather than fail
-            optuna.logging.get_logger("objectives").warning("trial %d: cannot resume (%s)", trial.number, e)
+            epoch = load_checkpoint(path).get("epoch")  # a truncated or foreign file is never trusted
+            if not isinstance(epoch, int):
+                raise ValueError(f"{artifact_id} is not a pretraining checkpoint")
+        except Exception as e:  # the artifact is gone or unreadable: start over rather than fail
+            log.warning("trial %d: cannot resume, starting over (%s)", trial.number, e)
             return None
-        epoch = trial.user_attrs.get(schema.CHECKPOINT_EPOCH)
-        if epoch is not None:
-            trial.set_user_attr(schema.RESUMED_FROM_EPOCH, int(epoch))
+        # the epoch inside the file: the "checkpoint_epoch" attr is written after the id, a kill may fall between
+        trial.set_user_attr(schema.RESUMED_FROM_EPOCH, epoch)
         return path
 
     def _checkpointed(self, trial: optuna.Trial, path: Path, epoch: int, epochs: int) -> None:

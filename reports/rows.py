@@ -199,6 +199,10 @@ def _regime_row(regime: str, members: list[StudyData]) -> dict[str, Any]:
 def _missing_reason(regime: str, members: list[StudyData], counts: dict[str, int]) -> str:
     if not members:
         return f"no study (role {regime!r})"
+    # a study that could not run at all (`compare` records why: e.g. ImageNet weights unavailable offline)
+    stopped = [s for s in members if s.user_attrs.get(schema.STUDY_ERROR)]
+    if stopped:
+        return f"{stopped[0].name} could not run: {stopped[0].user_attrs[schema.STUDY_ERROR]}"
     failed = [(s, t) for s in members for t in s.trials if t.state == TrialState.FAIL]
     with_error = [(s, t) for s, t in failed if t.user_attrs.get(schema.ERROR)]
     if with_error:

@@ -10,6 +10,7 @@ validation of `--set`/`--param` use this module without loading PyTorch.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, fields
 
@@ -143,6 +144,8 @@ def parse_value(objective: str, key: str, text: str) -> object:
             value = text
     except ValueError:
         raise UserError(f"{key}={text!r}: expected {kind.__name__}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{key}={text!r}: must be a finite number")
     check_value(key, value)
     return value
 
@@ -153,6 +156,8 @@ def check_value(key: str, value: object) -> None:
         raise UserError(f"{key}={value!r}: choose from {', '.join(CHOICES[key])}")
     if isinstance(value, bool):
         return
+    if key == "seed" and not 0 <= value < 2**32:
+        raise UserError(f"seed={value!r}: must be in 0..{2**32 - 1} (numpy's seed range)")
     positive = {
         "epochs",
         "batch_size",

@@ -31,6 +31,7 @@ ENCODER = "encoder"  # str, probe/finetune studies: the encoder spec probed
 COMPARISON = "comparison"  # str, optional: the compare prefix
 SAMPLER = "sampler"  # JSON str: {"name": "tpe", "seed": 0}; Optuna does not store samplers
 PRUNER = "pruner"  # JSON str: {"name": "median", "n_startup_trials": .., "n_warmup_steps": ..}
+STUDY_ERROR = "error"  # str, optional: why the study could not run (`compare` sets it; "" once it runs again)
 
 # Trial user attrs.
 VAL_TOP1 = "val_top1"
@@ -46,6 +47,7 @@ TRIAL_ENCODER = "encoder"
 CHECKPOINT = "checkpoint"  # artifact id of the trial's (final, or latest while running) checkpoint
 CHECKPOINT_EPOCH = "checkpoint_epoch"  # epoch of that checkpoint
 ERROR = "error"
+GRID_TAKEN = "grid exhausted"  # how ERROR starts when a grid trial gave way to an earlier one (nothing ran)
 DATA_FRACTION = "data_fraction"
 N_PRETRAIN_IMAGES = "n_pretrain_images"
 RETRY_OF = "retry_of"

@@ -139,7 +139,9 @@ def _open_rdb(url: str, create: bool, heartbeat: Heartbeat) -> optuna.storages.R
     path = sqlite_path(url)
     if path is not None:
         _check_sqlite_file(path, url, create)
-    elif not url.startswith("sqlite"):
+    elif url.startswith("sqlite"):  # a store that vanishes when the command ends, or a URI we do not check
+        raise UserError(f"storage {url!r}: in-memory and file: URI SQLite stores are not supported; use sqlite:///PATH")
+    else:
         _check_server_tables(url, create)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval is "experimental"
@@ -300,8 +302,7 @@ def upload(
         raise ValueError("storage is required for a FrozenTrial")
     file_path = Path(file_path)
     artifact_id = str(uuid.uuid4())
-    with open(file_path, "rb") as f:
-        artifact_store.write(artifact_id, f)
+    _write(artifact_store, artifact_id, file_path)
     meta = ArtifactMeta(artifact_id=artifact_id, filename=file_path.name, mimetype=mimetype, encoding=None)
     try:
         storage.set_trial_system_attr(
@@ -317,9 +318,18 @@ def write_unlisted(artifact_store, file_path: str | Path) -> str:
     """Store a file in the artifact store without metadata (e.g. a resume checkpoint that will be replaced):
     the dashboard does not list it; the caller keeps the id (in a user attr) and removes it when superseded."""
     artifact_id = f"resume-{uuid.uuid4()}"
-    with open(file_path, "rb") as f:
-        artifact_store.write(artifact_id, f)
+    _write(artifact_store, artifact_id, Path(file_path))
     return artifact_id
+
+
+def _write(artifact_store, artifact_id: str, file_path: Path) -> None:
+    """Copy a file into the artifact store; a full disk or a read-only directory is a UserError (one line, the
+    trial fails with it), and leaves nothing behind (AtomicFileSystemArtifactStore writes a temporary file)."""
+    try:
+        with open(file_path, "rb") as f:
+            artifact_store.write(artifact_id, f)
+    except OSError as e:
+        raise UserError(f"cannot store {file_path.name} as artifact {artifact_id}: {e.strerror or e}") from None
 
 
 def remove_quietly(artifact_store, artifact_id: str) -> None:

@@ -74,6 +74,15 @@ def test_missing_reason_without_error_attr():
     assert row["reason"] == "no complete trial (1 pruned, 1 running)"
 
 
+@pytest.mark.parametrize("error, reason", [("weights unavailable", "s could not run: weights unavailable"),
+                                           ("", "no complete trial (no trials yet)")])  # fmt: skip
+def test_missing_reason_from_the_study_error_attr(error, reason):
+    """`compare` records why a study could not start (its "error" study attr; "" once it ran again)."""
+    study = rows.StudyData("s", {"role": "probe_imagenet", schema.STUDY_ERROR: error}, "maximize")
+    row = next(r for r in rows.comparison_rows([study]) if r["regime"] == "probe_imagenet")
+    assert (row["status"], row["reason"]) == ("missing", reason)
+
+
 @pytest.mark.parametrize(
     "attrs, regime",
     [

@@ -1,0 +1,298 @@
+"""study.py compare end to end on generated CIFAR archives with tiny budgets: the six studies with their roles,
+the comparison table, the ImageNet regime missing (with the reason) offline and present once a weights file is in
+the torch hub cache, interrupt and resume without re-running a finished trial, and bad input (exit 2, one line)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+import torchvision
+
+from objectives import compare
+from reports import rows
+from storage import schema
+from tests.studies.conftest import file_state, run_cli
+
+IMAGENET_FILE = "resnet18-f37072fd.pth"
+ROLES = {
+    "cmp-scale": "simclr_scale",
+    "cmp-hparams": "simclr_hparams",
+    "cmp-probe-simclr": "probe_simclr",
+    "cmp-probe-imagenet": "probe_imagenet",
+    "cmp-probe-random": "probe_random",
+    "cmp-scratch": "scratch",
+}
+# one epoch, batch 5, the conftest archives whole (20 CIFAR-10 images; 15/5/10 CIFAR-100 probe images)
+TINY = [
+    "download=false",
+    "epochs=1",
+    "batch_size=5",
+    "data_fraction=1.0",
+    "warmup_epochs=0",
+    "probe_epochs=3",
+    "monitor_size=10",
+    "checkpoint_every=1",
+    "knn_k=5",
+    "probe_fraction=1.0",
+    "test_fraction=1.0",
+]
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch) -> Path:
+    """An empty torch hub cache (TORCH_HOME) and no network: ImageNet weights cannot be had. Returns the directory
+    torchvision looks in for them."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable (test)")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def run_compare(url: str, data_dir: Path, out: Path, *extra: str):
+    return run_cli(
+        "compare", "--preset", "smoke", "--prefix", "cmp", "--trials", "1", "--device", "cpu", "--storage", url,
+        "--out", out, "--set", f"data_dir={data_dir}", *TINY, *extra,
+    )  # fmt: skip
+
+
+def trials_of(url: str) -> dict[str, list[tuple]]:
+    """Study -> [(number, state, datetime_start, params, error)]: what 'no trial was re-run' compares."""
+    storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
+    try:
+        return {
+            s.study_name: [
+                (t.number, t.state.name, t.datetime_start, t.params, t.user_attrs.get(schema.ERROR))
+                for t in storage.get_all_trials(s._study_id)
+            ]
+            for s in storage.get_all_studies()
+        }
+    finally:
+        storage.engine.dispose()
+
+
+def comparison(url: str) -> dict[str, dict]:
+    return {r["regime"]: r for r in rows.comparison_rows(rows.load_studies(url))}
+
+
+def test_compare_end_to_end_offline_then_with_imagenet_weights(tmp_path, data_dir, offline):
+    url, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "report.html"
+    r = run_compare(url, data_dir, out)
+    assert r.rc == 0, r.err
+    assert "budget (cpu" in r.err and "[6/6] cmp-scratch" in r.err
+    assert "cmp-probe-imagenet cannot run" in r.err and IMAGENET_FILE in r.err
+    # every study, with its role, the comparison and the preset
+    studies = {s.name: s for s in rows.load_studies(url)}
+    assert {name: s.role for name, s in studies.items()} == ROLES
+    assert all(
+        s.user_attrs[schema.COMPARISON] == "cmp" and s.user_attrs[schema.PRESET] == "smoke" for s in studies.values()
+    )
+    assert studies["cmp-probe-simclr"].encoder == "best:cmp-hparams"
+    assert {n: studies[n].encoder for n in ("cmp-probe-imagenet", "cmp-probe-random")} == {
+        "cmp-probe-imagenet": "imagenet",
+        "cmp-probe-random": "random",
+    }
+    # the fair comparison: the same space and seed for the three probes
+    probes = [schema.read_spec(studies[f"cmp-probe-{k}"].user_attrs) for k in ("simclr", "imagenet", "random")]
+    assert len({(schema.space_to_json(p.space), str(p.sampler)) for p in probes}) == 1
+    scale = studies["cmp-scale"]
+    assert sorted(t.params["data_fraction"] for t in scale.complete()) == [0.1, 0.3, 1.0]
+    for name in ("cmp-hparams", "cmp-probe-simclr", "cmp-probe-random", "cmp-scratch"):
+        assert [t.state.name for t in studies[name].trials] == ["COMPLETE"], name
+    assert studies["cmp-probe-imagenet"].trials == []
+    assert IMAGENET_FILE in studies["cmp-probe-imagenet"].user_attrs[schema.STUDY_ERROR]
+    # the printed table: one row per regime; ImageNet missing with the reason; then the report's path
+    table = r.out[r.out.index("regime") :].splitlines()
+    assert len(table) == 1 + 4 + 1 and table[-1] == f"report: {out}" and out.is_file()
+    assert "reference" in table[4] and table[1].startswith("SimCLR -> linear probe")
+    assert "missing: cmp-probe-imagenet could not run: ImageNet ResNet-18 weights" in table[2]
+    got = comparison(url)
+    assert got["probe_imagenet"]["status"] == "missing" and str(offline) in got["probe_imagenet"]["reason"]
+    assert all(got[k]["status"] == "ok" for k in ("probe_simclr", "probe_random", "scratch"))
+    assert "ImageNet" in out.read_text()
+    import optuna_dashboard
+
+    note = optuna_dashboard.get_note(optuna.load_study(study_name="cmp-scratch", storage=url))
+    assert "Comparison (written by study.py)" in note
+
+    # weights appear in the torchvision cache (random values: only the file matters): the ImageNet regime runs,
+    # nothing else is run again
+    before = trials_of(url)
+    offline.mkdir(parents=True, exist_ok=True)
+    torch.save(torchvision.models.resnet18().state_dict(), offline / IMAGENET_FILE)
+    r = run_compare(url, data_dir, out)
+    assert r.rc == 0, r.err
+    assert r.err.count("nothing left to run") == 5
+    after = trials_of(url)
+    assert {k: v for k, v in after.items() if k != "cmp-probe-imagenet"} == {
+        k: v for k, v in before.items() if k != "cmp-probe-imagenet"
+    }
+    assert [t[1] for t in after["cmp-probe-imagenet"]] == ["COMPLETE"]
+    got = comparison(url)
+    assert got["probe_imagenet"]["status"] == "ok" and got["probe_imagenet"]["test_top1"] is not None
+    assert got["probe_imagenet"]["gain_top1"] is not None
+    study = optuna.load_study(study_name="cmp-probe-imagenet", storage=url)
+    assert study.user_attrs[schema.STUDY_ERROR] == ""  # cleared once it ran
+    assert "ok: cmp-probe-imagenet #0" in r.out
+
+
+def test_interrupted_then_resumed_reruns_no_finished_trial(tmp_path, data_dir, offline, monkeypatch):
+    import simclr.pretrain
+
+    url, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "report.html"
+    real = simclr.pretrain.pretrain
+    calls = {"n": 0, "stop_at": 2}
+
+    def pretrain(*args, **kwargs):  # Ctrl-C during the stop_at-th pretraining of this run
+        calls["n"] += 1
+        if calls["n"] == calls["stop_at"]:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(simclr.pretrain, "pretrain", pretrain)
+    # 1. interrupted in the scale study's second trial: that trial FAILs "interrupted", nothing else starts
+    r = run_compare(url, data_dir, out)
+    assert r.rc == 130 and "run the same command again" in r.err
+    first = trials_of(url)
+    assert list(first) == ["cmp-scale"]
+    assert [(t[0], t[1], t[4]) for t in first["cmp-scale"]] == [(0, "COMPLETE", None), (1, "FAIL", "interrupted")]
+    assert not out.exists()
+
+    # 2. resuming with other settings is refused (another --prefix), the store untouched
+    state = file_state(tmp_path / "s.db")
+    r = run_cli("compare", "--preset", "smoke", "--prefix", "cmp", "--trials", "1", "--device", "cpu", "--storage", url,
+                "--set", f"data_dir={data_dir}", *TINY[:-1], "test_fraction=0.5")  # fmt: skip
+    assert r.rc == 2 and r.err.count("\n") == 1 and "--prefix" in r.err and "test_fraction: stored 1.0" in r.err
+    assert file_state(tmp_path / "s.db") == state
+
+    # 3. resumed: the interrupted grid point runs again (as a retry), then the last point; Ctrl-C in the first
+    # trial of the next study (stopped after the first study)
+    calls.update(n=0, stop_at=3)
+    r = run_compare(url, data_dir, out)
+    assert r.rc == 130 and "1 interrupted grid point(s) queued again" in r.err
+    second = trials_of(url)
+    assert second["cmp-scale"][:2] == first["cmp-scale"]  # the finished trial was not run again
+    scale = optuna.load_study(study_name="cmp-scale", storage=url).get_trials()
+    assert [t.state.name for t in scale] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert scale[2].params == scale[1].params and scale[2].user_attrs[schema.RETRY_OF] == 1
+    assert sorted(t.params["data_fraction"] for t in scale if t.state.name == "COMPLETE") == [0.1, 0.3, 1.0]
+    assert [(t[1], t[4]) for t in second["cmp-hparams"]] == [("FAIL", "interrupted")]
+
+    # 4. resumed to the end: only what is left runs
+    calls.update(n=0, stop_at=0)
+    r = run_compare(url, data_dir, out)
+    assert r.rc == 0, r.err
+    assert "[1/6] cmp-scale (simclr, role simclr_scale): 3/3 trials done, nothing left to run" in r.err
+    third = trials_of(url)
+    assert third["cmp-scale"] == second["cmp-scale"] and third["cmp-hparams"][0] == second["cmp-hparams"][0]
+    assert [t[1] for t in third["cmp-hparams"]] == ["FAIL", "COMPLETE"]  # budget 1: the interrupted one is not counted
+    assert {name: len(t) for name, t in third.items() if name not in ("cmp-scale", "cmp-hparams")} == {
+        "cmp-probe-simclr": 1,
+        "cmp-probe-imagenet": 0,
+        "cmp-probe-random": 1,
+        "cmp-scratch": 1,
+    }
+    assert out.is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--preset", "huge"], "invalid choice: 'huge'"),
+        (["--set", "no_such_key=1"], "--set no_such_key: not a config key of simclr, linear_probe, supervised"),
+        (["--set", "encoder=random"], "compare probes its own encoders"),
+        (["--set", "epochs=0"], "epochs=0: must be > 0"),
+        (["--trials", "0"], "--trials must be >= 1"),
+        (["--threads", "0"], "--threads must be >= 1"),
+        (["--prefix", "a\tb"], "study name"),
+        (["--out", "/no/such/dir/report.html"], "directory /no/such/dir does not exist"),
+    ],
+)
+def test_bad_input_exit_2_one_line_no_store(tmp_path, args, message):
+    path = tmp_path / "s.db"
+    r = run_cli("compare", "--storage", f"sqlite:///{path}", "--device", "cpu", *args)
+    assert r.rc == 2 and r.err.count("\n") == 1 and r.err.startswith("error:") and message in r.err, r.err
+    assert not path.exists()
+
+
+def test_missing_data_creates_nothing(tmp_path):
+    path, empty = tmp_path / "s.db", tmp_path / "empty"
+    empty.mkdir()
+    r = run_cli("compare", "--storage", f"sqlite:///{path}", "--device", "cpu", "--set", f"data_dir={empty}",
+                "download=false")  # fmt: skip
+    last = r.err.splitlines()[-1]
+    assert r.rc == 2 and last.startswith("error:") and "cifar-100-python.tar.gz" in last
+    assert not path.exists() and not (tmp_path / "s_artifacts").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the pure parts
+
+
+def _trial(state, error=None):
+    attrs = {schema.ERROR: error} if error else {}
+    return optuna.trial.create_trial(state=state, value=1.0 if state.name == "COMPLETE" else None, user_attrs=attrs)
+
+
+@pytest.mark.parametrize(
+    "state, error, counted",
+    [
+        ("COMPLETE", None, True),
+        ("PRUNED", None, True),
+        ("FAIL", "diverged: non-finite loss", True),  # would fail again: budget spent
+        ("FAIL", "out of memory: CUDA", True),
+        ("FAIL", "interrupted", False),  # Ctrl-C / SIGTERM: runs again
+        ("FAIL", None, False),  # a killed worker: the heartbeat retry runs it again
+        ("FAIL", f"{schema.GRID_TAKEN}: trial 0 holds this grid point (not run twice)", False),
+        ("WAITING", None, False),
+    ],
+)
+def test_which_trials_count_toward_the_budget(state, error, counted):
+    assert compare.counts(_trial(optuna.trial.TrialState[state], error)) is counted
+
+
+def test_plan_splits_sets_and_scales_the_grid():
+    steps = compare.plan("p", preset="smoke", sets=["data_fraction=0.5", "resolution=64", "lr=0.1"], trials=2)
+    by_role = {s.role: s for s in steps}
+    assert [s.name for s in steps] == ["p-scale", "p-hparams", "p-probe-simclr", "p-probe-imagenet",
+                                       "p-probe-random", "p-scratch"]  # fmt: skip
+    assert by_role["simclr_scale"].spec().space["data_fraction"].choices == (0.05, 0.15, 0.5)
+    assert by_role["simclr_scale"].trials == 3 and by_role["simclr_hparams"].trials == 2
+    assert by_role["simclr_hparams"].spec().config["data_fraction"] == 0.5
+    assert "lr" not in by_role["simclr_hparams"].spec().space  # fixed by --set: searched nowhere
+    assert by_role["probe_imagenet"].spec().config["resolution"] == 64
+    assert "resolution" not in by_role["scratch"].spec().config
+    default = compare.plan("p", preset="default")
+    assert default[0].spec().space["data_fraction"].choices == (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
+    assert {s.trials for s in default[2:]} == {compare.BUDGETS["default"].regime}
+
+
+def test_spec_difference():
+    step = compare.plan("p", preset="smoke")[1]
+    assert compare.spec_difference(step.spec(), step.spec()) is None
+    other = compare.plan("p", preset="smoke", sets=["epochs=2"])[1].spec()
+    assert compare.spec_difference(step.spec(), other) == "epochs: stored 5, this command 2"
+    several = compare.plan("q", preset="smoke", sets=["epochs=2", "knn_k=7"])[1].spec()
+    assert compare.spec_difference(step.spec(), several) == "comparison: stored 'p', this command 'q' (and 2 more)"
+    probe = compare.plan("p", preset="smoke")[2]
+    assert compare.spec_difference(probe.spec("best:p-scale"), probe.spec(), ignore=["encoder"]) is None
+
+
+def test_format_table_rows():
+    row = {"regime": "scratch", "label": "from scratch (supervised)", "status": "ok", "reason": None,
+           "study": "p-scratch", "trial": 2, "test_top1": 10.0, "test_top5": 30.5, "gain_top1": 0.0,
+           "n_trials": 3, "n_complete": 2, "n_pruned": 1, "n_failed": 0}  # fmt: skip
+    missing = {**row, "regime": "probe_imagenet", "label": "ImageNet", "status": "missing", "reason": "offline",
+               "test_top1": None, "test_top5": None, "gain_top1": None, "n_trials": 0, "n_complete": 0,
+               "n_pruned": 0}  # fmt: skip
+    lines = compare.format_table([row, missing]).splitlines()
+    assert lines[0].split()[:3] == ["regime", "test", "top-1"]
+    assert lines[1].split()[-6:] == ["reference", "3", "(2/1/0)", "ok:", "p-scratch", "#2"]
+    assert lines[2].endswith("missing: offline") and " - " in lines[2]
