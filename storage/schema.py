@@ -71,6 +71,19 @@ TRIAL_ATTRS = (
     RETRY_OF,
     RESUMED_FROM_EPOCH,
 )
+# What every COMPLETE trial of every objective carries (the rest depend on the objective).
+COMPLETE_TRIAL_ATTRS = (
+    VAL_TOP1,
+    VAL_TOP5,
+    TEST_TOP1,
+    TEST_TOP5,
+    N_TRAIN_IMAGES,
+    STEPS,
+    SECONDS,
+    IMAGES_PER_SECOND,
+    DEVICE,
+    TRIAL_ENCODER,
+)
 
 
 def space_to_json(space: dict[str, BaseDistribution]) -> str:

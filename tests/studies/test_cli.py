@@ -21,18 +21,7 @@ import pytest
 from storage import schema
 from tests.studies.conftest import REPO, file_state, run_cli, tiny_sets
 
-SCHEMA_ATTRS = {
-    schema.VAL_TOP1,
-    schema.VAL_TOP5,
-    schema.TEST_TOP1,
-    schema.TEST_TOP5,
-    schema.N_TRAIN_IMAGES,
-    schema.STEPS,
-    schema.SECONDS,
-    schema.IMAGES_PER_SECOND,
-    schema.DEVICE,
-    schema.TRIAL_ENCODER,
-}
+SCHEMA_ATTRS = set(schema.COMPLETE_TRIAL_ATTRS)
 
 
 def show(url: str, name: str) -> dict:

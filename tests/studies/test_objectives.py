@@ -30,18 +30,7 @@ def fixed_params(space) -> dict:
     return out
 
 
-TRIAL_ATTRS = {
-    schema.VAL_TOP1,
-    schema.VAL_TOP5,
-    schema.TEST_TOP1,
-    schema.TEST_TOP5,
-    schema.N_TRAIN_IMAGES,
-    schema.STEPS,
-    schema.SECONDS,
-    schema.IMAGES_PER_SECOND,
-    schema.DEVICE,
-    schema.TRIAL_ENCODER,
-}
+TRIAL_ATTRS = set(schema.COMPLETE_TRIAL_ATTRS)
 
 
 @pytest.mark.parametrize(
