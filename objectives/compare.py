@@ -420,7 +420,8 @@ def budget_lines(steps: Sequence[Step], sizes: Sizes, estimate: dict[str, float]
         f"test {_images(sizes.test)} images"
     )
     if estimate:
-        lines.append(f"  rough total: ~{sum(estimate.values()) / 60:.0f} min (a cost model calibrated by a speed test)")
+        total = sum(estimate.values()) / 60
+        lines.append(f"  rough total: ~{total:.0f} min if nothing is pruned (a cost model calibrated by a speed test)")
     return lines
 
 
