@@ -52,38 +52,11 @@ DATA_FRACTION = "data_fraction"
 N_PRETRAIN_IMAGES = "n_pretrain_images"
 RETRY_OF = "retry_of"
 RESUMED_FROM_EPOCH = "resumed_from_epoch"
-TRIAL_ATTRS = (
-    VAL_TOP1,
-    VAL_TOP5,
-    TEST_TOP1,
-    TEST_TOP5,
-    N_TRAIN_IMAGES,
-    STEPS,
-    SECONDS,
-    IMAGES_PER_SECOND,
-    DEVICE,
-    TRIAL_ENCODER,
-    CHECKPOINT,
-    CHECKPOINT_EPOCH,
-    ERROR,
-    DATA_FRACTION,
-    N_PRETRAIN_IMAGES,
-    RETRY_OF,
-    RESUMED_FROM_EPOCH,
-)
 # What every COMPLETE trial of every objective carries (the rest depend on the objective).
-COMPLETE_TRIAL_ATTRS = (
-    VAL_TOP1,
-    VAL_TOP5,
-    TEST_TOP1,
-    TEST_TOP5,
-    N_TRAIN_IMAGES,
-    STEPS,
-    SECONDS,
-    IMAGES_PER_SECOND,
-    DEVICE,
-    TRIAL_ENCODER,
-)
+COMPLETE_TRIAL_ATTRS = (VAL_TOP1, VAL_TOP5, TEST_TOP1, TEST_TOP5, N_TRAIN_IMAGES, STEPS, SECONDS, IMAGES_PER_SECOND,
+                        DEVICE, TRIAL_ENCODER)  # fmt: skip
+TRIAL_ATTRS = COMPLETE_TRIAL_ATTRS + (CHECKPOINT, CHECKPOINT_EPOCH, ERROR, DATA_FRACTION, N_PRETRAIN_IMAGES, RETRY_OF,
+                                      RESUMED_FROM_EPOCH)  # fmt: skip
 
 
 def space_to_json(space: dict[str, BaseDistribution]) -> str:
