@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from simclr.errors import UserError
+from errors import UserError
 
 
 class Parser(argparse.ArgumentParser):

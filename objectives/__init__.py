@@ -22,7 +22,7 @@ from objectives.space import (
     sampler_spec,
 )
 from simclr.config import defaults
-from simclr.errors import UserError
+from errors import UserError
 from storage import schema
 
 OBJECTIVES = schema.OBJECTIVES

@@ -27,7 +27,7 @@ import torch
 from objectives.space import grid_duplicate_of, suggest
 from simclr.config import check_value
 from simclr.device import Runtime, runtime, seed_everything
-from simclr.errors import NonFiniteLoss, UserError
+from errors import NonFiniteLoss, UserError
 from storage import schema, store
 
 log = logging.getLogger("objectives")

@@ -40,7 +40,7 @@ from optuna.trial import FrozenTrial, TrialState
 from objectives import build_spec, create_study, make_objective
 from objectives.presets import PRESETS
 from simclr.config import objective_fields
-from simclr.errors import UserError
+from errors import UserError
 from storage import schema, store
 
 # data_fraction grid of the scale study, as ratios of the preset's (or --set) data_fraction

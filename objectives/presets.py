@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from simclr.config import check_value, objective_fields
-from simclr.errors import UserError
+from errors import UserError
 
 _SMOKE_DATA = {"probe_fraction": 0.05, "test_fraction": 0.05}  # CIFAR-100: 2,200 probe-train, 300 val, 500 test
 _SMOKE_PROBE = {"probe_epochs": 30, "probe_batch_size": 0}  # full batch on cached features: seconds

@@ -20,7 +20,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from simclr.errors import UserError
+from errors import UserError
 from storage import schema
 
 # The comparison's regimes in the order the table shows them, with the label a reader sees.

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from simclr.config import PretrainConfig
-from simclr.errors import UserError
+from errors import UserError
 
 Size = int | tuple[int, int]
 JITTER_OPS = ("brightness", "contrast", "saturation", "hue")  # op ids 0..3 used in `order`

@@ -14,7 +14,7 @@ import math
 import typing
 from dataclasses import dataclass, fields
 
-from simclr.errors import UserError
+from errors import UserError
 
 
 @dataclass

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from simclr.config import DataConfig
-from simclr.errors import UserError
+from errors import UserError
 
 # Per-channel statistics of the train sets (the values the CIFAR literature uses), and ImageNet's.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)

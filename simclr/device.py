@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from simclr.errors import UserError
+from errors import UserError
 
 
 @functools.cache

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from simclr.augment import eval_preprocess
 from simclr.device import Runtime
-from simclr.errors import UserError
+from errors import UserError
 from simclr.models import FEATURE_DIM, Encoder
 
 CACHE_VERSION = 1  # bump when the entry format or what the features mean changes: old entries are then ignored

@@ -19,7 +19,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from simclr.errors import UserError
+from errors import UserError
 
 STEMS = ("cifar", "imagenet")
 FEATURE_DIM = 512  # ResNet-18 width after global average pooling

@@ -28,7 +28,7 @@ from simclr.augment import normalize, simclr_params_from, simclr_views
 from simclr.config import PretrainConfig
 from simclr.data import CIFAR10_MEAN, CIFAR10_STD, ImageSet, stratified_subset
 from simclr.device import Runtime, rng_state, set_rng_state
-from simclr.errors import UserError
+from errors import UserError
 from simclr.features import extract_features
 from simclr.knn import knn_accuracy
 from simclr.loss import nt_xent

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from simclr.config import ProbeConfig
 from simclr.device import Runtime
-from simclr.errors import NonFiniteLoss
+from errors import NonFiniteLoss
 from simclr.features import cached_features
 from simclr.models import Encoder
 from simclr.schedule import lr_at

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from simclr.errors import NonFiniteLoss
+from errors import NonFiniteLoss
 
 OPTIMIZERS = ("sgd", "lars", "adam")
 

@@ -24,7 +24,7 @@ from simclr.augment import eval_preprocess, normalize, supervised_augment
 from simclr.config import SupervisedConfig
 from simclr.data import ImageSet
 from simclr.device import Runtime
-from simclr.errors import UserError
+from errors import UserError
 from simclr.models import FEATURE_DIM, Encoder, init_weights_, resnet18, save_checkpoint
 from simclr.schedule import LossLog, build_optimizer, epoch_batches, lr_at, set_lr
 

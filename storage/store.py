@@ -25,7 +25,7 @@ import optuna
 from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 
-from simclr.errors import UserError
+from errors import UserError
 
 DEFAULT_URL = "sqlite:///studies.db"
 ENV_STORAGE = "STUDY_STORAGE"

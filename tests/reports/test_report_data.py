@@ -13,7 +13,7 @@ import pytest
 
 import reports
 from reports import rows
-from simclr.errors import UserError
+from errors import UserError
 from storage import schema
 from tests.reports import stores
 

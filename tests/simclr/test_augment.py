@@ -17,7 +17,7 @@ import torchvision.transforms.v2.functional as F
 
 from simclr import augment as A
 from simclr.config import PretrainConfig
-from simclr.errors import UserError
+from errors import UserError
 
 ATOL = 1e-4
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -25,7 +25,7 @@ from simclr.data import (
     stats_for,
     stratified_subset,
 )
-from simclr.errors import UserError
+from errors import UserError
 from tests import fakedata
 
 # name -> (writer, per-class train/test counts the writers use below, classes, batch file with labels, labels key)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from simclr.augment import normalize
 from simclr.device import Runtime, runtime
-from simclr.errors import UserError
+from errors import UserError
 from simclr.features import cache_identity, cache_path, cached_features, extract_features
 from simclr.models import load_encoder
 

@@ -8,7 +8,7 @@ import torch
 import torchvision
 from torch import nn
 
-from simclr.errors import UserError
+from errors import UserError
 from simclr.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,

@@ -11,7 +11,7 @@ import torch
 from simclr.config import ProbeConfig
 from simclr.data import ImageSet
 from simclr.device import runtime
-from simclr.errors import NonFiniteLoss
+from errors import NonFiniteLoss
 from simclr.models import load_encoder
 from simclr.probe import ProbeResult, cosine_lr, evaluate_encoder, linear_probe, topk_accuracy
 

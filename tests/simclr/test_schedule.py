@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from simclr.errors import NonFiniteLoss
+from errors import NonFiniteLoss
 from simclr.schedule import LARS, LossLog, build_optimizer, epoch_batches, lr_at, param_groups
 
 

@@ -177,7 +177,7 @@ def test_grid_study_on_a_journal_store(filled_store, tmp_path):
 
 def test_failed_trial_records_the_reason_and_the_worker_goes_on(filled_store, tmp_path, monkeypatch):
     import simclr.probe
-    from simclr.errors import NonFiniteLoss
+    from errors import NonFiniteLoss
 
     def diverge(*args, **kwargs):
         raise NonFiniteLoss(1, 0, float("nan"))

@@ -12,7 +12,7 @@ from optuna.trial import FixedTrial, TrialState
 
 from objectives import build_spec, make_objective
 from objectives.common import reporter
-from simclr.errors import NonFiniteLoss, UserError
+from errors import NonFiniteLoss, UserError
 from storage import schema, store
 from tests.studies.conftest import tiny_sets
 

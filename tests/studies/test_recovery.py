@@ -24,7 +24,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from simclr.errors import UserError
+from errors import UserError
 from storage import schema, store
 from tests.studies.conftest import REPO, run_cli, tiny_sets
 from tests.studies.workers import create, store_for, trials, wait_all, worker

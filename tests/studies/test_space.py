@@ -22,7 +22,7 @@ from objectives.space import (
     suggest,
 )
 from simclr.config import SECTIONS, defaults
-from simclr.errors import UserError
+from errors import UserError
 from storage import schema
 
 

@@ -1,0 +1,28 @@
+"""The exceptions users can cause (bad data, bad config, missing weights), at the bottom of the import graph:
+every package (simclr/, storage/, objectives/, reports/) and study.py import it; it imports nothing.
+
+The command line turns a UserError into one line on stderr and exit code 2; anything else is a bug.
+"""
+
+
+class UserError(Exception):
+    """A problem the user can fix; the message is one line that says what and where."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training diverged: the loss became NaN or infinite at the given epoch/step."""
+
+    def __init__(self, epoch: int, step: int, value: float):
+        super().__init__(f"non-finite loss {value} at epoch {epoch}, step {step} (diverged)")
+        self.epoch, self.step, self.value = epoch, step, value
+
+
+def first_line(message: object, limit: int = 300) -> str:
+    """The first line of an exception's (or any) message, at most `limit` characters, with control characters
+    escaped, so whatever a library or a user put in it prints as one line. An exception with no message gives its
+    type's name."""
+    lines = str(message).strip().splitlines()
+    if not lines:
+        return type(message).__name__ if isinstance(message, BaseException) else ""
+    text = lines[0][:limit]
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
