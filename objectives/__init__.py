@@ -5,12 +5,17 @@ modules are imported only by `make_objective` (study.py optimize).
 
 from __future__ import annotations
 
+import datetime
+import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import optuna
 
+from errors import UserError
 from objectives.presets import preset_config
+from objectives.provenance import provenance
 from objectives.space import (
     build_space,
     make_pruner,
@@ -22,7 +27,6 @@ from objectives.space import (
     sampler_spec,
 )
 from simclr.config import defaults
-from errors import UserError
 from storage import schema
 
 OBJECTIVES = schema.OBJECTIVES
@@ -96,6 +100,51 @@ def make_objective(spec: schema.StudySpec, **kwargs: Any):
     return getattr(importlib.import_module(module), cls)(spec, **kwargs)
 
 
+PROVENANCE = "provenance"  # study attr, JSON: project version, git revision, library versions (provenance.py)
+
+
+def check_name(name: str) -> None:
+    if not name.strip() or len(name) > 500 or not name.isprintable():
+        raise UserError(f"study name {name!r}: use 1-500 printable characters")
+
+
+def default_name(objective: str, taken: set[str]) -> str:
+    base = f"{objective}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    name, k = base, 2
+    while name in taken:
+        name, k = f"{base}-{k}", k + 1
+    return name
+
+
+def new_study(url: str, name: str | None, spec: schema.StudySpec) -> str:
+    """Create a study for `spec` in the store at `url` (created if missing) and return its name. Checked first,
+    so that nothing is written when it would fail: the name, and that an encoder naming a study or a file
+    points at something that exists."""
+    from storage import open_storage, store_exists, study_names
+
+    if name is not None:
+        check_name(name)
+    referenced = []
+    if "encoder" in spec.config:
+        kind, ref, _ = parse_encoder(spec.encoder)
+        if kind in ("best", "trial"):
+            referenced.append(ref)
+        elif kind == "path" and not os.path.isfile(ref):
+            raise UserError(f"encoder {ref!r}: no such checkpoint file")
+    if referenced and not store_exists(url):
+        raise UserError(f"encoder {spec.encoder!r}: study {referenced[0]!r} not found (the store does not exist yet)")
+    storage = open_storage(url, create=True)
+    names = set(study_names(storage))
+    for ref in referenced:
+        if ref not in names:
+            raise UserError(f"encoder {spec.encoder!r}: no study named {ref!r} in the store")
+    name = name or default_name(spec.objective, names)
+    if name in names:
+        raise UserError(f"a study named {name!r} already exists (delete it first, or pick another --name)")
+    create_study(storage, name, spec)
+    return name
+
+
 def create_study(storage: optuna.storages.BaseStorage, name: str, spec: schema.StudySpec) -> optuna.Study:
     """A new study holding `spec` in its attrs (UserError if the name is taken); nothing is left on failure."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
@@ -105,6 +154,7 @@ def create_study(storage: optuna.storages.BaseStorage, name: str, spec: schema.S
         raise UserError(f"a study named {name!r} already exists") from None
     try:
         schema.write_spec(study, spec)
+        study.set_user_attr(PROVENANCE, json.dumps(provenance(), sort_keys=True))
     except BaseException:
         optuna.delete_study(study_name=name, storage=storage)
         raise
@@ -125,4 +175,4 @@ def open_study(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.
     return study, spec
 
 
-__all__ = ["OBJECTIVES", "build_spec", "make_objective", "open_study"]
+__all__ = ["OBJECTIVES", "PROVENANCE", "build_spec", "create_study", "make_objective", "new_study", "open_study"]

@@ -24,11 +24,12 @@ from typing import Any
 import optuna
 import torch
 
+from errors import NonFiniteLoss, UserError, first_line
 from objectives.space import grid_duplicate_of, suggest
-from simclr.config import check_value
+from simclr.config import Config, make_config
 from simclr.device import Runtime, runtime, seed_everything
-from errors import NonFiniteLoss, UserError
 from storage import schema, store
+from storage.optuna_private import study_id, trial_id
 
 log = logging.getLogger("objectives")
 
@@ -39,13 +40,11 @@ def is_out_of_memory(e: BaseException) -> bool:
     return isinstance(e, RuntimeError) and "out of memory" in str(e).lower()
 
 
-def trial_config(spec: schema.StudySpec, trial: optuna.Trial) -> dict[str, Any]:
-    """The study's fixed config with the trial's suggested parameters merged in (range-checked)."""
-    config = dict(spec.config)
-    for key, value in suggest(trial, spec.space).items():
-        check_value(key, value)
-        config[key] = value
-    return config
+def trial_config(spec: schema.StudySpec, trial: optuna.Trial) -> Config:
+    """The trial's typed config: the study's fixed config with the trial's suggested parameters merged in. Both
+    were validated when the study was created (the config's values, the space's bounds), so nothing is checked
+    again here: the one validation of a config value is simclr.config.check_value."""
+    return make_config(spec.objective, {**spec.config, **suggest(trial, spec.space)})
 
 
 def set_attrs(trial: optuna.Trial, **attrs: Any) -> None:
@@ -61,7 +60,7 @@ def set_attrs(trial: optuna.Trial, **attrs: Any) -> None:
 def note_retry(trial: optuna.Trial) -> None:
     """A heartbeat retry (RetryHeartbeatStaleTrialCallback) records which trial it continues ("retry_of")."""
     if isinstance(trial, optuna.Trial):
-        history = trial.storage.get_trial(trial._trial_id).system_attrs.get("retry_history") or []
+        history = trial.storage.get_trial(trial_id(trial)).system_attrs.get("retry_history") or []
         if history:
             trial.set_user_attr(schema.RETRY_OF, int(history[-1]))
 
@@ -158,6 +157,7 @@ class Objective:
         if spec.objective != self.name:
             raise ValueError(f"{type(self).__name__} got a {spec.objective} study")
         self.spec = spec
+        self.config = make_config(spec.objective, spec.config)  # the study's fixed config, typed
         self.study_name = study_name
         self.storage = storage
         self.artifacts = artifacts
@@ -170,22 +170,23 @@ class Objective:
 
     # -- set-up shared by all trials of a worker -------------------------------------------------------------
 
-    def runtime(self, config: dict[str, Any]) -> Runtime:
-        return runtime(self.device, str(config["precision"]), bool(config["channels_last"]), bool(config["compile"]))
+    def runtime(self, config: Config) -> Runtime:
+        return runtime(self.device, config.run.precision, config.run.channels_last, config.run.compile)
 
     def prepare(self) -> None:
         """Check what every trial needs (device, data, encoder) once, before any trial: a UserError here stops
         `optimize` with one line instead of failing every trial."""
         if not self._prepared:
-            self.runtime(self.spec.config)
-            self._prepare(self.spec.config)
+            self.runtime(self.config)
+            self._prepare(self.config)
             self._prepared = True
 
-    def _prepare(self, config: dict[str, Any]) -> None:
+    def _prepare(self, config: Config) -> None:
         pass
 
-    def cache_dir(self, config: dict[str, Any]) -> Path:
-        return Path(config["cache_dir"]) if config["cache_dir"] else Path(config["data_dir"]) / "features"
+    @staticmethod
+    def cache_dir(config: Config) -> Path:
+        return Path(config.data.cache_dir) if config.data.cache_dir else Path(config.data.data_dir) / "features"
 
     def temp_dir(self, trial: optuna.Trial) -> Path:
         if self.work_dir is not None:
@@ -231,7 +232,7 @@ class Objective:
             self.prepare()
             rt = self.runtime(config)
             set_attrs(trial, **{schema.DEVICE: rt.describe()})
-            seed_everything(int(config["seed"]))
+            seed_everything(config.run.seed)
             value = self.run(trial, config, rt)
             value = round(float(value), 4)
             set_attrs(trial, **{schema.VAL_TOP1: value})
@@ -246,8 +247,7 @@ class Objective:
             return self.fail(trial, str(e))
         except (RuntimeError, MemoryError) as e:
             if isinstance(e, MemoryError) or is_out_of_memory(e):
-                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-                return self.fail(trial, f"out of memory: {first}")
+                return self.fail(trial, f"out of memory: {first_line(e, 200)}")
             if caused_by_interrupt(e):
                 return self.interrupt(trial)
             raise
@@ -255,14 +255,14 @@ class Objective:
             trial.set_user_attr(schema.SECONDS, round(time.perf_counter() - started, 3))
             self.release_memory()
 
-    def run(self, trial: optuna.Trial, config: dict[str, Any], rt: Runtime) -> float:
+    def run(self, trial: optuna.Trial, config: Config, rt: Runtime) -> float:
         raise NotImplementedError
 
     def grid_duplicate(self, trial: optuna.Trial) -> int | None:
         if self.spec.sampler.get("name") != "grid" or not isinstance(trial, optuna.Trial):
             return None
-        frozen = trial.storage.get_trial(trial._trial_id)
-        return grid_duplicate_of(frozen, trial.storage.get_all_trials(trial.study._study_id, deepcopy=False))
+        frozen = trial.storage.get_trial(trial_id(trial))
+        return grid_duplicate_of(frozen, trial.storage.get_all_trials(study_id(trial.study), deepcopy=False))
 
     def interrupt(self, trial: optuna.Trial) -> float:
         """FAIL the trial as "interrupted" with one log line (Optuna would log a traceback); start no other."""
@@ -288,125 +288,3 @@ class Objective:
 def remove_dir(path: Path | None) -> None:
     if path is not None:
         shutil.rmtree(path, ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Data and encoders, loaded once per worker and shared by its trials
-
-
-class DataCache:
-    """load_probe_splits / load_pretrain_set results keyed by the config values they depend on."""
-
-    def __init__(self):
-        self._probe: dict[tuple, dict] = {}
-        self._pretrain: dict[tuple, Any] = {}
-
-    @staticmethod
-    def _data_config(config: dict[str, Any]):
-        from simclr.config import DataConfig, build
-
-        return build(DataConfig, config)
-
-    def probe_splits(self, config: dict[str, Any]) -> dict:
-        from simclr.data import load_probe_splits
-
-        cfg = self._data_config(config)
-        key = (repr(cfg), int(config["seed"]))
-        if key not in self._probe:
-            self._probe.clear()  # one set at a time: CIFAR-100 is 150 MB
-            splits = load_probe_splits(cfg, int(config["seed"]))
-            empty = [name for name, split in splits.items() if len(split) == 0]
-            if empty:
-                raise UserError(
-                    f"{cfg.probe_data}: the probe {' and '.join(empty)} split is empty with probe_fraction="
-                    f"{cfg.probe_fraction}, val_fraction={cfg.val_fraction}, test_fraction={cfg.test_fraction}; "
-                    "raise them (every class needs 2+ images before the train/val split)"
-                )
-            self._probe[key] = splits
-        return self._probe[key]
-
-    def pretrain_set(self, config: dict[str, Any]):
-        from simclr.data import load_pretrain_set
-
-        cfg = self._data_config(config)
-        key = (repr(cfg), float(config["data_fraction"]), int(config["seed"]))
-        if key not in self._pretrain:
-            self._pretrain.clear()
-            self._pretrain[key] = load_pretrain_set(cfg, float(config["data_fraction"]), int(config["seed"]))
-        return self._pretrain[key]
-
-
-def artifact_file(artifacts, artifact_id: str, cache_dir: Path) -> Path:
-    """A local file holding artifact `artifact_id`: the file itself in a file-system store, else a download."""
-    base = getattr(artifacts, "base_path", None)
-    if base is not None:
-        path = Path(base) / artifact_id
-        if not path.is_file():
-            raise UserError(f"checkpoint artifact {artifact_id} is missing from {base}")
-        return path
-    return store.download(artifacts, artifact_id, cache_dir / "encoders" / f"{artifact_id}.pt")
-
-
-def resolve_encoder(
-    text: str, *, storage: optuna.storages.BaseStorage | None, artifacts, cache_dir: Path
-) -> tuple[str, str]:
-    """(what simclr.models.load_encoder takes: random | imagenet | a path, a description for the trial attrs).
-
-    best:STUDY -> the best completed trial's checkpoint artifact; trial:STUDY:NUMBER -> that trial's.
-    """
-    from objectives.space import parse_encoder
-
-    kind, ref, number = parse_encoder(text)
-    if kind in ("random", "imagenet"):
-        return kind, kind
-    if kind == "path":
-        if not Path(ref).is_file():
-            raise UserError(f"encoder {ref!r}: no such checkpoint file")
-        return ref, ref
-    if storage is None:
-        raise UserError(f"encoder {text!r} names a study, but no store was given")
-    study = store.load_study(storage, ref)
-    if kind == "best":
-        try:
-            trial = study.best_trial
-        except ValueError:
-            raise UserError(f"encoder {text!r}: study {ref!r} has no completed trial yet") from None
-    else:
-        found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
-        if not found:
-            raise UserError(f"encoder {text!r}: study {ref!r} has no trial {number}")
-        trial = found[0]
-        if trial.state != optuna.trial.TrialState.COMPLETE:
-            raise UserError(f"encoder {text!r}: trial {number} of {ref!r} is {trial.state.name}, not COMPLETE")
-    artifact_id = trial.user_attrs.get(schema.CHECKPOINT)
-    if not artifact_id:
-        raise UserError(f"encoder {text!r}: trial {trial.number} of {ref!r} has no checkpoint artifact")
-    if artifacts is None:
-        raise UserError(f"encoder {text!r}: no artifact directory to read checkpoint {artifact_id} from")
-    return str(artifact_file(artifacts, artifact_id, cache_dir)), f"trial:{ref}:{trial.number}"
-
-
-class EncoderCache:
-    """The study's encoder (random | imagenet | best:STUDY | trial:STUDY:N | path), loaded once per worker."""
-
-    def __init__(self):
-        self._key: tuple | None = None
-        self._value: tuple[Any, str] | None = None
-
-    def get(self, config: dict[str, Any], *, storage, artifacts, cache_dir: Path) -> tuple[Any, str]:
-        """(simclr.models.Encoder, what it is: "imagenet", "trial:STUDY:3", a path, ...)."""
-        from simclr.data import stats_for
-        from simclr.models import load_encoder
-
-        key = (config["encoder"], int(config["resolution"]), int(config["seed"]), config["probe_data"])
-        if key != self._key:
-            spec, description = resolve_encoder(
-                str(config["encoder"]), storage=storage, artifacts=artifacts, cache_dir=cache_dir
-            )
-            mean, std = stats_for(str(config["probe_data"]))  # used by the random encoder only
-            encoder = load_encoder(
-                spec, resolution=int(config["resolution"]), mean=mean, std=std, seed=int(config["seed"])
-            )
-            self._key, self._value = key, (encoder, description)
-        assert self._value is not None
-        return self._value

@@ -31,17 +31,18 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from objectives import build_spec, create_study, make_objective
+from errors import UserError, first_line
+from objectives import build_spec, create_study
 from objectives.presets import PRESETS
-from simclr.config import objective_fields
-from errors import UserError
-from storage import schema, store
+from objectives.run import RunOptions, run_study
+from simclr.config import objectives_using
+from storage import display_url, open_storage, schema, store, store_exists
 
 # data_fraction grid of the scale study, as ratios of the preset's (or --set) data_fraction
 SCALE_RATIOS: dict[str, tuple[float, ...]] = {
@@ -69,7 +70,7 @@ INTERRUPTED = "interrupted"  # the "error" of a trial stopped by Ctrl-C or SIGTE
 
 
 @dataclass(frozen=True)
-class Step:
+class PlannedStudy:
     """One study of the comparison: how to build its spec (study.py create's arguments) and its budget."""
 
     name: str
@@ -113,7 +114,7 @@ def _split_sets(sets: Sequence[str]) -> dict[str, list[str]]:
         seen.add(key)
         if key == "encoder":
             raise UserError("--set encoder: compare probes its own encoders (SimCLR, ImageNet, random)")
-        owners = [objective for objective in COMPARED if key in objective_fields(objective)]
+        owners = [objective for objective in COMPARED if objective in objectives_using(key)]
         if not owners:
             raise UserError(f"--set {key}: not a config key of {', '.join(COMPARED)}")
         for objective in owners:
@@ -121,7 +122,7 @@ def _split_sets(sets: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
-def plan(prefix: str, *, preset: str, sets: Sequence[str] = (), trials: int | None = None) -> list[Step]:
+def plan(prefix: str, *, preset: str, sets: Sequence[str] = (), trials: int | None = None) -> list[PlannedStudy]:
     """The comparison's studies in run order, every spec validated (UserError on bad input; no store touched).
 
     `trials` overrides the preset's budgets of the hyperparameter study, the probes and scratch; the scale study
@@ -138,23 +139,23 @@ def plan(prefix: str, *, preset: str, sets: Sequence[str] = (), trials: int | No
     simclr_sets = tuple(per_objective["simclr"])
     full = float(build_spec("simclr", preset=preset, sets=simclr_sets).config["data_fraction"])
     grid = sorted({float(f"{ratio * full:.6g}") for ratio in SCALE_RATIOS[preset]})
-    steps = [
-        Step(
+    plans = [
+        PlannedStudy(
             f"{prefix}-scale", "simclr", "simclr_scale", len(grid),
             tuple(s for s in simclr_sets if s.partition("=")[0].strip() != "data_fraction"),
             params=(f"data_fraction=choice:{','.join(map(repr, grid))}",), sampler="grid", pruner="none", **common,
         ),
-        Step(f"{prefix}-hparams", "simclr", "simclr_hparams", n_hparams, simclr_sets, pruner=budget.pruner, **common),
+        PlannedStudy(f"{prefix}-hparams", "simclr", "simclr_hparams", n_hparams, simclr_sets, pruner=budget.pruner, **common),
         *(
-            Step(f"{prefix}-probe-{regime}", "linear_probe", f"probe_{regime}", n_regime,
+            PlannedStudy(f"{prefix}-probe-{regime}", "linear_probe", f"probe_{regime}", n_regime,
                  tuple(per_objective["linear_probe"]), encoder=encoder or f"best:{prefix}-hparams", **common)
             for regime, encoder in PROBES
         ),
-        Step(f"{prefix}-scratch", "supervised", "scratch", n_regime, tuple(per_objective["supervised"]), **common),
+        PlannedStudy(f"{prefix}-scratch", "supervised", "scratch", n_regime, tuple(per_objective["supervised"]), **common),
     ]  # fmt: skip
-    for step in steps:
-        step.spec()  # a bad value fails here, before any store or data is touched
-    return steps
+    for planned in plans:
+        planned.spec()  # a bad value fails here, before any store or data is touched
+    return plans
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -177,26 +178,26 @@ def spec_difference(stored: schema.StudySpec, wanted: schema.StudySpec, *, ignor
     return diffs[0] + (f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else "")
 
 
-def check_existing(storage: optuna.storages.BaseStorage, steps: Sequence[Step]) -> list[str]:
-    """The steps' studies already in the store; UserError when one was made with other settings."""
+def check_existing(storage: optuna.storages.BaseStorage, plans: Sequence[PlannedStudy]) -> list[str]:
+    """The plans' studies already in the store; UserError when one was made with other settings."""
     names = set(store.study_names(storage))
     existing = []
-    for step in steps:
-        if step.name not in names:
+    for planned in plans:
+        if planned.name not in names:
             continue
-        attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(step.name))
+        attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(planned.name))
         try:
-            stored = schema.read_spec(attrs, step.name)
+            stored = schema.read_spec(attrs, planned.name)
         except schema.SchemaError as e:
             raise UserError(f"{e}; use another --prefix") from None
-        ignore = ("encoder",) if step.role == "probe_simclr" else ()  # chosen when the study was created
-        diff = spec_difference(stored, step.spec(), ignore=ignore)
+        ignore = ("encoder",) if planned.role == "probe_simclr" else ()  # chosen when the study was created
+        diff = spec_difference(stored, planned.spec(), ignore=ignore)
         if diff:
             raise UserError(
-                f"study {step.name!r} exists with other settings ({diff}); resume with the same --preset and --set, "
+                f"study {planned.name!r} exists with other settings ({diff}); resume with the same --preset and --set, "
                 "or start a new comparison with another --prefix"
             )
-        existing.append(step.name)
+        existing.append(planned.name)
     return existing
 
 
@@ -247,23 +248,23 @@ def requeue_grid_points(study: optuna.Study) -> list[float]:
     return queued
 
 
-def remaining(step: Step, trials: Sequence[FrozenTrial]) -> tuple[int, int]:
+def remaining(planned: PlannedStudy, trials: Sequence[FrozenTrial]) -> tuple[int, int]:
     """(trials that count, trials left to run): grid points for the scale study, trials for the others."""
-    if step.sampler == "grid":
+    if planned.sampler == "grid":
         done = len({t.system_attrs.get("grid_id") for t in trials if counts(t)} - {None})
     else:
         done = sum(counts(t) for t in trials)
-    return done, max(0, step.trials - done)
+    return done, max(0, planned.trials - done)
 
 
-def work_left(storage: optuna.storages.BaseStorage | None, steps: Sequence[Step]) -> bool:
+def work_left(storage: optuna.storages.BaseStorage | None, plans: Sequence[PlannedStudy]) -> bool:
     """Whether any study is missing or has budget left (else compare only writes the report)."""
     names = set(store.study_names(storage)) if storage is not None else set()
-    for step in steps:
-        if step.name not in names:
+    for planned in plans:
+        if planned.name not in names:
             return True
-        trials = storage.get_all_trials(storage.get_study_id_from_name(step.name), deepcopy=False)
-        if remaining(step, trials)[1] > 0:
+        trials = storage.get_all_trials(storage.get_study_id_from_name(planned.name), deepcopy=False)
+        if remaining(planned, trials)[1] > 0:
             return True
     return False
 
@@ -289,143 +290,6 @@ def set_study_error(storage: optuna.storages.BaseStorage, name: str, reason: str
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Before starting: the data and device (nothing created when they are missing), and the budget
-
-
-@dataclass
-class Sizes:
-    """Image counts of the comparison's data (from the preflight)."""
-
-    pretrain: int  # pretraining images at the preset's (full) data_fraction
-    probe_train: int
-    probe_val: int
-    test: int
-
-
-def preflight(steps: Sequence[Step], device: str) -> tuple[Sizes, Any]:
-    """Load the data and resolve the device as the hyperparameter study will (downloading CIFAR when allowed and
-    missing): a UserError here stops compare before anything is created. Returns the sizes and the runtime."""
-    step = next(s for s in steps if s.role == "simclr_hparams")
-    config = step.spec().config
-    objective = make_objective(step.spec(), device=device)
-    objective.prepare()
-    splits = objective.data.probe_splits(config)
-    sizes = Sizes(
-        len(objective.data.pretrain_set(config)), len(splits["train"]), len(splits["val"]), len(splits["test"])
-    )
-    return sizes, objective.runtime(config)
-
-
-def speed_test(rt, seconds: float = 1.5) -> float:
-    """Training images per second of the CIFAR ResNet-18 (forward + backward + SGD) on this runtime, the median
-    of steps timed for about `seconds` after two warm-up steps: the calibration of the rough time estimate."""
-    import statistics
-
-    import torch
-
-    from simclr.models import resnet18
-
-    batch = 256 if rt.device.type == "cuda" else 32  # CPU steps are long already at 32
-    model = rt.prepare(resnet18("cifar", num_classes=10)).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    x = torch.randn(batch, 3, 32, 32, device=rt.device).contiguous(memory_format=rt.memory_format)
-    y = torch.randint(0, 10, (batch,), device=rt.device)
-
-    def step() -> float:
-        start = time.perf_counter()
-        with rt.autocast():
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss.item()  # waits for the device
-        return time.perf_counter() - start
-
-    step(), step()
-    times: list[float] = []
-    while len(times) < 3 or sum(times) < seconds:
-        times.append(step())
-    return batch / statistics.median(times)
-
-
-def _imagenet_cost(resolution: int) -> float:
-    """Forward cost of the ImageNet-stem ResNet-18 at `resolution` relative to the CIFAR one at 32x32
-    (1.82 vs 0.56 GMACs at 224: the 7x7 stride-2 stem and max-pool shrink the maps 16-fold)."""
-    return 1.82 / 0.56 * (resolution / 224) ** 2
-
-
-def work(step: Step, sizes: Sizes) -> tuple[float, float]:
-    """(training image passes, forward-only image passes) of one study's full budget: a cost model in units of a
-    CIFAR ResNet-18 image. Probe training on cached features is small and left out."""
-    config = step.spec().config
-    probe_images = sizes.probe_train + sizes.probe_val + sizes.test
-    if step.objective == "simclr":
-        if step.sampler == "grid":
-            fractions = [float(v) for v in step.spec().space["data_fraction"].choices]
-            pretrain = sum(fractions) * sizes.pretrain / max(fractions)  # the largest is the full fraction
-        else:
-            pretrain = step.trials * sizes.pretrain
-        epochs, every = int(config["epochs"]), int(config["monitor_every"])
-        monitor = (epochs // every if every else 0) * (
-            min(int(config["monitor_size"]), sizes.probe_train) + sizes.probe_val
-        )
-        return 2 * epochs * pretrain, step.trials * (monitor + probe_images)
-    if step.objective == "supervised":
-        epochs = int(config["epochs"])
-        return step.trials * epochs * sizes.probe_train, step.trials * (epochs * sizes.probe_val + sizes.test)
-    cost = _imagenet_cost(int(config["resolution"])) if step.encoder == "imagenet" else 1.0
-    return 0.0, cost * probe_images  # features are extracted once per encoder and cached
-
-
-def estimate_seconds(steps: Sequence[Step], sizes: Sizes, train_rate: float) -> dict[str, float]:
-    """Rough seconds per study: training passes at `train_rate`, forward passes 4x faster (measured: 100 and 400
-    images/s on 2 CPU cores), plus 10 s of loading data. An upper bound where trials are pruned."""
-    out = {}
-    for step in steps:
-        train, forward = work(step, sizes)
-        out[step.name] = 10.0 + train / train_rate + forward / (4 * train_rate)
-    return out
-
-
-def _images(n: float) -> str:
-    return f"{n:,.0f}"
-
-
-def budget_lines(steps: Sequence[Step], sizes: Sizes, estimate: dict[str, float] | None) -> list[str]:
-    """The budget printed before starting: per study its trials, epochs, images (and a rough time)."""
-    width = max(len(s.name) for s in steps)
-    lines = []
-    for k, step in enumerate(steps, 1):
-        spec = step.spec()
-        config = spec.config
-        if step.objective == "simclr":
-            if step.sampler == "grid":
-                fractions = [float(v) for v in spec.space["data_fraction"].choices]
-                scale = sizes.pretrain / max(fractions)
-                what = "data_fraction " + ", ".join(f"{f:g} (~{_images(f * scale)})" for f in fractions)
-            else:
-                what = f"{_images(sizes.pretrain)} pretraining images; search {', '.join(spec.space)}"
-            epochs = f"{config['epochs']} epochs (+ probe {config['probe_epochs']})"
-        elif step.objective == "supervised":
-            what = f"{_images(sizes.probe_train)} training images; search {', '.join(spec.space)}"
-            epochs = f"{config['epochs']} epochs"
-        else:
-            encoder = step.encoder + (f" at {config['resolution']}px" if step.encoder == "imagenet" else "")
-            what = f"encoder {encoder}; {_images(sizes.probe_train)} images; search {', '.join(spec.space)}"
-            epochs = f"{config['probe_epochs']} probe epochs"
-        time_text = f"  ~{estimate[step.name] / 60:.1f} min" if estimate else ""
-        lines.append(f"  {k}/{len(steps)} {step.name:<{width}}  {step.trials:>3} trials  {epochs}; {what}{time_text}")
-    lines.append(
-        f"  data: probe-train {_images(sizes.probe_train)}, probe-val {_images(sizes.probe_val)}, "
-        f"test {_images(sizes.test)} images"
-    )
-    if estimate:
-        total = sum(estimate.values()) / 60
-        lines.append(f"  rough total: ~{total:.0f} min if nothing is pruned (a cost model calibrated by a speed test)")
-    return lines
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Running
 
 
@@ -437,71 +301,94 @@ class Outcome:
     interrupted: bool = False
 
 
-def ensure_study(storage: optuna.storages.BaseStorage, step: Step) -> optuna.Study:
-    """The step's study: loaded when it exists (checked by check_existing), else created."""
-    if step.name in store.study_names(storage):
-        return store.load_study(storage, step.name)
-    encoder = simclr_encoder(storage, step.comparison) if step.role == "probe_simclr" else None
-    return create_study(storage, step.name, step.spec(encoder))
+def ensure_study(storage: optuna.storages.BaseStorage, planned: PlannedStudy) -> optuna.Study:
+    """The planned study: loaded when it exists (checked by check_existing), else created."""
+    if planned.name in store.study_names(storage):
+        return store.load_study(storage, planned.name)
+    encoder = simclr_encoder(storage, planned.comparison) if planned.role == "probe_simclr" else None
+    return create_study(storage, planned.name, planned.spec(encoder))
 
 
-def run_steps(
-    steps: Sequence[Step],
+def run_plans(
+    plans: Sequence[PlannedStudy],
     storage: optuna.storages.BaseStorage,
-    optimize: Callable[[str, int], int],
+    options: RunOptions,
+    *,
+    url: str,
+    artifacts_dir: str | None,
     say: Callable[[str], None],
 ) -> Outcome:
-    """Create or load each study and run what is left of its budget with `optimize(name, n_trials) -> exit code`
-    (study.py optimize). A UserError from it (the study cannot start) is recorded on the study; 130 stops all."""
+    """Create or load each study and run what is left of its budget (objectives.run.run_study, in this process,
+    on the one opened store). A study that cannot start (UserError) gets the reason recorded on it; an interrupt
+    stops all."""
     outcome = Outcome()
-    for k, step in enumerate(steps, 1):
-        study = ensure_study(storage, step)
-        queued = requeue_grid_points(study) if step.sampler == "grid" else []
-        done, left = remaining(step, study.get_trials(deepcopy=False))
-        head = f"[{k}/{len(steps)}] {step.name} ({step.objective}, role {step.role})"
+    for k, planned in enumerate(plans, 1):
+        study = ensure_study(storage, planned)
+        queued = requeue_grid_points(study) if planned.sampler == "grid" else []
+        done, left = remaining(planned, study.get_trials(deepcopy=False))
+        head = f"[{k}/{len(plans)}] {planned.name} ({planned.objective}, role {planned.role})"
         if left == 0:
-            say(f"{head}: {done}/{step.trials} trials done, nothing left to run")
-            outcome.ran.append(step.name)
+            say(f"{head}: {done}/{planned.trials} trials done, nothing left to run")
+            outcome.ran.append(planned.name)
             continue
         again = f"; {len(queued)} interrupted grid point(s) queued again" if queued else ""
-        say(f"{head}: {done}/{step.trials} trials done, running {left}{again}")
+        say(f"{head}: {done}/{planned.trials} trials done, running {left}{again}")
         started = time.perf_counter()
         try:
-            rc = optimize(step.name, left)
+            summary = run_study(
+                storage, planned.name, replace(options, trials=left), url=url, artifacts_dir=artifacts_dir, say=say
+            )
         except UserError as e:
-            reason = str(e).splitlines()[0] if str(e) else "cannot start"
-            set_study_error(storage, step.name, reason)
-            outcome.failed[step.name] = reason
-            say(f"[{k}/{len(steps)}] {step.name} cannot run: {reason} (recorded; going on)")
+            reason = first_line(e) or "cannot start"
+            set_study_error(storage, planned.name, reason)
+            outcome.failed[planned.name] = reason
+            say(f"[{k}/{len(plans)}] {planned.name} cannot run: {reason} (recorded; going on)")
             continue
-        set_study_error(storage, step.name, "")
-        outcome.ran.append(step.name)
-        outcome.seconds[step.name] = time.perf_counter() - started
-        say(f"[{k}/{len(steps)}] {step.name}: {outcome.seconds[step.name] / 60:.1f} min")
-        if rc == 130:
+        set_study_error(storage, planned.name, "")
+        outcome.ran.append(planned.name)
+        outcome.seconds[planned.name] = time.perf_counter() - started
+        say(summary.line())
+        say(f"[{k}/{len(plans)}] {planned.name}: {outcome.seconds[planned.name] / 60:.1f} min")
+        if summary.interrupted:
             outcome.interrupted = True
             break
     return outcome
 
 
-def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The comparison table (reports.Report.comparison rows) as plain text for the terminal."""
+def run_comparison(
+    prefix: str,
+    *,
+    preset: str,
+    sets: Sequence[str],
+    trials: int | None,
+    url: str,
+    artifacts_dir: str | None,
+    options: RunOptions,
+    say: Callable[[str], None],
+) -> tuple[optuna.storages.BaseStorage, list[PlannedStudy], Outcome]:
+    """The whole comparison: plan (validated before any store or data is touched), check what a resumed run
+    finds, print the budget with a time estimate, then create and run each study. Returns the store, the plan
+    and the outcome; the caller writes the report."""
+    from objectives import check_name
+    from objectives.budget import budget_lines, estimate_seconds, preflight, speed_test
 
-    def num(value: float | None, sign: str = "") -> str:
-        return "-" if value is None else f"{value:{sign}.2f}"
+    check_name(prefix)
+    options.check()
+    plans = plan(prefix, preset=preset, sets=sets, trials=trials)
+    known = open_storage(url) if store_exists(url) else None
+    existing = check_existing(known, plans) if known is not None else []
+    say(f"comparison {prefix!r}, preset {preset}, in {display_url(url)}: {len(plans)} studies")
+    if existing:
+        say(f"resuming: {len(existing)} of these studies exist; finished trials are kept, only what is left runs")
+    if options.threads is not None:
+        import torch
 
-    header = ("regime", "test top-1", "top-5", "gain vs scratch", "trials (c/p/f)", "status")
-    table = [header]
-    for r in rows:
-        gain = "reference" if r["regime"] == "scratch" and r["status"] == "ok" else num(r["gain_top1"], "+")
-        status = f"ok: {r['study']} #{r['trial']}" if r["status"] == "ok" else f"missing: {r['reason']}"
-        trials = f"{r['n_trials']} ({r['n_complete']}/{r['n_pruned']}/{r['n_failed']})"
-        table.append((r["label"], num(r["test_top1"]), num(r["test_top5"]), gain, trials, status))
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    lines = []
-    for row in table:
-        cells = [row[0].ljust(widths[0])] + [
-            cell.rjust(width) for cell, width in zip(row[1:-1], widths[1:], strict=True)
-        ]
-        lines.append("  ".join([*cells, row[-1]]))
-    return "\n".join(lines)
+        torch.set_num_threads(options.threads)
+    if work_left(known, plans):
+        sizes, rt = preflight(plans, options.device)  # data and device first: a UserError creates nothing
+        estimate = estimate_seconds(plans, sizes, speed_test(rt))
+        say(f"budget ({rt.describe()}, {preset} preset):")
+        for line in budget_lines(plans, sizes, estimate):
+            say(line)
+    storage = known if known is not None else open_storage(url, create=True)
+    return storage, plans, run_plans(plans, storage, options, url=url, artifacts_dir=artifacts_dir, say=say)

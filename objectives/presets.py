@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from simclr.config import check_value, objective_fields
 from errors import UserError
+from simclr.config import check_value, objective_keys
 
 _SMOKE_DATA = {"probe_fraction": 0.05, "test_fraction": 0.05}  # CIFAR-100: 2,200 probe-train, 300 val, 500 test
 _SMOKE_PROBE = {"probe_epochs": 30, "probe_batch_size": 0}  # full batch on cached features: seconds
@@ -80,7 +80,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 def preset_config(preset: str | None, objective: str) -> dict[str, Any]:
     """The config keys a preset sets for an objective ({} for no preset); UserError on an unknown preset."""
-    fields = objective_fields(objective)  # UserError for an unknown objective
+    fields = objective_keys(objective)  # UserError for an unknown objective
     if not preset:
         return {}
     if preset not in PRESETS:
@@ -88,5 +88,5 @@ def preset_config(preset: str | None, objective: str) -> dict[str, Any]:
     values = dict(PRESETS[preset][objective])
     for key, value in values.items():
         assert key in fields, f"preset {preset}/{objective} sets unknown key {key}"
-        check_value(key, value)
+        check_value(objective, key, value)
     return values

@@ -7,39 +7,25 @@ costs seconds. Per-epoch probe-val top-1 is reported for pruning; value = probe-
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import optuna
 
-from objectives.common import DataCache, EncoderCache, Objective, set_attrs
+from objectives.common import set_attrs
+from objectives.resources import EncoderObjective
+from simclr.config import Config
 from simclr.device import Runtime
 from storage import schema
 
 
-class LinearProbeObjective(Objective):
+class LinearProbeObjective(EncoderObjective):
     name = "linear_probe"
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.data = DataCache()
-        self.encoders = EncoderCache()
-
-    def encoder(self, config: dict[str, Any]):
-        return self.encoders.get(
-            config, storage=self.storage, artifacts=self.artifacts, cache_dir=self.cache_dir(config)
-        )
-
-    def _prepare(self, config: dict[str, Any]) -> None:
-        self.data.probe_splits(config)
-        self.encoder(config)
-
-    def run(self, trial: optuna.Trial, config: dict[str, Any], rt: Runtime) -> float:
-        from simclr.config import DataConfig, ProbeConfig, build
+    def run(self, trial: optuna.Trial, config: Config, rt: Runtime) -> float:
         from simclr.data import probe_data_key
         from simclr.probe import evaluate_encoder
 
-        seed = int(config["seed"])
-        cfg = build(ProbeConfig, config)
+        seed, cfg = config.run.seed, config.probe
+        assert cfg is not None
         encoder, description = self.encoder(config)
         splits = self.data.probe_splits(config)
         n_train = len(splits["train"])
@@ -55,7 +41,7 @@ class LinearProbeObjective(Objective):
                 cfg,
                 rt=rt,
                 cache_dir=self.cache_dir(config),
-                data_key=probe_data_key(build(DataConfig, config), seed),
+                data_key=probe_data_key(config.data, seed),
                 seed=seed,
                 on_epoch=self.reporter(trial, "val_top1", bar),
             )

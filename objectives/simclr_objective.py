@@ -15,41 +15,38 @@ uploaded as a listed artifact that the dashboard shows and `best:STUDY` encoders
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import optuna
 
-from objectives.common import DataCache, Objective, artifact_file, log, remove_dir, set_attrs
+from objectives.common import log, remove_dir, set_attrs
+from objectives.resources import DataObjective, artifact_file
+from simclr.config import Config
 from simclr.device import Runtime
 from simclr.models import load_checkpoint
 from storage import schema, store
 
 
-class SimCLRObjective(Objective):
+class SimCLRObjective(DataObjective):
     name = "simclr"
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.data = DataCache()
-
-    def _prepare(self, config: dict[str, Any]) -> None:
-        self.data.probe_splits(config)  # a missing dataset stops the worker here, not in every trial
+    def _prepare(self, config: Config) -> None:
+        super()._prepare(config)
         self.data.pretrain_set(config)
 
-    def run(self, trial: optuna.Trial, config: dict[str, Any], rt: Runtime) -> float:
-        from simclr.config import DataConfig, PretrainConfig, ProbeConfig, build
+    def run(self, trial: optuna.Trial, config: Config, rt: Runtime) -> float:
         from simclr.data import probe_data_key, stats_for
         from simclr.pretrain import pretrain
         from simclr.probe import evaluate_encoder
 
-        seed = int(config["seed"])
-        pre_cfg, probe_cfg = build(PretrainConfig, config), build(ProbeConfig, config)
+        seed = config.run.seed
+        pre_cfg, probe_cfg = config.pretrain, config.probe
+        assert pre_cfg is not None and probe_cfg is not None
         train, splits = self.data.pretrain_set(config), self.data.probe_splits(config)
-        mean, std = stats_for(str(config["pretrain_data"]))
+        mean, std = stats_for(config.data.pretrain_data)
         set_attrs(
             trial,
             **{
-                schema.DATA_FRACTION: float(config["data_fraction"]),
+                schema.DATA_FRACTION: pre_cfg.data_fraction,
                 schema.N_PRETRAIN_IMAGES: len(train),
                 schema.N_TRAIN_IMAGES: len(splits["train"]),
                 schema.TRIAL_ENCODER: f"trial:{self.study_name}:{trial.number}" if self.study_name else "simclr",
@@ -93,7 +90,7 @@ class SimCLRObjective(Objective):
             )
             if self.upload_checkpoint(trial, result.checkpoint) is not None:
                 trial.set_user_attr(schema.CHECKPOINT_EPOCH, result.epochs_done)
-            data_key = probe_data_key(build(DataConfig, config), seed)
+            data_key = probe_data_key(config.data, seed)
             # no feature cache: this encoder exists once, its features would only fill the disk
             probe = evaluate_encoder(
                 result.encoder, splits, probe_cfg, rt=rt, cache_dir=None, data_key=data_key, seed=seed

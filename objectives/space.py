@@ -20,8 +20,8 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from simclr.config import check_value, objective_fields, parse_value
 from errors import UserError
+from simclr.config import check_value, default_search, objective_keys, parse_value
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp")
 PRUNERS = ("median", "hyperband", "none")
@@ -53,11 +53,11 @@ def _number(key: str, text: str, kind: type) -> float | int:
 
 
 def _distribution(objective: str, key: str, spec: str) -> BaseDistribution:
-    fields = objective_fields(objective)
+    fields = objective_keys(objective)
     if key not in fields:
         known = ", ".join(sorted(fields))
         raise UserError(f"--param {key}: unknown config key for objective {objective}; known: {known}")
-    kind = fields[key][0]
+    kind = fields[key].type
     head, _, rest = spec.partition(":")
     if head == "choice":
         items = [item.strip() for item in rest.split(",")]
@@ -77,7 +77,7 @@ def _distribution(objective: str, key: str, spec: str) -> BaseDistribution:
     if low > high:
         raise UserError(f"--param {key}={spec}: LOW {low} is above HIGH {high}")
     for bound in (low, high):
-        check_value(key, bound)
+        check_value(objective, key, bound)
     option = parts[2] if len(parts) == 3 else None
     log = option == "log"
     if log and low <= 0:
@@ -103,37 +103,19 @@ def parse_param(objective: str, text: str) -> tuple[str, BaseDistribution]:
     return key, _distribution(objective, key, spec)
 
 
-def _sig(x: float) -> float:
-    return float(f"{x:.3g}")
-
-
 def default_space(objective: str, config: dict[str, Any]) -> dict[str, BaseDistribution]:
-    """The searched keys of an objective when nothing else is said, scaled around the config's values, so a
-    preset (e.g. smoke's small batch, paper's LARS learning rate) moves the space with it."""
-    if objective == "simclr":
-        lr, bs = float(config["lr"]), int(config["batch_size"])
-        return {
-            "lr": FloatDistribution(_sig(lr / 10), _sig(lr * 3), log=True),
-            "temperature": FloatDistribution(0.1, 1.0, log=True),
-            "weight_decay": FloatDistribution(1e-6, 1e-3, log=True),
-            "batch_size": CategoricalDistribution(sorted({max(2, bs // 2), bs, bs * 2})),
-            "jitter_strength": FloatDistribution(0.25, 1.5),
-        }
-    if objective == "linear_probe":
-        lr = float(config["probe_lr"])
-        return {
-            "probe_lr": FloatDistribution(_sig(lr / 30), _sig(lr * 10), log=True),
-            "probe_weight_decay": FloatDistribution(1e-7, 1e-2, log=True),
-        }
-    if objective in ("supervised", "finetune"):
-        lr = float(config["lr"])
-        return {
-            "lr": FloatDistribution(_sig(lr / 10), _sig(lr * 3), log=True),
-            "weight_decay": FloatDistribution(1e-5, 1e-3, log=True),
-            "label_smoothing": FloatDistribution(0.0, 0.2),
-        }
-    objective_fields(objective)  # raises the UserError for an unknown objective
-    return {}
+    """The searched keys of an objective when nothing else is said: each key's declared `Search` (simclr.config),
+    resolved around the config's value where it is relative, as an Optuna distribution."""
+    space: dict[str, BaseDistribution] = {}
+    for name, search in default_search(objective).items():
+        kind, *rest = search.resolve(config[name])
+        if kind == "choice":
+            space[name] = CategoricalDistribution(list(rest[0]))
+        elif kind == "float":
+            space[name] = FloatDistribution(rest[0], rest[1], log=rest[2])
+        else:
+            space[name] = IntDistribution(int(rest[0]), int(rest[1]), log=rest[2])
+    return space
 
 
 def build_space(

@@ -5,44 +5,31 @@ is kept and tested once; value = its probe-val top-1. The best model's checkpoin
 
 from __future__ import annotations
 
-from typing import Any
-
 import optuna
 
-from objectives.common import DataCache, EncoderCache, Objective, remove_dir, set_attrs
+from objectives.common import remove_dir, set_attrs
+from objectives.resources import DataObjective, EncoderObjective
+from simclr.config import Config
 from simclr.device import Runtime
 from storage import schema
 
 
-class SupervisedObjective(Objective):
+class SupervisedObjective(DataObjective):
     name = "supervised"
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.data = DataCache()
-        self.encoders = EncoderCache()
+    def encoder(self, config: Config):
+        """(None, "scratch"): from scratch. FinetuneObjective starts from the study's encoder instead."""
+        return None, "scratch"
 
-    def encoder(self, config: dict[str, Any]):
-        """(None, "scratch") from scratch; the study's encoder for finetune."""
-        if self.name != "finetune":
-            return None, "scratch"
-        return self.encoders.get(
-            config, storage=self.storage, artifacts=self.artifacts, cache_dir=self.cache_dir(config)
-        )
-
-    def _prepare(self, config: dict[str, Any]) -> None:
-        self.data.probe_splits(config)
-        self.encoder(config)
-
-    def run(self, trial: optuna.Trial, config: dict[str, Any], rt: Runtime) -> float:
-        from simclr.config import SupervisedConfig, build
+    def run(self, trial: optuna.Trial, config: Config, rt: Runtime) -> float:
         from simclr.data import stats_for
         from simclr.supervised import train_supervised
 
-        cfg = build(SupervisedConfig, config)
+        cfg = config.supervised
+        assert cfg is not None
         encoder, description = self.encoder(config)
         splits = self.data.probe_splits(config)
-        mean, std = stats_for(str(config["probe_data"]))
+        mean, std = stats_for(config.data.probe_data)
         set_attrs(trial, **{schema.TRIAL_ENCODER: description, schema.N_TRAIN_IMAGES: len(splits["train"])})
         tmp = self.temp_dir(trial)
         bar = self.bar(cfg.epochs, trial)
@@ -51,7 +38,7 @@ class SupervisedObjective(Objective):
                 cfg,
                 splits,
                 rt=rt,
-                seed=int(config["seed"]),
+                seed=config.run.seed,
                 encoder=encoder,
                 checkpoint_dir=tmp,
                 on_epoch=self.reporter(trial, "val_top1", bar),
@@ -77,5 +64,7 @@ class SupervisedObjective(Objective):
             remove_dir(tmp)
 
 
-class FinetuneObjective(SupervisedObjective):
+class FinetuneObjective(EncoderObjective, SupervisedObjective):
+    """Supervised training of all weights, starting from the study's encoder (EncoderObjective.encoder)."""
+
     name = "finetune"

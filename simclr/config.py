@@ -1,10 +1,12 @@
-"""Every run's settings as typed dataclasses with commented defaults.
+"""Every config key, declared once: a typed dataclass field with its default, valid range, default search range
+and one-line help. Validation (`check_value`), `study.py keys`, `study.py show`, presets and the default search
+spaces are all derived from these declarations.
 
-Config keys are the field names, one flat namespace per objective (DESIGN.md "The command line"):
-an objective's config is the union of the sections listed in `SECTIONS`. Names are unique within an
-objective; `SupervisedConfig` reuses `epochs`, `lr`, ... with the same meaning as `PretrainConfig`
-because the two never appear in one objective. No torch import here: `study.py list/show` and the
-validation of `--set`/`--param` use this module without loading PyTorch.
+Config keys are the field names, one flat namespace per objective (DESIGN.md "The command line"): an objective's
+config is the union of the sections listed in `SECTIONS`. Names are unique within an objective; `SupervisedConfig`
+reuses `epochs`, `lr`, ... with the same meaning as `PretrainConfig` because the two never meet in one objective.
+A trial's config is built once as a typed `Config` (`make_config`) and passed down as section objects. No torch
+and no Optuna here: `study.py create/list/show/keys` use this module without loading either.
 """
 
 from __future__ import annotations
@@ -12,85 +14,222 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 
 from errors import UserError
+
+# ---------------------------------------------------------------------------------------------------------
+# How a key is declared
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a key accepts: bounds (open `gt`/`lt`, closed `ge`/`le`), a choice list, or a check function."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    choices: tuple = ()
+    check: Callable[[object], str | None] | None = None  # returns why a value is bad, else None
+    why: str = ""  # appended to a bound's error message
+
+    def error(self, value: object) -> str | None:
+        """Why `value` is out of range, else None."""
+        if self.choices and value not in self.choices:
+            return f"choose from {', '.join(map(str, self.choices))}"
+        if self.check is not None:
+            return self.check(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        bad = (
+            (self.gt is not None and not value > self.gt)
+            or (self.ge is not None and not value >= self.ge)
+            or (self.lt is not None and not value < self.lt)
+            or (self.le is not None and not value <= self.le)
+        )
+        if not bad:
+            return None
+        text = self.text()
+        return f"must be {'' if text[0] in '<>' else 'in '}{text}{f' ({self.why})' if self.why else ''}"
+
+    def text(self) -> str:
+        """The range as a reader writes it: `> 0`, `[0, 1)`, `sgd|lars|adam`."""
+        if self.choices:
+            return "|".join(map(str, self.choices))
+        if self.check is not None:
+            return self.check.__doc__ or ""
+        low, high = self.gt if self.gt is not None else self.ge, self.lt if self.lt is not None else self.le
+        if low is None and high is None:
+            return ""
+        if high is None:
+            return f"{'>' if self.gt is not None else '>='} {_num(low)}"
+        if low is None:
+            return f"{'<' if self.lt is not None else '<='} {_num(high)}"
+        return f"{'(' if self.gt is not None else '['}{_num(low)}, {_num(high)}{')' if self.lt is not None else ']'}"
+
+
+@dataclass(frozen=True)
+class Search:
+    """A key's default search range (plain data: objectives/space.py turns it into an Optuna distribution).
+
+    kind "float" or "int": [low, high], log-uniform when `log`; kind "choice": `choices`. With `relative`, low,
+    high and choices multiply the key's configured value, so a preset (smoke's small batch, paper's LARS
+    learning rate) moves the space with it.
+    """
+
+    kind: str
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    choices: tuple = ()
+    relative: bool = False
+
+    def resolve(self, value: object) -> tuple:
+        """("float"|"int", low, high, log) or ("choice", values) for a configured `value`."""
+        if self.kind == "choice":
+            if not self.relative:
+                return ("choice", tuple(self.choices))
+            scaled = sorted(
+                {max(2, int(value * c)) if isinstance(value, int) else _sig(value * c) for c in self.choices}
+            )
+            return ("choice", tuple(scaled))
+        low, high = (_sig(value * self.low), _sig(value * self.high)) if self.relative else (self.low, self.high)
+        return (self.kind, low, high, self.log)
+
+    def text(self) -> str:
+        if self.kind == "choice":
+            return ("x" if self.relative else "") + "{" + ", ".join(f"{c:g}" for c in self.choices) + "}"
+        scale = "x" if self.relative else ""
+        return f"{scale}[{self.low:g}, {self.high:g}]{' log' if self.log else ''}"
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _sig(x: float) -> float:
+    return float(f"{x:.3g}")
+
+
+def key(default: object, help: str, *, search: Search | None = None, **range_: object):
+    """A config key: its default, one-line help, range (Range's keywords) and default search range."""
+    return field(default=default, metadata={"help": help, "range": Range(**range_), "search": search})
+
+
+POSITIVE = {"gt": 0}
+NON_NEGATIVE = {"ge": 0}
+FRACTION = {"gt": 0, "le": 1}
+PROBABILITY = {"ge": 0, "le": 1}
+
+
+def _dataset(value: object) -> str | None:
+    """cifar10|cifar100|folder:PATH"""
+    text = str(value)
+    if text in ("cifar10", "cifar100") or (text.startswith("folder:") and len(text) > len("folder:")):
+        return None
+    return "use cifar10, cifar100 or folder:PATH (PATH holding train/<class>/* and test/<class>/*)"
+
+
+def _not_empty(value: object) -> str | None:
+    """random|imagenet|best:STUDY|trial:STUDY:N|PATH"""
+    return None if str(value).strip() else "must not be empty"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The keys
 
 
 @dataclass
 class RunConfig:
-    seed: int = 0  # seeds data subsets, splits, init, augmentation: one place (simclr.device.seed_everything)
-    precision: str = (
-        "auto"  # auto | bf16 | fp16 | fp32; auto = bf16 where native (CUDA, avx512_bf16 CPUs), fp16 on older CUDA
-    )
-    channels_last: bool = True  # NHWC convolutions: faster with bf16 on CPU and tensor cores
-    compile: bool = False  # torch.compile the training step (pays off on long runs only)
+    seed: int = key(0, "seeds data subsets, splits, init and augmentation (one place: seed_everything)",
+                    ge=0, le=2**32 - 1, why="numpy's seed range")  # fmt: skip
+    precision: str = key("auto", "auto = bf16 where native (CUDA, avx512_bf16 CPUs), fp16 on older CUDA, else fp32",
+                         choices=("auto", "bf16", "fp16", "fp32"))  # fmt: skip
+    channels_last: bool = key(True, "NHWC convolutions: faster with bf16 on CPU and on tensor cores")
+    compile: bool = key(False, "torch.compile the training step (pays off on long runs only)")
 
 
 @dataclass
 class DataConfig:
-    data_dir: str = "data"  # where CIFAR archives are (or are downloaded to)
-    cache_dir: str = ""  # feature cache; "" = <data_dir>/features
-    download: bool = True  # download missing CIFAR archives (checksums verified)
-    pretrain_data: str = "cifar10"  # cifar10 | cifar100 | folder:PATH
-    probe_data: str = "cifar100"  # the linear protocol's (and supervised training's) dataset
-    image_size: int = 32  # folder: datasets are resized to this (CIFAR is 32)
-    probe_fraction: float = 1.0  # stratified fraction of probe train used (before the train/val split)
-    test_fraction: float = 1.0  # stratified fraction of the test set evaluated
-    val_fraction: float = 0.1  # probe-val share of probe train: 5k of CIFAR-100's 50k
+    data_dir: str = key("data", "where the CIFAR archives are (or are downloaded to)")
+    cache_dir: str = key("", "feature cache directory; empty = <data_dir>/features")
+    download: bool = key(True, "download missing CIFAR archives (checksums verified)")
+    pretrain_data: str = key("cifar10", "the pretraining set: cifar10, cifar100 or folder:PATH", check=_dataset)
+    probe_data: str = key("cifar100", "the linear protocol's and supervised training's dataset", check=_dataset)
+    image_size: int = key(32, "folder: datasets are resized to this (CIFAR is 32)", **POSITIVE)
+    probe_fraction: float = key(1.0, "stratified fraction of probe train used (before the train/val split)",
+                                **FRACTION)  # fmt: skip
+    test_fraction: float = key(1.0, "stratified fraction of the test set evaluated", **FRACTION)
+    val_fraction: float = key(0.1, "probe-val share of probe train (5k of CIFAR-100's 50k)", ge=0, lt=1)
 
 
 @dataclass
 class PretrainConfig:
-    epochs: int = 100
-    batch_size: int = 256  # images per step; each gives two views, so 2x this many rows in NT-Xent
-    optimizer: str = "sgd"  # sgd | lars | adam
-    lr: float = 0.3  # peak learning rate after warmup (SimCLR: 0.3 x batch/256 with LARS)
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 10  # linear warmup, then cosine decay to 0, computed per step
-    temperature: float = 0.5  # NT-Xent tau; the SimCLR paper's CIFAR runs use 0.5
-    proj_hidden: int = 512  # projection head: 512 -> proj_hidden -> proj_dim
-    proj_dim: int = 128
-    data_fraction: float = 1.0  # stratified, seeded, nested subset of the pretraining set
-    crop_min_scale: float = 0.08  # RandomResizedCrop scale=(crop_min_scale, 1)
-    jitter_strength: float = 1.0  # s in ColorJitter(0.4s, 0.4s, 0.4s, 0.1s)
-    jitter_p: float = 0.8
-    gray_p: float = 0.2
-    blur_p: float = 0.0  # SimCLR drops blur at 32x32; use 0.5 for larger images
-    checkpoint_every: int = 10  # epochs between checkpoints (0 = only at the end)
-    monitor_every: int = 5  # epochs between kNN monitor evaluations (0 = never)
-    monitor_size: int = 5000  # bounded monitor: at most this many probe-train and probe-val images
-    knn_k: int = 200
-    knn_temperature: float = 0.1
+    epochs: int = key(100, "SimCLR pretraining epochs", **POSITIVE)
+    batch_size: int = key(256, "images per step; each gives two views, so 2x this many rows in NT-Xent",
+                          search=Search("choice", choices=(0.5, 1, 2), relative=True), **POSITIVE)  # fmt: skip
+    optimizer: str = key("sgd", "sgd | lars | adam", choices=("sgd", "lars", "adam"))
+    lr: float = key(0.3, "peak learning rate after warm-up (SimCLR: 0.3 x batch/256 with LARS)",
+                    search=Search("float", 0.1, 3, log=True, relative=True), **POSITIVE)  # fmt: skip
+    momentum: float = key(0.9, "SGD/LARS momentum", **NON_NEGATIVE)
+    weight_decay: float = key(1e-4, "L2 weight decay (BN and biases excluded)",
+                              search=Search("float", 1e-6, 1e-3, log=True), **NON_NEGATIVE)  # fmt: skip
+    warmup_epochs: float = key(10, "linear warm-up, then cosine decay to 0, computed per step", **NON_NEGATIVE)
+    temperature: float = key(0.5, "NT-Xent temperature tau (the SimCLR paper's CIFAR runs use 0.5)",
+                             search=Search("float", 0.1, 1.0, log=True), **POSITIVE)  # fmt: skip
+    proj_hidden: int = key(512, "projection head: 512 -> proj_hidden -> proj_dim", **POSITIVE)
+    proj_dim: int = key(128, "output size of the projection head (NT-Xent's space)", **POSITIVE)
+    data_fraction: float = key(1.0, "stratified, seeded, nested subset of the pretraining set", **FRACTION)
+    crop_min_scale: float = key(0.08, "RandomResizedCrop scale=(crop_min_scale, 1)", **FRACTION)
+    jitter_strength: float = key(1.0, "s in ColorJitter(0.4s, 0.4s, 0.4s, 0.1s)",
+                                 search=Search("float", 0.25, 1.5), ge=0, le=5,
+                                 why="the hue jitter 0.1 x strength must stay <= 0.5")  # fmt: skip
+    jitter_p: float = key(0.8, "probability of colour jitter per view", **PROBABILITY)
+    gray_p: float = key(0.2, "probability of grayscale per view", **PROBABILITY)
+    blur_p: float = key(0.0, "probability of Gaussian blur (SimCLR drops blur at 32x32; 0.5 for larger images)",
+                        **PROBABILITY)  # fmt: skip
+    checkpoint_every: int = key(10, "epochs between checkpoints (0 = only at the end)", **NON_NEGATIVE)
+    monitor_every: int = key(5, "epochs between kNN monitor evaluations (0 = never)", **NON_NEGATIVE)
+    monitor_size: int = key(5000, "kNN monitor: at most this many probe-train and probe-val images", **NON_NEGATIVE)
+    knn_k: int = key(200, "neighbours of the kNN monitor", **POSITIVE)
+    knn_temperature: float = key(0.1, "temperature of the kNN monitor's weights", **POSITIVE)
 
 
 @dataclass
 class ProbeConfig:
-    probe_epochs: int = 100
-    probe_optimizer: str = "sgd"  # sgd | adam
-    probe_lr: float = 0.1  # on standardised features (probe-train mean/std), batch probe_batch_size
-    probe_weight_decay: float = 1e-5  # L2 on the linear layer's weight
-    probe_batch_size: int = 1024  # 0 = full batch
+    probe_epochs: int = key(100, "epochs of the linear probe", **POSITIVE)
+    probe_optimizer: str = key("sgd", "sgd | adam", choices=("sgd", "adam"))
+    probe_lr: float = key(0.1, "probe learning rate, on standardised features (probe-train mean/std)",
+                          search=Search("float", 1 / 30, 10, log=True, relative=True), **POSITIVE)  # fmt: skip
+    probe_weight_decay: float = key(1e-5, "L2 on the linear layer's weight",
+                                    search=Search("float", 1e-7, 1e-2, log=True), **NON_NEGATIVE)  # fmt: skip
+    probe_batch_size: int = key(1024, "probe minibatch (0 = full batch)", **NON_NEGATIVE)
 
 
 @dataclass
 class EncoderConfig:
-    encoder: str = "random"  # random | imagenet | best:STUDY | trial:STUDY:NUMBER | checkpoint path
-    resolution: int = 224  # input size for the ImageNet (7x7-stem) encoder; CIFAR-stem encoders use the data's size
+    encoder: str = key("random", "random | imagenet | best:STUDY | trial:STUDY:NUMBER | a checkpoint path",
+                       check=_not_empty)  # fmt: skip
+    resolution: int = key(224, "input size of the ImageNet (7x7-stem) encoder; CIFAR-stem encoders use the data's",
+                          **POSITIVE)  # fmt: skip
 
 
 @dataclass
 class SupervisedConfig:
-    epochs: int = 30
-    batch_size: int = 128
-    optimizer: str = "sgd"  # sgd | adam
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1
-    label_smoothing: float = 0.0
-    crop_padding: int = 4  # random crop with this zero padding + horizontal flip
+    epochs: int = key(30, "supervised training epochs", **POSITIVE)
+    batch_size: int = key(128, "images per step", **POSITIVE)
+    optimizer: str = key("sgd", "sgd | lars | adam", choices=("sgd", "lars", "adam"))
+    lr: float = key(0.1, "peak learning rate after warm-up",
+                    search=Search("float", 0.1, 3, log=True, relative=True), **POSITIVE)  # fmt: skip
+    momentum: float = key(0.9, "SGD momentum", **NON_NEGATIVE)
+    weight_decay: float = key(5e-4, "L2 weight decay (BN and biases excluded)",
+                              search=Search("float", 1e-5, 1e-3, log=True), **NON_NEGATIVE)  # fmt: skip
+    warmup_epochs: float = key(1, "linear warm-up, then cosine decay to 0, computed per step", **NON_NEGATIVE)
+    label_smoothing: float = key(0.0, "cross-entropy label smoothing",
+                                 search=Search("float", 0.0, 0.2), ge=0, lt=1)  # fmt: skip
+    crop_padding: int = key(4, "random crop with this zero padding, plus horizontal flip", **NON_NEGATIVE)
 
 
 SECTIONS: dict[str, tuple[type, ...]] = {
@@ -100,35 +239,67 @@ SECTIONS: dict[str, tuple[type, ...]] = {
     "finetune": (RunConfig, DataConfig, EncoderConfig, SupervisedConfig),
 }
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "precision": ("auto", "bf16", "fp16", "fp32"),
-    "optimizer": ("sgd", "lars", "adam"),
-    "probe_optimizer": ("sgd", "adam"),
-}
+
+# ---------------------------------------------------------------------------------------------------------
+# What is derived from the declarations
 
 
-def objective_fields(objective: str) -> dict[str, tuple[type, object]]:
-    """{key: (type, default)} for one objective's flat config namespace."""
+@dataclass(frozen=True)
+class KeySpec:
+    """One key of one objective, as declared."""
+
+    name: str
+    type: type
+    default: object
+    help: str
+    range: Range
+    search: Search | None
+    section: type
+
+
+def objective_keys(objective: str) -> dict[str, KeySpec]:
+    """{key: KeySpec} of one objective's flat config namespace, in declaration order."""
     if objective not in SECTIONS:
         raise UserError(f"unknown objective {objective!r}; choose from {', '.join(SECTIONS)}")
-    out: dict[str, tuple[type, object]] = {}
+    out: dict[str, KeySpec] = {}
     for section in SECTIONS[objective]:
         hints = typing.get_type_hints(section)
         for f in fields(section):
-            out[f.name] = (hints[f.name], f.default)
+            out[f.name] = KeySpec(
+                f.name, hints[f.name], f.default, f.metadata["help"], f.metadata["range"], f.metadata["search"], section
+            )
     return out
 
 
+def objectives_using(name: str) -> list[str]:
+    return [objective for objective in SECTIONS if name in objective_keys(objective)]
+
+
 def defaults(objective: str) -> dict[str, object]:
-    return {k: default for k, (_, default) in objective_fields(objective).items()}
+    return {k: spec.default for k, spec in objective_keys(objective).items()}
 
 
-def parse_value(objective: str, key: str, text: str) -> object:
-    """Parse one `--set KEY=VALUE` value to the key's type; UserError on an unknown key or bad value."""
-    known = objective_fields(objective)
-    if key not in known:
-        raise UserError(f"unknown config key {key!r} for objective {objective}; known: {', '.join(sorted(known))}")
-    kind = known[key][0]
+def default_search(objective: str) -> dict[str, Search]:
+    """The keys an objective searches when nothing else is said, with their declared ranges."""
+    return {k: spec.search for k, spec in objective_keys(objective).items() if spec.search is not None}
+
+
+def check_value(objective: str, name: str, value: object) -> None:
+    """UserError when `value` is out of `name`'s declared range (the one validation of a config value)."""
+    spec = objective_keys(objective)[name]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{name}={value!r}: must be a finite number")
+    why = spec.range.error(value)
+    if why:
+        raise UserError(f"{name}={value!r}: {why}")
+
+
+def parse_value(objective: str, name: str, text: str) -> object:
+    """One `--set KEY=VALUE` value typed by the key's declaration and range-checked."""
+    known = objective_keys(objective)
+    if name not in known:
+        raise UserError(f"unknown config key {name!r} for objective {objective}; known: {', '.join(sorted(known))}")
+    kind = known[name].type
     value: object
     try:
         if kind is bool:
@@ -136,74 +307,84 @@ def parse_value(objective: str, key: str, text: str) -> object:
             if low not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
             value = low in ("true", "1", "yes")
-        elif kind is int:
-            value = int(text)
-        elif kind is float:
-            value = float(text)
+        elif kind in (int, float):
+            value = kind(text)
         else:
             value = text
     except ValueError:
-        raise UserError(f"{key}={text!r}: expected {kind.__name__}") from None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise UserError(f"{key}={text!r}: must be a finite number")
-    check_value(key, value)
+        raise UserError(f"{name}={text!r}: expected {kind.__name__}") from None
+    check_value(objective, name, value)
     return value
 
 
-def check_value(key: str, value: object) -> None:
-    """Range checks shared by --set and by values coming from a search space."""
-    if key in CHOICES and value not in CHOICES[key]:
-        raise UserError(f"{key}={value!r}: choose from {', '.join(CHOICES[key])}")
-    if isinstance(value, bool):
-        return
-    if key == "seed" and not 0 <= value < 2**32:
-        raise UserError(f"seed={value!r}: must be in 0..{2**32 - 1} (numpy's seed range)")
-    positive = {
-        "epochs",
-        "batch_size",
-        "lr",
-        "temperature",
-        "proj_hidden",
-        "proj_dim",
-        "probe_epochs",
-        "probe_lr",
-        "knn_k",
-        "knn_temperature",
-        "image_size",
-        "resolution",
-    }
-    fractions = {"data_fraction", "probe_fraction", "test_fraction"}
-    if key in positive and isinstance(value, (int, float)) and not value > 0:
-        raise UserError(f"{key}={value!r}: must be > 0")
-    if key in fractions and isinstance(value, (int, float)) and not 0 < value <= 1:
-        raise UserError(f"{key}={value!r}: must be in (0, 1]")
-    if key in {"val_fraction", "jitter_p", "gray_p", "blur_p"} and not 0 <= value < 1 + (key != "val_fraction"):
-        raise UserError(f"{key}={value!r}: must be a probability")
-    if key == "jitter_strength" and value > 5:
-        raise UserError(f"{key}={value!r}: at most 5 (the hue jitter 0.1 x strength must stay <= 0.5)")
-    if key == "crop_min_scale" and not 0 < value <= 1:
-        raise UserError(f"{key}={value!r}: must be in (0, 1]")
-    if (
-        key
-        in {
-            "weight_decay",
-            "probe_weight_decay",
-            "warmup_epochs",
-            "momentum",
-            "label_smoothing",
-            "checkpoint_every",
-            "monitor_every",
-            "monitor_size",
-            "probe_batch_size",
-            "crop_padding",
-            "jitter_strength",
-        }
-        and value < 0
-    ):
-        raise UserError(f"{key}={value!r}: must be >= 0")
+@dataclass(frozen=True)
+class Config:
+    """One objective's whole config, typed: the sections of SECTIONS[objective]; the others are None."""
+
+    objective: str
+    run: RunConfig
+    data: DataConfig
+    pretrain: PretrainConfig | None = None
+    probe: ProbeConfig | None = None
+    encoder: EncoderConfig | None = None
+    supervised: SupervisedConfig | None = None
+
+    def flat(self) -> dict[str, object]:
+        """The flat {key: value} dict that studies store."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            section = getattr(self, f.name)
+            if dataclasses.is_dataclass(section):
+                out.update(dataclasses.asdict(section))
+        return out
 
 
-def build(section: type, values: dict[str, object]):
-    """An instance of one section from a flat dict (extra keys ignored, missing keys default)."""
-    names = {f.name for f in dataclasses.fields(section)}
-    return section(**{k: v for k, v in values.items() if k in names})
+_SECTION_FIELD = {RunConfig: "run", DataConfig: "data", PretrainConfig: "pretrain", ProbeConfig: "probe",
+                  EncoderConfig: "encoder", SupervisedConfig: "supervised"}  # fmt: skip
+
+
+def make_config(objective: str, values: Mapping[str, object]) -> Config:
+    """The typed config of `objective` from a flat dict (a study's stored config with a trial's parameters merged
+    in). The values were validated when the study was created (its config and its space's bounds): they are typed
+    here, not checked again. Missing keys take their defaults (a study stored before a key existed)."""
+    known = objective_keys(objective)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise UserError(f"unknown config key(s) {', '.join(unknown)} for objective {objective}")
+    sections = {}
+    for section in SECTIONS[objective]:
+        names = {f.name for f in fields(section)}
+        sections[_SECTION_FIELD[section]] = section(**{k: v for k, v in values.items() if k in names})
+    return Config(objective, **sections)
+
+
+def key_rows(objective: str | None = None) -> list[dict[str, str]]:
+    """Every key (of one objective, or of all), as `study.py keys` lists it: name, type, default, range, default
+    search range, the objectives that use it, and its help."""
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for name in [objective] if objective else list(SECTIONS):
+        for spec in objective_keys(name).values():
+            row = rows.setdefault(
+                (spec.name, spec.section.__name__),
+                {
+                    "key": spec.name,
+                    "type": spec.type.__name__,
+                    "default": repr(spec.default) if isinstance(spec.default, str) else str(spec.default),
+                    "range": spec.range.text(),
+                    "search": spec.search.text() if spec.search else "",
+                    "objectives": "",
+                    "help": spec.help,
+                },
+            )
+            row["objectives"] = ",".join(filter(None, [row["objectives"], name]))
+    return list(rows.values())
+
+
+def keys_text(objective: str | None = None) -> str:
+    """key_rows as an aligned table (the help last, unaligned)."""
+    rows = key_rows(objective)
+    columns = ("key", "type", "default", "range", "search", "objectives")
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns) + "  help"]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in columns) + "  " + r["help"] for r in rows]
+    return "\n".join(lines)

@@ -182,7 +182,7 @@ def test_probe_trial_is_pruned_below_the_median(data_dir):
 def test_retry_resumes_from_the_inherited_checkpoint(data_dir, tmp_path):
     """What RetryHeartbeatStaleTrialCallback leaves after a killed worker: a WAITING trial with the dead trial's
     params and user attrs (the resume checkpoint's artifact id and epoch). The retry resumes after that epoch."""
-    from simclr.config import PretrainConfig, build
+    from simclr.config import make_config
     from simclr.pretrain import pretrain
 
     sets = [s for s in tiny_sets("simclr", data_dir) if not s.startswith("epochs=")] + ["epochs=2"]
@@ -195,7 +195,7 @@ def test_retry_resumes_from_the_inherited_checkpoint(data_dir, tmp_path):
 
     # the dead worker's run: 2 epochs planned, checkpoint after epoch 1, killed during epoch 2
     objective = make_objective(spec, device="cpu", storage=storage, artifacts=artifacts, study_name="r")
-    config = {**spec.config, **params}
+    config = make_config("simclr", {**spec.config, **params})
     train = objective.data.pretrain_set(config)
 
     def die(metrics):
@@ -204,7 +204,7 @@ def test_retry_resumes_from_the_inherited_checkpoint(data_dir, tmp_path):
 
     with pytest.raises(SystemExit):
         pretrain(
-            build(PretrainConfig, config),
+            config.pretrain,
             train,
             rt=objective.runtime(config),
             seed=0,

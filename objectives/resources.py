@@ -1,0 +1,160 @@
+"""What a worker loads once and shares between its trials: the data sets and the encoder of a study, and the
+base class of the objectives that take an encoder (linear_probe, finetune)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from errors import UserError
+from objectives.common import Objective
+from objectives.space import parse_encoder
+from simclr.config import Config
+from storage import schema, store
+
+
+class DataCache:
+    """load_probe_splits / load_pretrain_set results keyed by the config values they depend on."""
+
+    def __init__(self):
+        self._probe: dict[tuple, dict] = {}
+        self._pretrain: dict[tuple, Any] = {}
+
+    def probe_splits(self, config: Config) -> dict:
+        from simclr.data import load_probe_splits
+
+        data, seed = config.data, config.run.seed
+        key = (repr(data), seed)
+        if key not in self._probe:
+            self._probe.clear()  # one set at a time: CIFAR-100 is 150 MB
+            splits = load_probe_splits(data, seed)
+            empty = [name for name, split in splits.items() if len(split) == 0]
+            if empty:
+                raise UserError(
+                    f"{data.probe_data}: the probe {' and '.join(empty)} split is empty with probe_fraction="
+                    f"{data.probe_fraction}, val_fraction={data.val_fraction}, test_fraction={data.test_fraction}; "
+                    "raise them (every class needs 2+ images before the train/val split)"
+                )
+            self._probe[key] = splits
+        return self._probe[key]
+
+    def pretrain_set(self, config: Config):
+        from simclr.data import load_pretrain_set
+
+        assert config.pretrain is not None, "only the simclr objective pretrains"
+        key = (repr(config.data), config.pretrain.data_fraction, config.run.seed)
+        if key not in self._pretrain:
+            self._pretrain.clear()
+            self._pretrain[key] = load_pretrain_set(config.data, config.pretrain.data_fraction, config.run.seed)
+        return self._pretrain[key]
+
+
+def artifact_file(artifacts, artifact_id: str, cache_dir: Path) -> Path:
+    """A local file holding artifact `artifact_id`: the file itself in a file-system store, else a download."""
+    base = getattr(artifacts, "base_path", None)
+    if base is not None:
+        path = Path(base) / artifact_id
+        if not path.is_file():
+            raise UserError(f"checkpoint artifact {artifact_id} is missing from {base}")
+        return path
+    return store.download(artifacts, artifact_id, cache_dir / "encoders" / f"{artifact_id}.pt")
+
+
+def encoder_trial(storage: optuna.storages.BaseStorage | None, text: str) -> optuna.trial.FrozenTrial | None:
+    """The COMPLETE trial a `best:STUDY` / `trial:STUDY:NUMBER` encoder names (None for the other kinds);
+    UserError when the study or trial is not there, or the trial is not COMPLETE."""
+    kind, ref, number = parse_encoder(text)
+    if kind not in ("best", "trial"):
+        return None
+    if storage is None:
+        raise UserError(f"encoder {text!r} names a study, but no store was given")
+    study = store.load_study(storage, ref)
+    if kind == "best":
+        try:
+            return study.best_trial
+        except ValueError:
+            raise UserError(f"encoder {text!r}: study {ref!r} has no completed trial yet") from None
+    found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+    if not found:
+        raise UserError(f"encoder {text!r}: study {ref!r} has no trial {number}")
+    if found[0].state != optuna.trial.TrialState.COMPLETE:
+        raise UserError(f"encoder {text!r}: trial {number} of {ref!r} is {found[0].state.name}, not COMPLETE")
+    return found[0]
+
+
+def resolve_encoder(
+    text: str, *, storage: optuna.storages.BaseStorage | None, artifacts, cache_dir: Path
+) -> tuple[str, str]:
+    """(what simclr.models.load_encoder takes: random | imagenet | a path, a description for the trial attrs).
+
+    best:STUDY -> the best completed trial's checkpoint artifact; trial:STUDY:NUMBER -> that trial's.
+    """
+    kind, ref, _ = parse_encoder(text)
+    if kind in ("random", "imagenet"):
+        return kind, kind
+    if kind == "path":
+        if not Path(ref).is_file():
+            raise UserError(f"encoder {ref!r}: no such checkpoint file")
+        return ref, ref
+    trial = encoder_trial(storage, text)
+    assert trial is not None
+    artifact_id = trial.user_attrs.get(schema.CHECKPOINT)
+    if not artifact_id:
+        raise UserError(f"encoder {text!r}: trial {trial.number} of {ref!r} has no checkpoint artifact")
+    if artifacts is None:
+        raise UserError(f"encoder {text!r}: no artifact directory to read checkpoint {artifact_id} from")
+    return str(artifact_file(artifacts, artifact_id, cache_dir)), f"trial:{ref}:{trial.number}"
+
+
+class EncoderCache:
+    """The study's encoder (random | imagenet | best:STUDY | trial:STUDY:N | path), loaded once per worker."""
+
+    def __init__(self):
+        self._key: tuple | None = None
+        self._value: tuple[Any, str] | None = None
+
+    def get(self, config: Config, *, storage, artifacts, cache_dir: Path) -> tuple[Any, str]:
+        """(simclr.models.Encoder, what it is: "imagenet", "trial:STUDY:3", a path, ...)."""
+        from simclr.data import stats_for
+        from simclr.models import load_encoder
+
+        assert config.encoder is not None, "only linear_probe and finetune take an encoder"
+        spec, resolution, seed = config.encoder.encoder, config.encoder.resolution, config.run.seed
+        key = (spec, resolution, seed, config.data.probe_data)
+        if key != self._key:
+            path, description = resolve_encoder(spec, storage=storage, artifacts=artifacts, cache_dir=cache_dir)
+            mean, std = stats_for(config.data.probe_data)  # used by the random encoder only
+            encoder = load_encoder(path, resolution=resolution, mean=mean, std=std, seed=seed)
+            self._key, self._value = key, (encoder, description)
+        assert self._value is not None
+        return self._value
+
+
+class DataObjective(Objective):
+    """An objective that trains on the probe data set (every objective): the data loaded once per worker."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.data = DataCache()
+
+    def _prepare(self, config: Config) -> None:
+        self.data.probe_splits(config)  # a missing dataset stops the worker here, not in every trial
+
+
+class EncoderObjective(DataObjective):
+    """An objective over the study's encoder (linear_probe, finetune): encoder and data loaded once per worker."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.encoders = EncoderCache()
+
+    def encoder(self, config: Config):
+        return self.encoders.get(
+            config, storage=self.storage, artifacts=self.artifacts, cache_dir=self.cache_dir(config)
+        )
+
+    def _prepare(self, config: Config) -> None:
+        super()._prepare(config)
+        self.encoder(config)

@@ -1,0 +1,205 @@
+"""The study runner: one worker's `optimize` loop, shared by `study.py optimize` and `study.py compare`.
+
+It opens nothing itself: the caller passes the store (opened once per command, with the heartbeat), and the
+runner loads the study, rebuilds its objective from the stored spec, checks what every trial needs before the
+first one (data, device, encoder: a UserError stops here, before any trial or directory exists), and runs
+trials with SIGTERM handling (the first stops at the next epoch boundary, a second one at once), a stop when a
+shared grid is fully started, and one progress line per finished trial.
+
+Exit codes (`RunSummary.exit_code`): 0 done; 1 trials ran but none completed or was pruned; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from errors import UserError
+from objectives import make_objective, open_study
+from storage import open_artifacts
+from storage.schema import ERROR, GRID_TAKEN
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How one worker runs a study (the `optimize` flags that are not about the store)."""
+
+    trials: int | None = 10  # trials this worker runs (None: until the timeout or the grid ends)
+    timeout: float | None = None  # seconds after which no new trial starts
+    device: str = "auto"
+    threads: int | None = None  # torch CPU threads (None: all cores)
+    work_dir: str | None = None  # where trials keep temporary checkpoints
+    progress: bool = False  # tqdm bars on stderr (a terminal); else log lines
+
+    def check(self) -> None:
+        if self.trials is not None and self.trials < 1:
+            raise UserError("--trials must be >= 1")
+        if self.timeout is not None and not self.timeout > 0:
+            raise UserError("--timeout must be > 0 seconds")
+        if self.threads is not None and self.threads < 1:
+            raise UserError("--threads must be >= 1")
+
+
+@dataclass
+class RunSummary:
+    name: str
+    states: list[str] = field(default_factory=list)  # this worker's finished trials (SKIPPED: grid point taken)
+    interrupted: bool = False
+    best: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        ran = [s for s in self.states if s != "SKIPPED"]
+        return 1 if ran and "COMPLETE" not in ran and "PRUNED" not in ran else 0
+
+    def line(self) -> str:
+        counts = {s: self.states.count(s) for s in sorted(set(self.states))}
+        summary = ", ".join(f"{n} {s.lower()}" for s, n in counts.items()) or "no trials"
+        return f"study {self.name}: this worker ran {summary}{self.best}"
+
+
+class TrialProgress:
+    """Optuna callback: records each finished trial's state; on a terminal, a tqdm bar over the worker's trials."""
+
+    def __init__(self, total: int | None, enabled: bool):
+        self.bar = None
+        self.states: list[str] = []
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        state = trial.state.name
+        if state == "FAIL" and str(trial.user_attrs.get(ERROR, "")).startswith(GRID_TAKEN):
+            state = "SKIPPED"  # another worker took this grid point as this one asked for it: nothing ran
+        self.states.append(state)
+        if self.bar is not None:
+            value = "" if trial.value is None else f" value {trial.value:.2f}"
+            error = trial.user_attrs.get(ERROR)
+            self.bar.write(
+                f"trial {trial.number} {trial.state.name}{value}{f': {error}' if error else ''}", file=sys.stderr
+            )
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _grid_callbacks(study: optuna.Study, space: dict) -> tuple[bool, list[Callable]]:
+    """(whether the grid is already fully started, [a callback stopping the worker once it is])."""
+    from objectives.space import grid_exhausted
+
+    if grid_exhausted(study, space):
+        return True, []
+
+    def stop_when_grid_started(study: optuna.Study, trial: Any) -> None:  # another worker may hold the last points
+        if grid_exhausted(study, space):
+            study.stop()
+
+    return False, [stop_when_grid_started]
+
+
+def run_study(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    options: RunOptions,
+    *,
+    url: str | None = None,
+    artifacts_dir: str | None = None,
+    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+) -> RunSummary:
+    """Run up to `options.trials` trials of study `name` in this process; UserError when it cannot start.
+
+    `url`/`artifacts_dir` locate the artifact store (checkpoints): created only once the objective is ready."""
+    options.check()
+    study, spec = open_study(storage, name)
+    artifacts = open_artifacts(url, artifacts_dir, create=False)
+    objective = make_objective(
+        spec,
+        study_name=name,
+        storage=storage,
+        artifacts=artifacts,
+        device=options.device,
+        work_dir=options.work_dir,
+        progress=options.progress,
+    )
+    if options.threads is not None:
+        import torch
+
+        torch.set_num_threads(options.threads)
+    objective.prepare()  # data, device, encoder: a UserError stops here, before any trial or directory exists
+    if artifacts is None:
+        objective.artifacts = open_artifacts(url, artifacts_dir, create=True)
+    summary = RunSummary(name)
+    callbacks: list[Callable] = []
+    if spec.sampler.get("name") == "grid":
+        done, callbacks = _grid_callbacks(study, spec.space)
+        if done:
+            say(f"study {name}: every grid point has been run; nothing to do")
+            return summary
+    progress = TrialProgress(options.trials, options.progress)
+    if options.progress:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar prints one line per trial instead
+
+    def on_sigterm(signum, frame):
+        """First SIGTERM: the trial stops at its next epoch boundary (FAIL "interrupted"), no new trial starts.
+        A second one interrupts at once, like Ctrl-C."""
+        if objective.stop_requested:
+            raise KeyboardInterrupt(f"signal {signum}")
+        objective.request_stop()
+
+    def stop_when_asked(study: optuna.Study, trial: Any) -> None:
+        if objective.stop_requested:
+            study.stop()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        study.optimize(
+            objective,
+            n_trials=options.trials,
+            timeout=options.timeout,
+            callbacks=[progress, stop_when_asked, *callbacks],
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        progress.close()
+    summary.states = progress.states
+    try:
+        summary.best = f"; best value {study.best_value:.2f} (trial {study.best_trial.number})"
+    except ValueError:
+        pass
+    summary.interrupted = objective.interrupted or objective.stop_requested
+    return summary
+
+
+@contextmanager
+def progress_lines(enabled: bool) -> Iterator[None]:
+    """Progress as plain lines on stderr (for a log file, where bars would be noise): the objectives' epoch lines
+    (objectives.common.EpochBar) and Optuna's line per finished trial. Restored afterwards."""
+    if not enabled:
+        yield
+        return
+    lines = logging.getLogger("objectives")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    lines.addHandler(handler)
+    lines.setLevel(logging.INFO)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    try:
+        yield
+    finally:
+        lines.removeHandler(handler)
+        lines.setLevel(logging.NOTSET)
+        optuna.logging.set_verbosity(verbosity)
