@@ -54,11 +54,14 @@ def run_options(args: argparse.Namespace):
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    from objectives import build_spec, new_study
+    from objectives.create import new_study
     from storage import resolve_url
 
-    spec = build_spec(
+    name = new_study(
+        resolve_url(args.storage),
+        args.name,
         args.objective,
+        data_dir=args.data_dir,
         preset=args.preset,
         sets=args.set,
         params=args.param,
@@ -68,7 +71,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         role=args.role,
         comparison=args.comparison,
     )
-    print(new_study(resolve_url(args.storage), args.name, spec))
+    print(name)
     return 0
 
 
@@ -207,6 +210,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             preset=args.preset,
             sets=args.set,
             trials=args.trials,
+            data_dir=args.data_dir,
             url=url,
             artifacts_dir=args.artifacts,
             options=options,
@@ -253,6 +257,7 @@ def args_create(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--objective", required=True, choices=OBJECTIVES)
     p.add_argument("--name", help="study name (default: OBJECTIVE-DATE-TIME)")
+    args_data(p)
     p.add_argument("--preset", choices=list(PRESETS), help="fills config: smoke (minutes, CPU), default, paper")
     p.add_argument(
         "--set",
@@ -275,6 +280,11 @@ def args_create(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="sampler seed (default: the config's seed)")
     p.add_argument("--role", default="", help="the regime this study plays in a comparison (for reports)")
     p.add_argument("--comparison", default="", help="the comparison this study belongs to (for reports)")
+
+
+def args_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", metavar="DIR", help="where the CIFAR archives are or are downloaded to (default: "
+                   "$STUDY_DATA, else ./data; a probe of best:STUDY takes that study's)")
 
 
 def args_run(p: argparse.ArgumentParser) -> None:
@@ -328,6 +338,7 @@ def args_compare(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--preset", default="smoke", choices=list(PRESETS), help="budgets and config (default smoke)")
     p.add_argument("--prefix", default="compare", help="study names PREFIX-scale, PREFIX-hparams, ...")
+    args_data(p)
     p.add_argument(
         "--set",
         action="extend",

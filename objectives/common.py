@@ -138,10 +138,33 @@ def caused_by_interrupt(e: BaseException) -> bool:
     return False
 
 
+INTERRUPTED = "interrupted"  # the "error" of a trial stopped by Ctrl-C or SIGTERM (queued again)
+_NOT_COPIED = (schema.ERROR, schema.SECONDS, schema.RETRY_OF)
+
+
+def queue_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Queue a WAITING copy of a finished trial, as Optuna's RetryHeartbeatStaleTrialCallback does for a dead
+    worker's: same params, its user attrs (the resume checkpoint's id among them), its grid point, and the retry
+    history that `note_retry` reads."""
+    history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    system_attrs = {**trial.system_attrs, "failed_trial": history[0], "retry_history": history}
+    user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in _NOT_COPIED}
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs=user_attrs,
+            system_attrs=system_attrs,
+        )
+    )
+
+
 class Objective:
     """Base of the four objectives. Subclasses implement `run(trial, config, rt) -> val_top1`."""
 
     name = ""
+    uses_work_dir = True  # trials keep checkpoints in a temporary directory (the probe does not)
 
     def __init__(
         self,
@@ -166,6 +189,7 @@ class Objective:
         self.progress = progress
         self._prepared = False
         self.interrupted = False  # set when a trial was interrupted: the worker stops after it
+        self.explained: set[int] = set()  # trials whose failure this objective logged (or that were interrupted)
         self.stop_requested = False  # set by request_stop (SIGTERM): the running trial stops at its next epoch
 
     # -- set-up shared by all trials of a worker -------------------------------------------------------------
@@ -178,6 +202,8 @@ class Objective:
         `optimize` with one line instead of failing every trial."""
         if not self._prepared:
             self.runtime(self.config)
+            if self.uses_work_dir:
+                writable_dir(self.work_dir or Path(tempfile.gettempdir()), "--work-dir DIR")
             self._prepare(self.config)
             self._prepared = True
 
@@ -265,17 +291,24 @@ class Objective:
         return grid_duplicate_of(frozen, trial.storage.get_all_trials(study_id(trial.study), deepcopy=False))
 
     def interrupt(self, trial: optuna.Trial) -> float:
-        """FAIL the trial as "interrupted" with one log line (Optuna would log a traceback); start no other."""
-        trial.set_user_attr(schema.ERROR, "interrupted")
+        """End an interrupted trial (Ctrl-C, SIGTERM) as FAIL "interrupted" and queue it again with its parameters
+        and user attrs, so the next `optimize` (or `compare`) finishes it, resuming from its last checkpoint where
+        it has one, as after a killed worker; start no other trial in this worker."""
+        trial.set_user_attr(schema.ERROR, INTERRUPTED)
         if not isinstance(trial, optuna.Trial):
             raise KeyboardInterrupt
         self.interrupted = True
+        self.explained.add(trial.number)
+        frozen = trial.storage.get_trial(trial_id(trial))
+        queue_retry(trial.study, frozen)
+        log.warning("trial %d interrupted; queued again (the next optimize resumes it)", trial.number)
         trial.study.stop()
         return float("nan")
 
     def fail(self, trial: optuna.Trial, reason: str) -> float:
         trial.set_user_attr(schema.ERROR, reason)
         log.warning("trial %d failed: %s", trial.number, reason)
+        self.explained.add(trial.number)
         return float("nan")  # Optuna records a NaN value as FAIL and goes on
 
     @staticmethod
@@ -283,6 +316,18 @@ class Objective:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def writable_dir(path: Path, fix: str) -> Path:
+    """`path`, created if missing, after checking that a file can be written in it (a real write: as root,
+    permission bits say nothing); UserError naming `fix`, the option that points elsewhere."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise UserError(f"{path} is not writable ({e.strerror or type(e).__name__}); use {fix}") from None
+    return path
 
 
 def remove_dir(path: Path | None) -> None:

@@ -38,9 +38,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from errors import UserError, first_line
-from objectives import build_spec, create_study
+from objectives import build_spec
+from objectives.create import check_name, create_study, data_dir_default
 from objectives.presets import PRESETS
-from objectives.run import RunOptions, run_study
+from objectives.run import RunOptions, counts, requeue_grid_points, run_study
 from simclr.config import objectives_using
 from storage import display_url, open_storage, schema, store, store_exists
 
@@ -66,7 +67,6 @@ BUDGETS: dict[str, Budget] = {
 }
 COMPARED = ("simclr", "linear_probe", "supervised")  # the objectives compare uses (--set is split among them)
 PROBES = (("simclr", None), ("imagenet", "imagenet"), ("random", "random"))  # (regime, encoder; simclr: later)
-INTERRUPTED = "interrupted"  # the "error" of a trial stopped by Ctrl-C or SIGTERM (objectives.common)
 
 
 @dataclass(frozen=True)
@@ -145,13 +145,15 @@ def plan(prefix: str, *, preset: str, sets: Sequence[str] = (), trials: int | No
             tuple(s for s in simclr_sets if s.partition("=")[0].strip() != "data_fraction"),
             params=(f"data_fraction=choice:{','.join(map(repr, grid))}",), sampler="grid", pruner="none", **common,
         ),
-        PlannedStudy(f"{prefix}-hparams", "simclr", "simclr_hparams", n_hparams, simclr_sets, pruner=budget.pruner, **common),
+        PlannedStudy(f"{prefix}-hparams", "simclr", "simclr_hparams", n_hparams, simclr_sets, pruner=budget.pruner,
+                     **common),
         *(
             PlannedStudy(f"{prefix}-probe-{regime}", "linear_probe", f"probe_{regime}", n_regime,
-                 tuple(per_objective["linear_probe"]), encoder=encoder or f"best:{prefix}-hparams", **common)
+                         tuple(per_objective["linear_probe"]), encoder=encoder or f"best:{prefix}-hparams", **common)
             for regime, encoder in PROBES
         ),
-        PlannedStudy(f"{prefix}-scratch", "supervised", "scratch", n_regime, tuple(per_objective["supervised"]), **common),
+        PlannedStudy(f"{prefix}-scratch", "supervised", "scratch", n_regime, tuple(per_objective["supervised"]),
+                     **common),
     ]  # fmt: skip
     for planned in plans:
         planned.spec()  # a bad value fails here, before any store or data is touched
@@ -199,53 +201,6 @@ def check_existing(storage: optuna.storages.BaseStorage, plans: Sequence[Planned
             )
         existing.append(planned.name)
     return existing
-
-
-def counts(trial: FrozenTrial) -> bool:
-    """Whether a trial uses up budget (module docstring): finished, or failed for a reason it would fail for again."""
-    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        return True
-    error = str(trial.user_attrs.get(schema.ERROR) or "")
-    return (
-        trial.state == TrialState.FAIL
-        and bool(error)
-        and error != INTERRUPTED
-        and not error.startswith(schema.GRID_TAKEN)
-    )
-
-
-def requeue_grid_points(study: optuna.Study) -> list[float]:
-    """Queue again (as a retry of its last trial) every grid point whose trials all failed without counting.
-
-    Returns their params. GridSampler counts a finished point as visited whatever its state, so an interrupted
-    point would otherwise never run; the retry keeps the grid id, as a heartbeat retry does.
-    """
-    points: dict[int, list[FrozenTrial]] = {}
-    for trial in study.get_trials(deepcopy=False):
-        if "grid_id" in trial.system_attrs:
-            points.setdefault(int(trial.system_attrs["grid_id"]), []).append(trial)
-    queued = []
-    for grid_id, trials in sorted(points.items()):
-        if any(counts(t) or t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials):
-            continue
-        last = max(trials, key=lambda t: t.number)
-        history = [*last.system_attrs.get("retry_history", []), last.number]
-        system_attrs = {
-            "grid_id": grid_id,
-            "search_space": last.system_attrs.get("search_space"),
-            "failed_trial": history[0],
-            "retry_history": history,
-        }
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=TrialState.WAITING,
-                params=last.params,
-                distributions=last.distributions,
-                system_attrs=system_attrs,
-            )
-        )
-        queued.append(dict(last.params))
-    return queued
 
 
 def remaining(planned: PlannedStudy, trials: Sequence[FrozenTrial]) -> tuple[int, int]:
@@ -361,6 +316,7 @@ def run_comparison(
     preset: str,
     sets: Sequence[str],
     trials: int | None,
+    data_dir: str | None = None,
     url: str,
     artifacts_dir: str | None,
     options: RunOptions,
@@ -369,11 +325,13 @@ def run_comparison(
     """The whole comparison: plan (validated before any store or data is touched), check what a resumed run
     finds, print the budget with a time estimate, then create and run each study. Returns the store, the plan
     and the outcome; the caller writes the report."""
-    from objectives import check_name
     from objectives.budget import budget_lines, estimate_seconds, preflight, speed_test
 
     check_name(prefix)
     options.check()
+    data_dir = data_dir_default(data_dir)
+    if data_dir is not None and not any(text.partition("=")[0].strip() == "data_dir" for text in sets):
+        sets = [f"data_dir={data_dir}", *sets]
     plans = plan(prefix, preset=preset, sets=sets, trials=trials)
     known = open_storage(url) if store_exists(url) else None
     existing = check_existing(known, plans) if known is not None else []

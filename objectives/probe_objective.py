@@ -19,6 +19,7 @@ from storage import schema
 
 class LinearProbeObjective(EncoderObjective):
     name = "linear_probe"
+    uses_work_dir = False
 
     def run(self, trial: optuna.Trial, config: Config, rt: Runtime) -> float:
         from simclr.data import probe_data_key

@@ -9,7 +9,8 @@ from typing import Any
 import optuna
 
 from errors import UserError
-from objectives.common import Objective
+from objectives.common import Objective, writable_dir
+from objectives.create import encoder_trial
 from objectives.space import parse_encoder
 from simclr.config import Config
 from storage import schema, store
@@ -60,28 +61,6 @@ def artifact_file(artifacts, artifact_id: str, cache_dir: Path) -> Path:
             raise UserError(f"checkpoint artifact {artifact_id} is missing from {base}")
         return path
     return store.download(artifacts, artifact_id, cache_dir / "encoders" / f"{artifact_id}.pt")
-
-
-def encoder_trial(storage: optuna.storages.BaseStorage | None, text: str) -> optuna.trial.FrozenTrial | None:
-    """The COMPLETE trial a `best:STUDY` / `trial:STUDY:NUMBER` encoder names (None for the other kinds);
-    UserError when the study or trial is not there, or the trial is not COMPLETE."""
-    kind, ref, number = parse_encoder(text)
-    if kind not in ("best", "trial"):
-        return None
-    if storage is None:
-        raise UserError(f"encoder {text!r} names a study, but no store was given")
-    study = store.load_study(storage, ref)
-    if kind == "best":
-        try:
-            return study.best_trial
-        except ValueError:
-            raise UserError(f"encoder {text!r}: study {ref!r} has no completed trial yet") from None
-    found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
-    if not found:
-        raise UserError(f"encoder {text!r}: study {ref!r} has no trial {number}")
-    if found[0].state != optuna.trial.TrialState.COMPLETE:
-        raise UserError(f"encoder {text!r}: trial {number} of {ref!r} is {found[0].state.name}, not COMPLETE")
-    return found[0]
 
 
 def resolve_encoder(
@@ -157,4 +136,5 @@ class EncoderObjective(DataObjective):
 
     def _prepare(self, config: Config) -> None:
         super()._prepare(config)
+        writable_dir(self.cache_dir(config), "--set cache_dir=DIR")  # features are cached there in every trial
         self.encoder(config)

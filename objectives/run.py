@@ -12,6 +12,7 @@ Exit codes (`RunSummary.exit_code`): 0 done; 1 trials ran but none completed or 
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -20,10 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from errors import UserError
 from objectives import make_objective, open_study
-from storage import open_artifacts
+from objectives.common import INTERRUPTED, queue_retry
+from storage import open_artifacts, schema
 from storage.schema import ERROR, GRID_TAKEN
 
 
@@ -67,6 +70,20 @@ class RunSummary:
         return f"study {self.name}: this worker ran {summary}{self.best}"
 
 
+class ExplainedFailures(logging.Filter):
+    """Drops Optuna's two warnings about a trial that failed with the value NaN ("The value nan is not acceptable")
+    when the objective has already said why it failed (diverged, out of memory, interrupted and queued again):
+    they would read as a diverged run."""
+
+    def __init__(self, explained: set[int]):
+        super().__init__()
+        self.explained = explained
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = re.match(r"Trial (\d+) failed with", record.getMessage())
+        return not (match and int(match.group(1)) in self.explained)
+
+
 class TrialProgress:
     """Optuna callback: records each finished trial's state; on a terminal, a tqdm bar over the worker's trials."""
 
@@ -94,6 +111,42 @@ class TrialProgress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def counts(trial: FrozenTrial) -> bool:
+    """Whether a trial uses up budget: finished, or failed for a reason it would fail for again (diverged, out of
+    memory, a bad value: the same parameters with the same seed would fail again). A FAIL "interrupted" (Ctrl-C,
+    SIGTERM) or without an error (a killed worker: the heartbeat retry re-runs it) does not count, nor does a grid
+    point another worker held."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    error = str(trial.user_attrs.get(schema.ERROR) or "")
+    return (
+        trial.state == TrialState.FAIL
+        and bool(error)
+        and error != INTERRUPTED
+        and not error.startswith(schema.GRID_TAKEN)
+    )
+
+
+def requeue_grid_points(study: optuna.Study) -> list[float]:
+    """Queue again (as a retry of its last trial) every grid point whose trials all failed without counting.
+
+    Returns their params. GridSampler counts a finished point as visited whatever its state, so an interrupted
+    point would otherwise never run; the retry keeps the grid id, as a heartbeat retry does.
+    """
+    points: dict[int, list[FrozenTrial]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        if "grid_id" in trial.system_attrs:
+            points.setdefault(int(trial.system_attrs["grid_id"]), []).append(trial)
+    queued = []
+    for _, trials in sorted(points.items()):
+        if any(counts(t) or t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials):
+            continue
+        last = max(trials, key=lambda t: t.number)
+        queue_retry(study, last)
+        queued.append(dict(last.params))
+    return queued
 
 
 def _grid_callbacks(study: optuna.Study, space: dict) -> tuple[bool, list[Callable]]:
@@ -144,6 +197,9 @@ def run_study(
     summary = RunSummary(name)
     callbacks: list[Callable] = []
     if spec.sampler.get("name") == "grid":
+        queued = requeue_grid_points(study)
+        if queued:
+            say(f"study {name}: {len(queued)} unfinished grid point(s) queued again")
         done, callbacks = _grid_callbacks(study, spec.space)
         if done:
             say(f"study {name}: every grid point has been run; nothing to do")
@@ -164,6 +220,9 @@ def run_study(
             study.stop()
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
+    optuna_log = logging.getLogger("optuna.study._optimize")
+    quiet = ExplainedFailures(objective.explained)
+    optuna_log.addFilter(quiet)
     try:
         study.optimize(
             objective,
@@ -173,6 +232,7 @@ def run_study(
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
+        optuna_log.removeFilter(quiet)
         progress.close()
     summary.states = progress.states
     try:

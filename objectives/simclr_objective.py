@@ -18,7 +18,7 @@ from pathlib import Path
 
 import optuna
 
-from objectives.common import log, remove_dir, set_attrs
+from objectives.common import caused_by_interrupt, log, remove_dir, set_attrs
 from objectives.resources import DataObjective, artifact_file
 from simclr.config import Config
 from simclr.device import Runtime
@@ -53,7 +53,7 @@ class SimCLRObjective(DataObjective):
             },
         )
         tmp = self.temp_dir(trial)
-        completed = False
+        completed = interrupted = False
         try:
             resume = self._resume_from(trial, tmp)
             bar = self.bar(pre_cfg.epochs, trial)
@@ -106,9 +106,14 @@ class SimCLRObjective(DataObjective):
             )
             completed = True
             return probe.val_top1
+        except BaseException as e:
+            interrupted = isinstance(e, KeyboardInterrupt) or caused_by_interrupt(
+                e
+            )  # queued again: keep its checkpoint
+            raise
         finally:
             remove_dir(tmp)
-            if not completed:
+            if not completed and not interrupted:
                 self._drop_resume_checkpoint(trial)
 
     # -- resuming after a killed worker ------------------------------------------------------------------------
@@ -143,7 +148,8 @@ class SimCLRObjective(DataObjective):
             store.remove_quietly(self.artifacts, previous)  # ...then the old file goes
 
     def _drop_resume_checkpoint(self, trial: optuna.Trial) -> None:
-        """A pruned, failed or interrupted trial is not retried: its resume checkpoint is dead weight."""
+        """A pruned or failed trial is not retried: its resume checkpoint is dead weight. (An interrupted one is
+        queued again and resumes from it.)"""
         artifact_id = trial.user_attrs.get(schema.CHECKPOINT)
         if self.can_upload(trial) and isinstance(artifact_id, str) and artifact_id.startswith("resume-"):
             store.remove_quietly(self.artifacts, artifact_id)

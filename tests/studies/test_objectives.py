@@ -110,16 +110,27 @@ def test_interrupt_marks_the_trial(data_dir, monkeypatch):
     assert trial.user_attrs[schema.ERROR] == "interrupted"
 
 
-def test_interrupt_fails_the_trial_and_stops_the_study(data_dir, monkeypatch):
+def test_interrupt_fails_the_trial_queues_it_again_and_stops_the_study(data_dir, monkeypatch):
+    """Ctrl-C ends the trial as FAIL "interrupted" and queues a WAITING copy with the same parameters (and its
+    user attrs, minus the error), which the next optimize picks up first; no other trial starts."""
     import simclr.supervised
 
-    monkeypatch.setattr(simclr.supervised, "train_supervised", _Raises(KeyboardInterrupt()))
+    raises = _Raises(KeyboardInterrupt())
+    monkeypatch.setattr(simclr.supervised, "train_supervised", raises)
     spec = build_spec("supervised", sets=tiny_sets("supervised", data_dir))
     study = optuna.create_study(direction="maximize")
     objective = make_objective(spec, device="cpu")
     study.optimize(objective, n_trials=3)
-    assert [t.state for t in study.trials] == [TrialState.FAIL]
-    assert study.trials[0].user_attrs[schema.ERROR] == "interrupted" and objective.interrupted
+    first, retry = study.trials
+    assert (first.state, retry.state) == (TrialState.FAIL, TrialState.WAITING)
+    assert first.user_attrs[schema.ERROR] == "interrupted" and objective.interrupted
+    assert retry.params == first.params and schema.ERROR not in retry.user_attrs
+    assert retry.system_attrs["retry_history"] == [0]
+
+    monkeypatch.undo()  # the next worker runs for real: the queued trial, with the interrupted one's parameters
+    study.optimize(make_objective(spec, device="cpu"), n_trials=1)
+    assert study.trials[1].state == TrialState.COMPLETE and study.trials[1].params == first.params
+    assert study.trials[1].user_attrs[schema.RETRY_OF] == 0 and len(study.trials) == 2
 
 
 def test_failed_trials_do_not_stop_the_study(data_dir, monkeypatch):

@@ -1,0 +1,160 @@
+"""Creating a study: the checks `create` can make before anything is written (the name, the data directory,
+the encoder's study and trial), what a probe inherits from the study whose encoder it probes, and the study's
+attrs (its spec and provenance). No torch here: `create` answers in a fraction of a second."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from errors import UserError
+from objectives import build_spec
+from objectives.provenance import provenance
+from objectives.space import parse_encoder
+from simclr.config import DataConfig
+from storage import open_storage, schema, store, store_exists, study_names
+
+PROVENANCE = "provenance"  # study attr, JSON: project version, git revision, library versions (provenance.py)
+ENV_DATA = "STUDY_DATA"  # the data directory of new studies when --data-dir is not given
+DATA_KEYS = tuple(DataConfig.__dataclass_fields__)  # what a probe takes from the study whose encoder it probes
+
+
+def check_name(name: str) -> None:
+    if not name.strip() or len(name) > 500 or not name.isprintable():
+        raise UserError(f"study name {name!r}: use 1-500 printable characters")
+
+
+def default_name(objective: str, taken: set[str]) -> str:
+    base = f"{objective}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    name, k = base, 2
+    while name in taken:
+        name, k = f"{base}-{k}", k + 1
+    return name
+
+
+def data_dir_default(data_dir: str | None) -> str | None:
+    """--data-dir, else $STUDY_DATA, else None (the config's default, ./data, or an inherited one)."""
+    return data_dir or os.environ.get(ENV_DATA) or None
+
+
+def check_data(config: dict[str, Any]) -> None:
+    """The data a study will read can be found: `data_dir` exists, or `download` will create it in an existing
+    directory; a folder: dataset's PATH exists. (A typo'd data_dir would otherwise fail at optimize, after
+    being created wherever it pointed.)"""
+    data_dir = Path(str(config["data_dir"]))
+    if not data_dir.is_dir():
+        where = data_dir.resolve().parent
+        if data_dir.exists():
+            raise UserError(f"data_dir {data_dir} is not a directory (--data-dir DIR or --set data_dir=DIR)")
+        if not config["download"] or not where.is_dir():
+            raise UserError(
+                f"data_dir {data_dir} does not exist{'' if config['download'] else ' and download=false'}; "
+                "give the directory holding the CIFAR archives with --data-dir DIR (or $STUDY_DATA)"
+            )
+    for key in ("pretrain_data", "probe_data"):
+        value = str(config.get(key, ""))
+        if value.startswith("folder:") and not Path(value[len("folder:") :]).is_dir():
+            raise UserError(f"{key}={value}: no such directory")
+
+
+def encoder_trial(storage: optuna.storages.BaseStorage | None, text: str) -> optuna.trial.FrozenTrial | None:
+    """The COMPLETE trial a `best:STUDY` / `trial:STUDY:NUMBER` encoder names (None for the other kinds);
+    UserError when the study or trial is not there, or the trial is not COMPLETE."""
+    kind, ref, number = parse_encoder(text)
+    if kind not in ("best", "trial"):
+        return None
+    if storage is None:
+        raise UserError(f"encoder {text!r} names a study, but no store was given")
+    study = store.load_study(storage, ref)
+    if kind == "best":
+        try:
+            return study.best_trial
+        except ValueError:
+            raise UserError(f"encoder {text!r}: study {ref!r} has no completed trial yet (optimize it first)") from None
+    found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+    if not found:
+        raise UserError(f"encoder {text!r}: study {ref!r} has no trial {number}")
+    if found[0].state != optuna.trial.TrialState.COMPLETE:
+        raise UserError(f"encoder {text!r}: trial {number} of {ref!r} is {found[0].state.name}, not COMPLETE")
+    return found[0]
+
+
+def _encoder_of(sets: Sequence[str]) -> str | None:
+    values = [text.partition("=")[2].strip() for text in sets if text.partition("=")[0].strip() == "encoder"]
+    return values[-1] if values else None
+
+
+def _inherited(storage, encoder: str | None) -> tuple[str, dict[str, Any]]:
+    """(preset, data settings) of the study whose encoder a probe or fine-tuning study takes ("", {} else)."""
+    if encoder is None or parse_encoder(encoder)[0] not in ("best", "trial"):
+        return "", {}
+    if storage is None:
+        raise UserError(
+            f"encoder {encoder!r}: study {parse_encoder(encoder)[1]!r} not found (the store does not exist yet)"
+        )
+    encoder_trial(storage, encoder)  # the study and a COMPLETE trial exist
+    ref = parse_encoder(encoder)[1]
+    attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(ref))
+    try:
+        source = schema.read_spec(attrs, ref)
+    except schema.SchemaError as e:
+        raise UserError(f"encoder {encoder!r}: {e}") from None
+    return source.preset, {k: v for k, v in source.config.items() if k in DATA_KEYS}
+
+
+def new_study(
+    url: str,
+    name: str | None,
+    objective: str,
+    *,
+    preset: str | None = None,
+    sets: Sequence[str] = (),
+    data_dir: str | None = None,
+    **spec_args: Any,
+) -> str:
+    """Create a study in the store at `url` (created if missing) and return its name; nothing is written when a
+    check fails. A study whose encoder is `best:STUDY` or `trial:STUDY:N` takes that study's preset and data
+    settings unless told otherwise (--preset, --data-dir, --set)."""
+    if name is not None:
+        check_name(name)
+    storage = open_storage(url) if store_exists(url) else None
+    encoder = _encoder_of(sets)
+    if encoder is not None:
+        kind, ref, _ = parse_encoder(encoder)
+        if kind == "path" and not os.path.isfile(ref):
+            raise UserError(f"encoder {ref!r}: no such checkpoint file")
+    inherited_preset, base = _inherited(storage, encoder)
+    data_dir = data_dir_default(data_dir)
+    if data_dir is not None:
+        base["data_dir"] = data_dir
+    spec = build_spec(objective, preset=preset or inherited_preset or None, sets=sets, base=base, **spec_args)
+    check_data(spec.config)
+    storage = storage or open_storage(url, create=True)
+    names = set(study_names(storage))
+    name = name or default_name(spec.objective, names)
+    if name in names:
+        raise UserError(f"a study named {name!r} already exists (delete it first, or pick another --name)")
+    create_study(storage, name, spec)
+    return name
+
+
+def create_study(storage: optuna.storages.BaseStorage, name: str, spec: schema.StudySpec) -> optuna.Study:
+    """A new study holding `spec` in its attrs (UserError if the name is taken); nothing is left on failure."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, direction=schema.DIRECTION)
+    except optuna.exceptions.DuplicatedStudyError:
+        raise UserError(f"a study named {name!r} already exists") from None
+    try:
+        schema.write_spec(study, spec)
+        study.set_user_attr(PROVENANCE, json.dumps(provenance(), sort_keys=True))
+    except BaseException:
+        optuna.delete_study(study_name=name, storage=storage)
+        raise
+    return study
