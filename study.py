@@ -49,7 +49,7 @@ def run_options(args: argparse.Namespace):
         device=args.device,
         threads=args.threads,
         work_dir=getattr(args, "work_dir", None),
-        progress=sys.stderr.isatty(),
+        progress=args.progress or ("bar" if sys.stderr.isatty() else "lines"),
     )
 
 
@@ -86,7 +86,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     options.check()
     url = resolve_url(args.storage)
     storage = open_storage(url, heartbeat=heartbeat)
-    with progress_lines(not options.progress):
+    with progress_lines(options.progress == "lines"):
         summary = run_study(storage, args.name, options, url=url, artifacts_dir=args.artifacts, say=say)
     say(summary.line())
     if summary.interrupted:
@@ -204,7 +204,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     check_out(args.out)
     url, options = resolve_url(args.storage), run_options(args)
-    with progress_lines(not options.progress):
+    with progress_lines(options.progress == "lines"):
         storage, plans, outcome = run_comparison(
             args.prefix,
             preset=args.preset,
@@ -288,6 +288,8 @@ def args_data(p: argparse.ArgumentParser) -> None:
 
 
 def args_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", choices=("bar", "lines", "none"), help="bars (default on a terminal), a line per "
+                   "epoch and per trial (default otherwise: logs, several workers on one terminal), or none")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:K or mps (one worker per GPU)")
     p.add_argument(
         "--threads",

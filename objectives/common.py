@@ -66,33 +66,47 @@ def note_retry(trial: optuna.Trial) -> None:
 
 
 class EpochBar:
-    """A tqdm bar over a trial's epochs on stderr; otherwise (not a terminal / disabled) an INFO record on the
-    "objectives" logger for about every tenth epoch, which nothing shows unless a command configures it
-    (`compare` does)."""
+    """A trial's progress over its epochs on stderr: a tqdm bar on a terminal (enabled), else one INFO line per
+    epoch on the "objectives" logger (trial, epoch, loss, monitor, images/s, ETA), which a command shows when its
+    progress is "lines" (objectives.run.progress_lines)."""
+
+    SHOWN = ("loss", "knn_top1", "val_top1")
 
     def __init__(self, total: int, desc: str, enabled: bool):
         self.bar = None
         self.total, self.desc = total, desc
+        self.started, self.first_epoch = time.perf_counter(), None
         if enabled and total > 0:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=desc, unit="ep", leave=False, file=sys.stderr, dynamic_ncols=True)
 
     def update(self, metrics: dict) -> None:
-        shown = {k: f"{v:.3g}" for k, v in metrics.items() if k in ("loss", "val_top1", "knn_top1")}
+        shown = {k: f"{metrics[k]:.3g}" for k in self.SHOWN if metrics.get(k) is not None}
         if self.bar is not None:
             self.bar.set_postfix(shown, refresh=False)
             self.bar.update(1)
         elif log.isEnabledFor(logging.INFO):
-            epoch = int(metrics.get("epoch", 0))
-            if epoch % max(1, self.total // 10) == 0 or epoch >= self.total:  # about ten lines per trial
-                values = " ".join(f"{k}={v}" for k, v in shown.items())
-                log.info("%s epoch %d/%d %s", self.desc, epoch, self.total, values)
+            log.info("%s", self.line(int(metrics.get("epoch", 0)), shown, metrics.get("images_per_second")))
+
+    def line(self, epoch: int, shown: dict[str, str], images_per_second: float | None) -> str:
+        if self.first_epoch is None:  # a resumed trial starts past epoch 1: the ETA counts what this run did
+            self.first_epoch = epoch
+        done = epoch - self.first_epoch + 1
+        eta = (time.perf_counter() - self.started) / done * (self.total - epoch)
+        speed = f" {images_per_second:.0f} img/s" if images_per_second else ""
+        values = "".join(f" {k} {v}" for k, v in shown.items())
+        return f"{self.desc} epoch {epoch}/{self.total}{values}{speed} eta {format_seconds(eta)}"
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 class StopRequested(KeyboardInterrupt):
@@ -106,8 +120,11 @@ def reporter(
     seen: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Callable[[dict], None]:
-    """An on_epoch callback: metrics[key] -> trial.report(value, epoch); prune when the pruner says so; raise
-    StopRequested when `should_stop()` (an epoch boundary is a safe place: no checkpoint is being written)."""
+    """An on_epoch callback: metrics[key] -> trial.report(value, epoch); the epoch's metrics appended to the
+    trial's "history" attr; prune when the pruner says so; raise StopRequested when `should_stop()` (an epoch
+    boundary is a safe place: no checkpoint is being written)."""
+
+    history = [h for h in trial.user_attrs.get(schema.HISTORY) or [] if isinstance(h, dict)]  # a retry's earlier
 
     def on_epoch(metrics: dict) -> None:
         if bar is not None:
@@ -116,6 +133,8 @@ def reporter(
             seen(metrics)
         value = metrics.get(key)
         epoch = int(metrics["epoch"])
+        history[:] = [h for h in history if h.get("epoch", 0) < epoch] + [_history_entry(metrics)]
+        trial.set_user_attr(schema.HISTORY, history)  # learning curves for the report and the dashboard
         if value is not None:
             value = round(float(value), 4)  # percent: float32 noise beyond 1e-4 is not information
             trial.report(value, epoch)
@@ -125,6 +144,15 @@ def reporter(
             raise optuna.TrialPruned(f"pruned at epoch {epoch} with {key}={float(value):.2f}")
 
     return on_epoch
+
+
+def _history_entry(metrics: dict) -> dict:
+    """One epoch of a trial's stored history: numbers rounded to what is information (JSON: no NaN)."""
+    entry = {}
+    for k, v in metrics.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            entry[k] = v if isinstance(v, int) else (round(v, 6) if math.isfinite(v) else None)
+    return entry
 
 
 def caused_by_interrupt(e: BaseException) -> bool:

@@ -158,3 +158,15 @@ def create_study(storage: optuna.storages.BaseStorage, name: str, spec: schema.S
         optuna.delete_study(study_name=name, storage=storage)
         raise
     return study
+
+
+def dependents(storage: optuna.storages.BaseStorage, name: str) -> list[str]:
+    """The studies whose encoder is a trial of study `name` (best:NAME or trial:NAME:N): deleting `name` takes
+    their encoder's checkpoint away."""
+    found = []
+    for study in storage.get_all_studies():
+        encoder = str(study.user_attrs.get(schema.ENCODER) or "")
+        kind, ref, _ = parse_encoder(encoder) if encoder else ("", "", None)
+        if kind in ("best", "trial") and ref == name and study.study_name != name:
+            found.append(study.study_name)
+    return found

@@ -30,6 +30,9 @@ from storage import open_artifacts, schema
 from storage.schema import ERROR, GRID_TAKEN
 
 
+PROGRESS = ("bar", "lines", "none")
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How one worker runs a study (the `optimize` flags that are not about the store)."""
@@ -39,7 +42,7 @@ class RunOptions:
     device: str = "auto"
     threads: int | None = None  # torch CPU threads (None: all cores)
     work_dir: str | None = None  # where trials keep temporary checkpoints
-    progress: bool = False  # tqdm bars on stderr (a terminal); else log lines
+    progress: str = "lines"  # bar: tqdm bars on stderr (one worker on a terminal); lines: a line per epoch; none
 
     def check(self) -> None:
         if self.trials is not None and self.trials < 1:
@@ -48,6 +51,8 @@ class RunOptions:
             raise UserError("--timeout must be > 0 seconds")
         if self.threads is not None and self.threads < 1:
             raise UserError("--threads must be >= 1")
+        if self.progress not in PROGRESS:
+            raise UserError(f"--progress {self.progress}: choose from {', '.join(PROGRESS)}")
 
 
 @dataclass
@@ -185,7 +190,7 @@ def run_study(
         artifacts=artifacts,
         device=options.device,
         work_dir=options.work_dir,
-        progress=options.progress,
+        progress=options.progress == "bar",
     )
     if options.threads is not None:
         import torch
@@ -204,8 +209,8 @@ def run_study(
         if done:
             say(f"study {name}: every grid point has been run; nothing to do")
             return summary
-    progress = TrialProgress(options.trials, options.progress)
-    if options.progress:
+    progress = TrialProgress(options.trials, options.progress == "bar")
+    if options.progress == "bar":
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar prints one line per trial instead
 
     def on_sigterm(signum, frame):

@@ -4,13 +4,13 @@
     report.to_json()            # the numbers, for `study.py report --json`
     report.write_html("report.html")
 
-Importing this package loads neither plotly nor torch; plotly is imported by `write_html` only.
+`study_list`, `study_details` (reports/listing.py) are what `study.py list` and `show` print (`reports/text.py`
+formats them); `json_safe` makes any of these strict JSON. Importing this package loads neither plotly nor
+torch; plotly is imported by `write_html` only.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,10 +19,13 @@ from typing import Any
 
 from optuna.storages import BaseStorage
 
-from reports import rows
-from reports.rows import StudyData
+from reports import rows, study_info
+from reports.listing import study_details, study_list
+from reports.rows import StudyData, json_safe
+from storage import display_url
+from storage.optuna_private import storage_url
 
-__all__ = ["Report", "build_report", "report_json", "storage_label"]
+__all__ = ["Report", "build_report", "json_safe", "report_json", "study_details", "study_list"]
 
 
 @dataclass
@@ -34,7 +37,7 @@ class Report:
     created: datetime
     comparison: list[dict[str, Any]]
     scale: list[dict[str, Any]]
-    importances: dict[str, dict[str, Any]] = field(default_factory=dict)  # study name -> rows.importance_info
+    importances: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> study_info.importance_info
 
     @property
     def has_comparison(self) -> bool:
@@ -54,7 +57,7 @@ class Report:
         }
         if trials:
             out["trials"] = rows.trial_rows(self.studies)
-        return _finite_json(out)
+        return json_safe(out)
 
     def write_html(self, path: str | Path) -> Path:
         """Write the self-contained HTML page (plotly.js inlined once); returns the path."""
@@ -68,33 +71,25 @@ def build_report(
 ) -> Report:
     """Read the studies (all when `study_names` is None) once and compute every table of the report.
 
-    `storage` is a storage URL or an opened optuna storage; `url` is what the header shows (default: the URL,
-    or the storage's own URL where it has one), password masked. Unknown study names raise UserError.
+    `storage` is a storage URL (opened read-only) or an opened optuna storage; `url` is what the header shows
+    (default: the URL, or the storage's own URL where it has one, else its class), password masked. Unknown
+    study names raise UserError.
     """
     studies = rows.load_studies(storage, study_names)
     studies.sort(key=_section_order)
+    shown = url or (storage if isinstance(storage, str) else storage_url(storage) or type(storage).__name__)
     return Report(
         studies=studies,
-        storage=storage_label(url or (storage if isinstance(storage, str) else _url_of(storage))),
+        storage=display_url(shown),
         created=datetime.now(timezone.utc),
         comparison=rows.comparison_rows(studies),
         scale=rows.scale_rows(studies),
-        importances={s.name: rows.importance_info(s) for s in studies},
+        importances={s.name: study_info.importance_info(s) for s in studies},
     )
 
 
 def report_json(storage: str | BaseStorage, study_names: Sequence[str] | None = None, **kwargs: Any) -> dict:
     return build_report(storage, study_names).to_json(**kwargs)
-
-
-def storage_label(url: str) -> str:
-    """The URL with its password replaced by ***, so a report can be shared."""
-    return re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", url)
-
-
-def _url_of(storage: BaseStorage) -> str:
-    backend = getattr(storage, "_backend", storage)  # optuna wraps RDBStorage in a cache layer
-    return str(getattr(backend, "url", type(backend).__name__))
 
 
 _ORDER = [*rows.SIMCLR_ROLES, *rows.REGIMES]  # pretraining first, then what is compared
@@ -103,13 +98,3 @@ _ORDER = [*rows.SIMCLR_ROLES, *rows.REGIMES]  # pretraining first, then what is 
 def _section_order(study: StudyData) -> tuple[int, str]:
     regime = study.regime
     return (_ORDER.index(regime) if regime in _ORDER else len(_ORDER), study.name)
-
-
-def _finite_json(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _finite_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_json(v) for v in value]
-    return value

@@ -15,6 +15,7 @@ import optuna
 from optuna.storages import BaseStorage
 
 from reports import rows
+from storage import open_storage
 
 if TYPE_CHECKING:
     from reports import Report
@@ -71,7 +72,7 @@ def save_to_dashboard(storage: str | BaseStorage, report: Report) -> dict[str, l
 
     from reports import figures
 
-    storage = rows.open_storage(storage)
+    storage = open_storage(storage) if isinstance(storage, str) else storage
     written: dict[str, list[str]] = {"notes": [], "figures": []}
     if report.has_comparison:
         block = comparison_markdown(report)

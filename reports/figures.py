@@ -15,6 +15,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 COLORS = {"COMPLETE": "#1f77b4", "PRUNED": "#ff7f0e", "FAIL": "#d62728", "RUNNING": "#7f7f7f", "WAITING": "#7f7f7f"}
+SERIES = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]  # one per study
 HEIGHT = 380
 
 
@@ -62,29 +63,40 @@ def comparison_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
 
 
 def scale_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
-    """Validation top-1 against pretraining images (log x): the best trial, its test top-1, and the spread."""
+    """Validation top-1 against pretraining images (log x), one colour per study (each is one configuration): its
+    best trial per fraction, that trial's test top-1 (dashed), and the spread over its complete trials."""
     rows = [r for r in rows if r["count"]]
     by_images = all(r["n_pretrain_images"] for r in rows)
-    xs = [r["n_pretrain_images"] if by_images else r["data_fraction"] for r in rows]
-    hover = [f"fraction {r['data_fraction']:g}, {r['n_pretrain_images'] or '?'} images, {r['count']} complete trials"
-             for r in rows]  # fmt: skip
+    studies = list(dict.fromkeys(r["study"] for r in rows))
     fig = go.Figure()
-    fig.add_trace(go.Scatter(
-        x=xs, y=[r["mean"] for r in rows], mode="markers", name="mean over trials (bar: min-max)",
-        marker={"color": "#aaaaaa", "size": 7}, hovertext=hover,
-        error_y={"type": "data", "symmetric": False, "array": [r["max"] - r["mean"] for r in rows],
-                 "arrayminus": [r["mean"] - r["min"] for r in rows], "color": "#aaaaaa"},
-    ))  # fmt: skip
-    fig.add_trace(go.Scatter(x=xs, y=[r["best_value"] for r in rows], mode="lines+markers", hovertext=hover,
-                             name="best trial: val top-1", line={"color": "#1f77b4"}))  # fmt: skip
-    tests = [r["test_top1"] for r in rows]
-    if any(t is not None for t in tests):
-        fig.add_trace(go.Scatter(x=xs, y=tests, mode="lines+markers", name="best trial: test top-1",
-                                 hovertext=hover, line={"color": "#2ca02c", "dash": "dash"}))  # fmt: skip
+    for k, study in enumerate(studies):
+        prefix = f"{_text(study)}: " if len(studies) > 1 else ""  # one study: the legend needs no name
+        _scale_traces(fig, [r for r in rows if r["study"] == study], by_images, SERIES[k % len(SERIES)], prefix)
+    xs = sorted({r["n_pretrain_images"] if by_images else r["data_fraction"] for r in rows})
     ticks = [f"{x / 1000:g}k" if by_images and x >= 1000 else f"{x:g}" for x in xs]
     fig.update_xaxes(type="log", tickvals=xs, ticktext=ticks)  # the measured sizes, not log-axis minor ticks
     x_title = "pretraining images (log)" if by_images else "pretraining data fraction (log)"
     return _layout(fig, "SimCLR: linear-probe top-1 vs pretraining data", x_title, "top-1 (%)")
+
+
+def _scale_traces(fig: go.Figure, rows: list[dict[str, Any]], by_images: bool, color: str, prefix: str) -> None:
+    """One study's curve: spread (markers with min-max bars), best val top-1, its test top-1 where recorded."""
+    xs = [r["n_pretrain_images"] if by_images else r["data_fraction"] for r in rows]
+    hover = [f"{_text(r['study'])}: fraction {r['data_fraction']:g}, {r['n_pretrain_images'] or '?'} images, "
+             f"{r['count']} complete trials" for r in rows]  # fmt: skip
+    group = {"legendgroup": prefix or "study", "hovertext": hover}
+    fig.add_trace(go.Scatter(
+        x=xs, y=[r["mean"] for r in rows], mode="markers", name=f"{prefix}mean over trials (bar: min-max)",
+        marker={"color": color, "size": 7, "opacity": 0.4}, **group,
+        error_y={"type": "data", "symmetric": False, "array": [r["max"] - r["mean"] for r in rows],
+                 "arrayminus": [r["mean"] - r["min"] for r in rows], "color": color, "thickness": 1},
+    ))  # fmt: skip
+    fig.add_trace(go.Scatter(x=xs, y=[r["best_value"] for r in rows], mode="lines+markers",
+                             name=f"{prefix}best trial: val top-1", line={"color": color}, **group))  # fmt: skip
+    tests = [r["test_top1"] for r in rows]
+    if any(t is not None for t in tests):
+        fig.add_trace(go.Scatter(x=xs, y=tests, mode="lines+markers", name=f"{prefix}best trial: test top-1",
+                                 line={"color": color, "dash": "dash"}, **group))  # fmt: skip
 
 
 def history_figure(info: dict[str, Any]) -> go.Figure:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import plotly.io
 import plotly.offline
 
-from reports import figures, rows
+from reports import figures, rows, study_info
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -38,7 +38,8 @@ table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
 th, td { border: 1px solid #ddd; padding: 0.2rem 0.5rem; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; position: sticky; top: 0; } td.text, th.text { text-align: left; }
 tr.missing td { color: #b00; } ul.note { margin: 0.5rem 0; }
-.missing-reason { white-space: normal; max-width: 40rem; text-align: left; }
+table.comparison { width: 100%; } table.comparison th { white-space: normal; }
+td.status { white-space: normal; overflow-wrap: anywhere; min-width: 16rem; text-align: left; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(600px, 1fr)); gap: 1rem; }
 figure { margin: 0; min-width: 0; } .note { color: #777; font-style: italic; }
 .figure { width: 100%; min-height: 380px; border: 1px solid #eee; }
@@ -126,28 +127,29 @@ def _comparison(page: _Page, comparison: list[dict[str, Any]]) -> None:
     for r in comparison:
         gain = "reference" if r["regime"] == rows.SCRATCH and r["test_top1"] is not None else _num(r["gain_top1"], "+")
         best = f"{_e(r['study'])} #{r['trial']}" if r["status"] == "ok" else ""
-        status = "ok" if r["status"] == "ok" else f"missing: {_e(r['reason'])}"
+        status = "ok" if r["status"] == "ok" else f"missing: {_e(r['reason'])}"  # reasons are words, paths, URLs
         body.append(
             f'<tr class="{_e(r["status"])}"><td class="text">{_e(r["label"])}</td><td>{_num(r["test_top1"])}</td>'
             f"<td>{_num(r['test_top5'])}</td><td>{gain}</td><td>{_num(r['val_top1'])}</td>"
             f'<td class="text">{best}</td><td>{r["n_trials"]}</td><td>{r["n_complete"]}</td><td>{r["n_pruned"]}</td>'
-            f'<td>{r["n_failed"]}</td><td class="missing-reason">{status}</td></tr>'
+            f'<td>{r["n_failed"]}</td><td class="status">{status}</td></tr>'
         )
     page.add('<h2 id="comparison">Comparison</h2>', _table(columns, body, "comparison", text_columns=(0, 5, 10)))
     page.figure(figures.comparison_figure(comparison))
 
 
 def _scale(page: _Page, scale: list[dict[str, Any]]) -> None:
-    columns = ["data fraction", "pretraining images", "best val top-1", "its test top-1", "mean", "min", "max",
-               "complete", "pruned", "failed", "best trial"]  # fmt: skip
+    columns = ["study", "data fraction", "pretraining images", "best val top-1", "its test top-1", "mean", "min",
+               "max", "complete", "pruned", "failed", "best trial"]  # fmt: skip
     body = [
-        f"<tr><td>{r['data_fraction']:g}</td><td>{_num(r['n_pretrain_images'])}</td><td>{_num(r['best_value'])}</td>"
-        f"<td>{_num(r['test_top1'])}</td><td>{_num(r['mean'])}</td><td>{_num(r['min'])}</td><td>{_num(r['max'])}</td>"
-        f"<td>{r['count']}</td><td>{r['n_pruned']}</td><td>{r['n_failed']}</td>"
-        f'<td class="text">{_e(r["study"]) + " #" + str(r["trial"]) if r["study"] else ""}</td></tr>'
+        f'<tr><td class="text">{_e(r["study"])}</td><td>{r["data_fraction"]:g}</td>'
+        f"<td>{_num(r['n_pretrain_images'])}</td><td>{_num(r['best_value'])}</td><td>{_num(r['test_top1'])}</td>"
+        f"<td>{_num(r['mean'])}</td><td>{_num(r['min'])}</td><td>{_num(r['max'])}</td><td>{r['count']}</td>"
+        f"<td>{r['n_pruned']}</td><td>{r['n_failed']}</td>"
+        f'<td class="text">{"#" + str(r["trial"]) if r["trial"] is not None else ""}</td></tr>'
         for r in scale
     ]
-    page.add('<h2 id="scale">Data scale</h2>', _table(columns, body, "scale", text_columns=(10,)))
+    page.add('<h2 id="scale">Data scale</h2>', _table(columns, body, "scale", text_columns=(0, 11)))
     if any(r["count"] for r in scale):
         page.figure(figures.scale_figure(scale))
     else:
@@ -168,7 +170,7 @@ def _study(page: _Page, index: int, study: rows.StudyData, importance: dict[str,
     page.add(f'<h2 id="study-{index}">Study {_e(study.name)}</h2>', f'<p class="meta">{" · ".join(facts)}</p>')
     notes: list[str] = []  # why a figure is not there, listed under the ones that are
     page.add('<div class="grid">')
-    history = rows.history_info(study)
+    history = study_info.history_info(study)
     if history["numbers"]:
         page.figure(figures.history_figure(history))
     else:
@@ -177,12 +179,12 @@ def _study(page: _Page, index: int, study: rows.StudyData, importance: dict[str,
         page.figure(figures.importance_figure(importance), caption=importance.get("caveat"))
     else:
         notes.append(f"Hyperparameter importance omitted: {importance['note']}.")
-    parallel = rows.parallel_info(study)
-    if parallel["dimensions"] and parallel["numbers"]:
+    parallel = study_info.parallel_info(study)
+    if parallel["note"] is None:
         page.figure(figures.parallel_figure(parallel))
     else:
-        notes.append("Parallel coordinates omitted: no parameter searched in every complete trial.")
-    intermediate = rows.intermediate_info(study)
+        notes.append(f"Parallel coordinates omitted: {parallel['note']}.")
+    intermediate = study_info.intermediate_info(study)
     if intermediate["series"]:
         page.figure(figures.intermediate_figure(intermediate))
     else:
@@ -190,7 +192,7 @@ def _study(page: _Page, index: int, study: rows.StudyData, importance: dict[str,
     page.add("</div>")
     if notes:
         page.add('<ul class="note">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
-    page.add(_trial_table(rows.table_info(study)))
+    page.add(_trial_table(study_info.table_info(study)))
 
 
 def _trial_table(info: dict[str, Any]) -> str:

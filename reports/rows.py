@@ -1,27 +1,26 @@
 """The data halves of the report: studies read once from the store, then plain rows and dicts.
 
-Nothing here imports plotly (or torch): every figure in `reports/figures.py` is drawn from a dict returned by one of
-the `*_info` functions below, so the numbers are tested without a browser or a plotting library
-(optuna `visualization/` does the same split). The store is read exactly once per study (`load_studies`: one
-`get_all_trials` call each); everything after that works on the in-memory `FrozenTrial`s.
+Nothing here imports plotly (or torch): every figure in `reports/figures.py` is drawn from a dict returned by a
+function here (the cross-study tables: comparison, data scale) or in `reports/study_info.py` (one study's
+figures), so the numbers are tested without a browser or a plotting library (optuna `visualization/` does the
+same split). The store is read exactly once per study (`load_studies`: one `get_all_trials` call each);
+everything after that works on the in-memory `FrozenTrial`s.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import optuna
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from errors import UserError
-from storage import schema
+from storage import open_storage, schema
+from storage.optuna_private import study_id
 
 # The comparison's regimes in the order the table shows them, with the label a reader sees.
 REGIMES: dict[str, str] = {
@@ -31,10 +30,17 @@ REGIMES: dict[str, str] = {
     "scratch": "from scratch (supervised)",
     "finetune": "SimCLR fine-tuned",
 }
+# What a missing regime's study would be, in words: "no ImageNet-supervised probe study in this store".
+REGIME_STUDIES: dict[str, str] = {
+    "probe_simclr": "linear-probe study of a SimCLR encoder",
+    "probe_imagenet": "ImageNet-supervised probe study",
+    "probe_random": "random-encoder probe study",
+    "scratch": "from-scratch supervised study",
+    "finetune": "fine-tuning study",
+}
 SCRATCH = "scratch"
 OPTIONAL_REGIMES = ("finetune",)  # shown only when a study plays it ("fine-tuned where present")
 SIMCLR_ROLES = ("simclr_scale", "simclr_hparams")
-MIN_TRIALS_FOR_IMPORTANCE = 2
 
 
 @dataclass
@@ -85,20 +91,16 @@ class StudyData:
         return [t for t in self.trials if t.state == TrialState.COMPLETE and _finite(objective_value(t))]
 
     def best(self) -> FrozenTrial | None:
-        return _best(self.complete(), self.maximize)
-
-
-def open_storage(storage: str | BaseStorage) -> BaseStorage:
-    """A storage object from a URL (anything `optuna.storages.get_storage` takes) or the object itself."""
-    return optuna.storages.get_storage(storage) if isinstance(storage, str) else storage
+        return best_trial(self.complete(), self.maximize)
 
 
 def load_studies(storage: str | BaseStorage, names: Sequence[str] | None = None) -> list[StudyData]:
     """Read the named studies (all when `names` is None), each with one `get_all_trials` call.
 
-    An unknown name is a UserError listing what the store holds.
+    `storage` is an opened storage or a URL (opened read-only by `storage.open_storage`, which never creates a
+    store). An unknown name is a UserError listing what the store holds.
     """
-    storage = open_storage(storage)
+    storage = open_storage(storage, read_only=True) if isinstance(storage, str) else storage
     frozen = {s.study_name: s for s in storage.get_all_studies()}
     wanted = list(frozen) if names is None else list(dict.fromkeys(names))
     unknown = [n for n in wanted if n not in frozen]
@@ -107,8 +109,7 @@ def load_studies(storage: str | BaseStorage, names: Sequence[str] | None = None)
         raise UserError(f"no study named {', '.join(map(repr, unknown))} in the store (studies: {held})")
     studies = []
     for name in wanted:
-        study_id = storage.get_study_id_from_name(name)
-        trials = storage.get_all_trials(study_id, deepcopy=False)
+        trials = storage.get_all_trials(study_id(frozen[name]), deepcopy=False)
         direction = frozen[name].directions[0].name.lower()
         studies.append(StudyData(name, dict(frozen[name].user_attrs), direction, sorted(trials, key=_number)))
     return studies
@@ -123,19 +124,8 @@ def objective_value(trial: FrozenTrial) -> float | None:
 
 
 def trial_row(study: StudyData, trial: FrozenTrial) -> dict[str, Any]:
-    """One tidy row per trial: study, number, state, value, params, user attrs, intermediate values, times."""
-    return {
-        "study": study.name,
-        "number": trial.number,
-        "state": trial.state.name,
-        "value": objective_value(trial),
-        "params": dict(trial.params),
-        "intermediate_values": {str(k): v for k, v in sorted(trial.intermediate_values.items())},
-        "user_attrs": dict(trial.user_attrs),
-        "datetime_start": _iso(trial.datetime_start),
-        "datetime_complete": _iso(trial.datetime_complete),
-        "duration_s": _duration(trial),
-    }
+    """One tidy row per trial: the study's name, `show --json`'s trial row (storage.schema), the duration."""
+    return {"study": study.name, **schema.trial_row(trial), "duration_s": duration_seconds(trial)}
 
 
 def trial_rows(studies: Iterable[StudyData]) -> list[dict[str, Any]]:
@@ -198,7 +188,7 @@ def _regime_row(regime: str, members: list[StudyData]) -> dict[str, Any]:
 
 def _missing_reason(regime: str, members: list[StudyData], counts: dict[str, int]) -> str:
     if not members:
-        return f"no study (role {regime!r})"
+        return f"no {REGIME_STUDIES[regime]} in this store"
     # a study that could not run at all (`compare` records why: e.g. ImageNet weights unavailable offline)
     stopped = [s for s in members if s.user_attrs.get(schema.STUDY_ERROR)]
     if stopped:
@@ -231,36 +221,40 @@ def data_fraction(study: StudyData, trial: FrozenTrial) -> float | None:
 
 
 def scale_rows(studies: Sequence[StudyData]) -> list[dict[str, Any]]:
-    """One row per data fraction over the SimCLR studies, sorted by fraction.
+    """One row per study and data fraction over the SimCLR studies: studies in the given order, fractions rising.
 
-    best_value is the best objective (validation top-1 of the probe on the pretrained encoder), test_top1 that
-    trial's test attr; mean/min/max/count summarize all COMPLETE trials at that fraction (the hyperparameter
-    spread); a fraction whose trials were all pruned or failed has count 0 and None numbers.
+    A study is one configuration, so its fractions form one curve; pooling two studies at a fraction would
+    compare their configs, not their data. best_value is the study's best objective at that fraction
+    (validation top-1 of the probe on the pretrained encoder), test_top1 that trial's test attr; mean/min/max/
+    count summarize its COMPLETE trials there (the hyperparameter spread); a fraction whose trials were all
+    pruned or failed has count 0 and None numbers.
     """
-    groups: dict[float, list[tuple[StudyData, FrozenTrial]]] = {}
+    rows = []
     for study in scale_studies(studies):
+        groups: dict[float, list[FrozenTrial]] = {}
         for trial in study.trials:
             fraction = data_fraction(study, trial)
             if fraction is not None:
-                groups.setdefault(fraction, []).append((study, trial))
-    return [_scale_row(fraction, groups[fraction]) for fraction in sorted(groups)]
+                groups.setdefault(fraction, []).append(trial)
+        rows += [_scale_row(study, fraction, groups[fraction]) for fraction in sorted(groups)]
+    return rows
 
 
-def _scale_row(fraction: float, members: list[tuple[StudyData, FrozenTrial]]) -> dict[str, Any]:
-    complete = [(s, t) for s, t in members if t.state == TrialState.COMPLETE and _finite(objective_value(t))]
-    values = [objective_value(t) for _, t in complete]
-    counts = state_counts(t for _, t in members)
-    images = [_number_attr(t, schema.N_PRETRAIN_IMAGES) for _, t in members]
+def _scale_row(study: StudyData, fraction: float, trials: list[FrozenTrial]) -> dict[str, Any]:
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and _finite(objective_value(t))]
+    values = [objective_value(t) for t in complete]
+    counts = state_counts(trials)
+    images = [_number_attr(t, schema.N_PRETRAIN_IMAGES) for t in trials]
     row: dict[str, Any] = {
         "data_fraction": fraction, "n_pretrain_images": None, "count": len(values),
         "n_pruned": counts["pruned"], "n_failed": counts["failed"], "best_value": None, "test_top1": None,
-        "study": None, "trial": None, "mean": None, "min": None, "max": None,
+        "study": study.name, "trial": None, "mean": None, "min": None, "max": None,
     }  # fmt: skip
-    if complete:
-        study, best = min(complete, key=lambda st: (-objective_value(st[1]), st[1].number))
+    best = best_trial(complete, study.maximize)
+    if best is not None:
         row.update(
-            best_value=objective_value(best), test_top1=_number_attr(best, schema.TEST_TOP1), study=study.name,
-            trial=best.number, mean=sum(values) / len(values), min=min(values), max=max(values),
+            best_value=objective_value(best), test_top1=_number_attr(best, schema.TEST_TOP1), trial=best.number,
+            mean=sum(values) / len(values), min=min(values), max=max(values),
         )  # fmt: skip
         images.insert(0, _number_attr(best, schema.N_PRETRAIN_IMAGES))
     known = [n for n in images if n is not None]
@@ -268,109 +262,7 @@ def _scale_row(fraction: float, members: list[tuple[StudyData, FrozenTrial]]) ->
     return row
 
 
-# ----------------------------------------------------------------------------------------------- per study
-
-
-def history_info(study: StudyData) -> dict[str, Any]:
-    """Objective value of every COMPLETE trial by trial number, and the best so far."""
-    numbers, values, best_so_far = [], [], []
-    best = None
-    for trial in study.complete():
-        value = objective_value(trial)
-        best = value if best is None else (max(best, value) if study.maximize else min(best, value))
-        numbers.append(trial.number)
-        values.append(value)
-        best_so_far.append(best)
-    return {"study": study.name, "numbers": numbers, "values": values, "best_so_far": best_so_far}
-
-
-def intermediate_info(study: StudyData) -> dict[str, Any]:
-    """Per trial with reported values: its steps and values and state (pruned trials flagged)."""
-    series = [
-        {"number": t.number, "state": t.state.name, "steps": sorted(t.intermediate_values),
-         "values": [t.intermediate_values[k] for k in sorted(t.intermediate_values)]}
-        for t in study.trials if t.intermediate_values
-    ]  # fmt: skip
-    return {"study": study.name, "series": series}
-
-
-def parallel_info(study: StudyData) -> dict[str, Any]:
-    """Parallel-coordinates data over COMPLETE trials and the params every one of them has.
-
-    Categorical values become indices into `labels`; log-scaled numbers are given as log10 with `log` set.
-    """
-    complete = study.complete()
-    names = sorted(set.intersection(*(set(t.params) for t in complete))) if complete else []
-    dimensions = []
-    for name in names:
-        dist = complete[-1].distributions[name]
-        raw = [t.params[name] for t in complete]
-        if isinstance(dist, CategoricalDistribution):
-            labels = [str(c) for c in dist.choices]
-            index = {c: i for i, c in enumerate(dist.choices)}
-            dimensions.append({"name": name, "kind": "categorical", "labels": labels, "log": False,
-                               "values": [index.get(v, -1) for v in raw]})  # fmt: skip
-        else:
-            log = isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log
-            values = [math.log10(v) if log else float(v) for v in raw]
-            dimensions.append({"name": name, "kind": "numeric", "labels": None, "log": log, "values": values})
-    return {"study": study.name, "numbers": [t.number for t in complete], "dimensions": dimensions,
-            "objective": [objective_value(t) for t in complete]}  # fmt: skip
-
-
-def importance_info(study: StudyData) -> dict[str, Any]:
-    """Hyperparameter importances with Optuna's default evaluator (PED-ANOVA: no scikit-learn).
-
-    Computed on an in-memory copy of the COMPLETE trials, so the store is not read again. `note` says why
-    there are none (fewer than 2 complete trials, or nothing searched); `caveat` carries the evaluator's warnings.
-    """
-    complete = study.complete()
-    info: dict[str, Any] = {"study": study.name, "importances": {}, "note": None, "caveat": None}
-    if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
-        info["note"] = f"needs at least {MIN_TRIALS_FOR_IMPORTANCE} complete trials (has {len(complete)})"
-        return info
-    if not any(t.params for t in complete):
-        info["note"] = "no searched parameters"
-        return info
-    if len(complete[0].values) > 1:
-        info["note"] = "multi-objective study (importances are computed for single-objective studies)"
-        return info
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line per study
-    try:
-        copy = optuna.create_study(storage=optuna.storages.InMemoryStorage(), direction=study.direction)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    copy.add_trials(complete)
-    with warnings.catch_warnings(record=True) as caught:  # e.g. "some regimes have less than 2 trials"
-        warnings.simplefilter("always")
-        importances = optuna.importance.get_param_importances(copy)
-    info["importances"] = {k: float(v) for k, v in importances.items()}
-    info["caveat"] = "; ".join(dict.fromkeys(str(w.message) for w in caught)) or None
-    if not importances:
-        info["note"] = "no parameter varies across the complete trials"
-    return info
-
-
-def table_info(study: StudyData) -> dict[str, Any]:
-    """The trial table: number, state, value, params, then user attrs (schema order first), duration.
-
-    `groups` names the column groups [(name, width)], so a param and a user attr of one name stay apart.
-    """
-    params = sorted({p for t in study.trials for p in t.params})
-    present = {a for t in study.trials for a in t.user_attrs}
-    attrs = [a for a in schema.TRIAL_ATTRS if a in present and a != schema.ERROR] + sorted(
-        present - set(schema.TRIAL_ATTRS)
-    )
-    attrs += [schema.ERROR] if schema.ERROR in present else []
-    columns = ["number", "state", "value", *params, *attrs, "duration_s"]
-    rows = [
-        [t.number, t.state.name, objective_value(t), *(t.params.get(p) for p in params),
-         *(t.user_attrs.get(a) for a in attrs), _duration(t)]
-        for t in study.trials
-    ]  # fmt: skip
-    groups = [("trial", 3), ("params", len(params)), ("user attrs", len(attrs)), ("", 1)]
-    return {"study": study.name, "columns": columns, "groups": groups, "rows": rows}
+# ----------------------------------------------------------------------------------------------- summary
 
 
 def study_summary(study: StudyData, importances: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -395,10 +287,22 @@ def study_summary(study: StudyData, importances: dict[str, Any] | None = None) -
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def _best(trials: list[FrozenTrial], maximize: bool) -> FrozenTrial | None:
+def best_trial(trials: Sequence[FrozenTrial], maximize: bool) -> FrozenTrial | None:
+    """The trial with the best (first) objective value, the lowest number among equals; None for no trials."""
     if not trials:
         return None
     return min(trials, key=lambda t: ((-1 if maximize else 1) * objective_value(t), t.number))
+
+
+def json_safe(value: Any) -> Any:
+    """`value` as strict JSON data: non-finite floats become None (JSON has no NaN), keys strings, tuples lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _number_attr(trial: FrozenTrial, key: str) -> float | None:
@@ -419,10 +323,6 @@ def _time(trial: FrozenTrial) -> float:
     return when.timestamp() if when else 0.0
 
 
-def _duration(trial: FrozenTrial) -> float | None:
+def duration_seconds(trial: FrozenTrial) -> float | None:
     start, end = trial.datetime_start, trial.datetime_complete
     return (end - start).total_seconds() if start and end else None
-
-
-def _iso(when) -> str | None:
-    return when.isoformat() if when else None

@@ -2,11 +2,8 @@
 
 Everything comes out as an `ImageSet`: images (N, 3, H, W) uint8, labels (N,) int64, class names.
 
-CIFAR files are Python pickles, and `pickle.load` runs whatever callables a file names. We read them with
-`_RestrictedUnpickler`, which resolves only the handful of numpy globals an array needs; anything else is
-refused before it is imported. Instead of file checksums we validate the structure (keys, shapes, dtype,
-label ranges, class names), so users may bring CIFAR-format data of their own. Checksums are verified where
-they mean something: on download (torchvision's `download_and_extract_archive` with the official md5).
+CIFAR files (their format, safe unpickling, checks, download) are read by simclr.cifar; this module turns them
+and ImageFolder trees into ImageSets and draws the subsets and splits of the protocol (DESIGN.md).
 
 Randomness in subsets and splits does not come from a library RNG: every sample gets a key
 `splitmix64(stream, index)` and each class is ordered by key. A library upgrade cannot change which images
@@ -16,18 +13,15 @@ a (seed, fraction) selects, and taking a prefix of each class's order makes subs
 from __future__ import annotations
 
 import hashlib
-import io
-import pickle
-import tarfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from errors import UserError, first_line
+from simclr import cifar
 from simclr.config import DataConfig
-from errors import UserError
 
 # Per-channel statistics of the train sets (the values the CIFAR literature uses), and ImageNet's.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -68,245 +62,6 @@ class ImageSet:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# CIFAR: where the files are, how to read them without running code, what a valid file looks like
-
-
-@dataclass(frozen=True)
-class _Cifar:
-    name: str  # "cifar10" | "cifar100"; also the torchvision class (CIFAR10/CIFAR100) the download uses
-    archive: str  # the official archive's file name
-    folder: str  # the folder the archive extracts to
-    train_files: tuple[str, ...]
-    test_files: tuple[str, ...]
-    meta_file: str
-    names_key: str  # class names in the meta file
-    labels_key: str  # labels in each batch file
-    num_classes: int
-
-
-_CIFAR = {
-    "cifar10": _Cifar("cifar10", "cifar-10-python.tar.gz", "cifar-10-batches-py",
-                      tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",), "batches.meta",
-                      "label_names", "labels", 10),
-    "cifar100": _Cifar("cifar100", "cifar-100-python.tar.gz", "cifar-100-python", ("train",), ("test",), "meta",
-                       "fine_label_names", "fine_labels", 100),
-}
-
-
-class _RefusedGlobal(pickle.UnpicklingError):
-    """A pickle asked for a global outside the allow-list (carries "module.name")."""
-
-
-def _numpy_global(module: str, name: str):
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
-
-
-try:  # numpy >= 2 moved numpy.core to numpy._core; py2-era CIFAR files name the old module
-    _reconstruct = _numpy_global("numpy._core.multiarray", "_reconstruct")
-    _scalar = _numpy_global("numpy._core.multiarray", "scalar")
-    _frombuffer = _numpy_global("numpy._core.numeric", "_frombuffer")
-except (ImportError, AttributeError):  # numpy 1.x
-    _reconstruct = _numpy_global("numpy.core.multiarray", "_reconstruct")
-    _scalar = _numpy_global("numpy.core.multiarray", "scalar")
-    _frombuffer = _numpy_global("numpy.core.numeric", "_frombuffer")
-
-
-def _plain_dtype(*args):
-    """numpy.dtype, refusing object dtypes (an object array is a container for arbitrary pickled objects)."""
-    dtype = np.dtype(*args)
-    if dtype.hasobject:
-        raise pickle.UnpicklingError(f"object dtype {dtype} refused")
-    return dtype
-
-
-def _array_reconstruct(subtype, shape, typecode):
-    if subtype is not np.ndarray:
-        raise pickle.UnpicklingError("numpy _reconstruct of a non-ndarray type refused")
-    return _reconstruct(subtype, shape, typecode)
-
-
-def _latin1_encode(text, encoding="utf-8"):
-    """Python 3 pickles bytes at protocol <= 2 as _codecs.encode(str, 'latin1'); nothing else is admitted."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} refused")
-    return text.encode("latin1")
-
-
-# What a CIFAR-format pickle may import. The official (Python 2) files need _reconstruct, ndarray and dtype;
-# Python 3 writers add _codecs.encode (protocol 2 bytes), _frombuffer (protocol 5 arrays) and scalar (numpy
-# ints in label lists). Each maps to a fixed object here: find_class never imports a module it is given.
-_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"): _array_reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _array_reconstruct,
-    ("numpy.core.multiarray", "scalar"): _scalar,
-    ("numpy._core.multiarray", "scalar"): _scalar,
-    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): _plain_dtype,
-    ("_codecs", "encode"): _latin1_encode,
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        try:
-            return _ALLOWED[(module, name)]
-        except KeyError:
-            raise _RefusedGlobal(f"{module}.{name}") from None
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
-
-
-def _unpickle(where: str, payload: bytes) -> dict[str, object]:
-    """A CIFAR pickle's top-level dict with str keys; UserError naming `where` for anything else."""
-    try:
-        # latin1 as torchvision does: Python 2 str (keys, array bytes) become str that numpy accepts
-        obj = _RestrictedUnpickler(io.BytesIO(payload), encoding="latin1").load()
-    except _RefusedGlobal as e:
-        raise UserError(f"{where}: refused to unpickle: the file imports {e}, which CIFAR data never needs") from None
-    except Exception as e:  # untrusted bytes: any failure is a bad file, not a bug here
-        raise UserError(f"{where}: not a readable CIFAR pickle (truncated or corrupt? {_one_line(e)})") from None
-    if not isinstance(obj, dict):
-        raise UserError(f"{where}: expected a dict at the top of the pickle, found {type(obj).__name__}")
-    return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
-
-
-def _require(where: str, entry: dict[str, object], key: str) -> object:
-    if key not in entry:
-        raise UserError(f"{where}: missing key {key!r} (keys: {', '.join(sorted(map(str, entry)))})")
-    return entry[key]
-
-
-def _check_batch(where: str, entry: dict[str, object], spec: _Cifar) -> tuple[np.ndarray, np.ndarray]:
-    data = _require(where, entry, "data")
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        found = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
-        raise UserError(f"{where}: 'data' must be a uint8 array of shape (N, 3072), found {found}")
-    raw = _require(where, entry, spec.labels_key)
-    try:
-        labels = np.asarray(raw)
-    except ValueError:  # ragged nesting
-        labels = np.asarray([None])
-    if labels.ndim == 1 and labels.size == 0:
-        labels = labels.astype(np.int64)  # an empty list arrives as float64
-    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(data):
-        raise UserError(f"{where}: {spec.labels_key!r} must be {len(data)} integers (one per row of 'data'), "
-                        f"found {labels.dtype} of shape {labels.shape}")
-    if len(labels) and (labels.min() < 0 or labels.max() >= spec.num_classes):
-        raise UserError(f"{where}: {spec.labels_key!r} must lie in 0..{spec.num_classes - 1}, "
-                        f"found {labels.min()}..{labels.max()}")
-    return data, labels.astype(np.int64)
-
-
-def _check_names(where: str, entry: dict[str, object], spec: _Cifar) -> list[str]:
-    names = _require(where, entry, spec.names_key)
-    ok = isinstance(names, (list, tuple)) and all(isinstance(n, (str, bytes)) for n in names)
-    if not ok or len(names) != spec.num_classes:
-        raise UserError(f"{where}: {spec.names_key!r} must list {spec.num_classes} class names, "
-                        f"found {len(names) if ok else type(names).__name__}")
-    return [n.decode("utf-8", errors="replace") if isinstance(n, bytes) else n for n in names]
-
-
-def _read_folder(folder: Path, members: tuple[str, ...]) -> dict[str, tuple[str, bytes]]:
-    out = {}
-    for m in members:
-        path = folder / m
-        try:
-            out[m] = (str(path), path.read_bytes())
-        except OSError as e:
-            raise UserError(f"{path}: cannot read ({_one_line(e)})") from None
-    return out
-
-
-def _read_archive(archive: Path, folder: str, members: tuple[str, ...]) -> dict[str, tuple[str, bytes]]:
-    """The named members of folder/ in the archive, in one streaming pass (no extraction, no seeking)."""
-    wanted = {f"{folder}/{m}": m for m in members}
-    out = {}
-    try:
-        with tarfile.open(archive, "r|*") as tar:
-            for info in tar:
-                name = info.name.removeprefix("./")
-                if info.isfile() and name in wanted:
-                    out[wanted[name]] = (f"{archive}:{name}", tar.extractfile(info).read())
-                    if len(out) == len(members):
-                        break
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        raise UserError(f"{archive}: cannot read the archive (truncated or corrupt? {_one_line(e)})") from None
-    missing = [f"{folder}/{m}" for m in members if m not in out]
-    if missing:
-        raise UserError(f"{archive}: the archive has no {', '.join(missing)}")
-    return out
-
-
-def _torchvision_source(spec: _Cifar) -> tuple[str, str, str]:
-    """(url, file name, md5) of the official archive, as torchvision's dataset class records them."""
-    from torchvision.datasets import CIFAR10, CIFAR100
-
-    cls = CIFAR10 if spec.name == "cifar10" else CIFAR100
-    return cls.url, cls.filename, cls.tgz_md5
-
-
-def _where_to_put(spec: _Cifar, data_dir: Path) -> str:
-    url = _torchvision_source(spec)[0]
-    return f"put {spec.archive} ({url}) or its extracted folder {spec.folder}/ into {data_dir.resolve()}"
-
-
-def _download(spec: _Cifar, data_dir: Path) -> None:
-    from torchvision.datasets.utils import download_and_extract_archive
-
-    url, filename, md5 = _torchvision_source(spec)
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        download_and_extract_archive(url, str(data_dir), filename=filename, md5=md5)
-    except Exception as e:  # offline, HTTP error, checksum mismatch (RuntimeError), disk full, bad archive
-        (data_dir / filename).unlink(missing_ok=True)  # absent before we started: never leave half a file
-        raise UserError(f"{spec.name}: download of {url} failed ({_one_line(e)}); "
-                        f"{_where_to_put(spec, data_dir)}") from None
-
-
-def _cifar_files(spec: _Cifar, data_dir: Path, members: tuple[str, ...], download: bool):
-    """Raw bytes of `members`: from the extracted folder when complete (fastest), else from the archive."""
-    folder, archive = data_dir / spec.folder, data_dir / spec.archive
-    for attempt in range(2):
-        if folder.is_dir() and all((folder / m).is_file() for m in members):
-            return _read_folder(folder, members)
-        if archive.is_file():
-            return _read_archive(archive, spec.folder, members)
-        if folder.is_dir():
-            missing = ", ".join(m for m in members if not (folder / m).is_file())
-            raise UserError(f"{folder}: incomplete CIFAR folder, missing {missing}; {_where_to_put(spec, data_dir)}")
-        if attempt or not download:
-            raise UserError(f"{spec.name} not found: {_where_to_put(spec, data_dir)}"
-                            + ("" if download else " (or set download=true to fetch it)"))
-        _download(spec, data_dir)
-    raise AssertionError("unreachable")
-
-
-def _load_cifar(spec: _Cifar, split: str, data_dir: Path, download: bool) -> ImageSet:
-    batches = spec.train_files if split == "train" else spec.test_files
-    files = _cifar_files(spec, data_dir, (*batches, spec.meta_file), download)
-    where, payload = files[spec.meta_file]
-    classes = _check_names(where, _unpickle(where, payload), spec)
-    datas, labels = [], []
-    for name in batches:
-        where, payload = files.pop(name)  # drop each file's bytes as soon as it is parsed
-        data, y = _check_batch(where, _unpickle(where, payload), spec)
-        datas.append(data)
-        labels.append(y)
-    if sum(len(y) for y in labels) == 0:
-        raise UserError(f"{data_dir / spec.folder}: the {split} split has no images")
-    # rows are 1024 red, 1024 green, 1024 blue values in row-major 32x32 order: a reshape, no per-image work
-    images = np.concatenate(datas).reshape(-1, 3, 32, 32)  # (N, 3, 32, 32), a fresh writable array
-    return ImageSet(torch.from_numpy(images), torch.from_numpy(np.concatenate(labels)), classes)
-
-
-# ---------------------------------------------------------------------------------------------------------
 # ImageFolder layout: PATH/{train,test}/<class>/<image files>
 
 
@@ -331,7 +86,7 @@ def _decode(path: Path, size: int) -> np.ndarray:
             img = img.crop((left, top, left + size, top + size))
             return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise UserError(f"{path}: cannot decode image ({_one_line(e)})") from None
+        raise UserError(f"{path}: cannot decode image ({type(e).__name__}: {first_line(e, 200)})") from None
 
 
 def _load_folder(root: Path, split: str, image_size: int) -> ImageSet:
@@ -349,8 +104,11 @@ def _load_folder(root: Path, split: str, image_size: int) -> ImageSet:
         raise UserError(f"{split_dir}: class folders not in {train_dir}: {', '.join(extra)}")
     files, labels = [], []
     for label, name in enumerate(classes):
-        found = sorted(p for p in (split_dir / name).rglob("*")
-                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+        found = sorted(
+            p
+            for p in (split_dir / name).rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+        )
         files += found
         labels += [label] * len(found)
     if not files:
@@ -365,13 +123,14 @@ def _folder_root(name: str) -> Path | None:
     """PATH of "folder:PATH" (relative to the current directory), None for other names."""
     if not name.startswith("folder:"):
         return None
-    if not name[len("folder:"):]:
+    if not name[len("folder:") :]:
         raise UserError("dataset 'folder:' needs a path: folder:PATH with PATH/train/<class>/ and PATH/test/<class>/")
-    return Path(name[len("folder:"):]).expanduser()
+    return Path(name[len("folder:") :]).expanduser()
 
 
-def load_dataset(name: str, split: str, data_dir: str | Path, *, download: bool = True,
-                 image_size: int = 32) -> ImageSet:
+def load_dataset(
+    name: str, split: str, data_dir: str | Path, *, download: bool = True, image_size: int = 32
+) -> ImageSet:
     """One split of a dataset. name: "cifar10" | "cifar100" | "folder:PATH"; split: "train" | "test".
 
     CIFAR is read from data_dir (extracted folder or archive; downloaded there when absent and `download`) and
@@ -382,9 +141,10 @@ def load_dataset(name: str, split: str, data_dir: str | Path, *, download: bool 
     root = _folder_root(name)
     if root is not None:
         return _load_folder(root, split, image_size)
-    if name not in _CIFAR:
+    if name not in cifar.SPECS:
         raise UserError(f"unknown dataset {name!r}; use cifar10, cifar100 or folder:PATH")
-    return _load_cifar(_CIFAR[name], split, Path(data_dir).expanduser(), download)
+    images, labels, classes = cifar.read_cifar(name, split, Path(data_dir).expanduser(), download)
+    return ImageSet(torch.from_numpy(images), torch.from_numpy(labels), classes)
 
 
 def stats_for(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
@@ -514,5 +274,12 @@ def dataset_key(name: str, split: str, *, image_size: int = 32, **selection: obj
 
 def probe_data_key(cfg: DataConfig, seed: int) -> str:
     """dataset_key of load_probe_splits(cfg, seed); append the part ("train" | "val" | "test") per split."""
-    return dataset_key(cfg.probe_data, "probe", image_size=cfg.image_size, probe_fraction=float(cfg.probe_fraction),
-                       val_fraction=float(cfg.val_fraction), test_fraction=float(cfg.test_fraction), seed=seed)
+    return dataset_key(
+        cfg.probe_data,
+        "probe",
+        image_size=cfg.image_size,
+        probe_fraction=float(cfg.probe_fraction),
+        val_fraction=float(cfg.val_fraction),
+        test_fraction=float(cfg.test_fraction),
+        seed=seed,
+    )

@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from errors import UserError
 from simclr.augment import eval_preprocess
 from simclr.device import Runtime
-from errors import UserError
 from simclr.models import FEATURE_DIM, Encoder
 
 CACHE_VERSION = 1  # bump when the entry format or what the features mean changes: old entries are then ignored

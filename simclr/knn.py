@@ -7,6 +7,8 @@ exp(s / temperature), and the class with the largest summed weight is predicted.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -16,7 +18,6 @@ def _check(
     train_features: Tensor,
     train_labels: Tensor,
     test_features: Tensor,
-    test_labels: Tensor | None,
     k: int,
     temperature: float,
     chunk_size: int,
@@ -29,8 +30,6 @@ def _check(
         raise ValueError("the kNN bank (train_features) is empty")
     if train_labels.shape != (train_features.shape[0],):
         raise ValueError(f"train_labels must be ({train_features.shape[0]},), got {tuple(train_labels.shape)}")
-    if test_labels is not None and test_labels.shape != (test_features.shape[0],):
-        raise ValueError(f"test_labels must be ({test_features.shape[0]},), got {tuple(test_labels.shape)}")
     if k < 1 or not temperature > 0 or chunk_size < 1:
         raise ValueError(f"need k >= 1, temperature > 0, chunk_size >= 1; got {k}, {temperature}, {chunk_size}")
 
@@ -51,7 +50,7 @@ def knn_predict(
     k is clamped to M. Queries are processed `chunk_size` at a time, so memory is chunk_size x M floats.
     Computed in float32 with autocast off (bf16 similarities would reorder close neighbours).
     """
-    _check(train_features, train_labels, test_features, None, k, temperature, chunk_size)
+    _check(train_features, train_labels, test_features, k, temperature, chunk_size)
     device = train_features.device
     labels = train_labels.to(device=device, dtype=torch.long)
     if num_classes is None:
@@ -74,29 +73,18 @@ def knn_predict(
 
 
 def knn_accuracy(
-    train_features: Tensor,
-    train_labels: Tensor,
-    test_features: Tensor,
-    test_labels: Tensor,
-    *,
-    k: int = 200,
-    temperature: float = 0.1,
-    num_classes: int | None = None,
-    chunk_size: int = 1024,
+    train_features: Tensor, train_labels: Tensor, test_features: Tensor, test_labels: Tensor, **options: Any
 ) -> float:
-    """Top-1 accuracy in percent of the weighted kNN classifier (see `knn_predict`) on the test queries."""
-    _check(train_features, train_labels, test_features, test_labels, k, temperature, chunk_size)
+    """Top-1 accuracy in percent of the weighted kNN classifier on labelled test queries.
+
+    `options` are `knn_predict`'s keywords (k, temperature, num_classes, chunk_size); num_classes defaults to
+    one more than the largest label of the bank and the queries.
+    """
+    if test_labels.shape != (test_features.shape[0],):
+        raise ValueError(f"test_labels must be ({test_features.shape[0]},), got {tuple(test_labels.shape)}")
     if test_features.shape[0] == 0:
         raise ValueError("no test queries: accuracy is undefined")
-    if num_classes is None:
-        num_classes = int(max(train_labels.max(), test_labels.max())) + 1
-    preds = knn_predict(
-        train_features,
-        train_labels,
-        test_features,
-        k=k,
-        temperature=temperature,
-        num_classes=num_classes,
-        chunk_size=chunk_size,
-    )
+    if options.get("num_classes") is None and len(train_labels):  # an empty bank is refused by knn_predict
+        options["num_classes"] = int(max(train_labels.max(), test_labels.max())) + 1
+    preds = knn_predict(train_features, train_labels, test_features, **options)
     return 100.0 * (preds.cpu() == test_labels.cpu().long()).float().mean().item()

@@ -19,12 +19,11 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from errors import UserError
+from errors import UserError, first_line
+from simclr.data import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
 
 STEMS = ("cifar", "imagenet")
 FEATURE_DIM = 512  # ResNet-18 width after global average pooling
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def resnet18(stem: str = "cifar", num_classes: int = 0) -> nn.Module:
@@ -142,11 +141,6 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
-
-
 def load_checkpoint(path: str | Path) -> dict:
     """torch.load(weights_only=True) onto the CPU: plain tensors and containers only, never arbitrary code."""
     path = Path(path)
@@ -155,7 +149,9 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, not a torch file, a pickle with globals: all are the user's file
-        raise UserError(f"checkpoint {path} is corrupt or not a torch checkpoint ({_first_line(e)})") from None
+        raise UserError(
+            f"checkpoint {path} is corrupt or not a torch checkpoint ({type(e).__name__}: {first_line(e, 200)})"
+        ) from None
     if not isinstance(payload, dict):
         raise UserError(f"checkpoint {path} holds a {type(payload).__name__}, not a checkpoint dict")
     return payload
@@ -165,6 +161,17 @@ def _three_floats(value: object) -> tuple[float, ...] | None:
     if isinstance(value, (list, tuple)) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value):
         return tuple(float(v) for v in value)
     return None
+
+
+def _resnet18_with(stem: str, state: dict, mismatch: str) -> nn.Module:
+    """A `stem` ResNet-18 encoder holding `state` strictly, a classifier (`fc.*`) dropped; weights that do not fit
+    are the user's file, so UserError "`mismatch` (why)"."""
+    module = resnet18(stem)
+    try:
+        module.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=True)
+    except (RuntimeError, TypeError) as e:
+        raise UserError(f"{mismatch} ({type(e).__name__}: {first_line(e, 200)})") from None
+    return module
 
 
 def encoder_from_checkpoint_payload(payload: dict, *, name: str = "checkpoint", resolution: int = 224) -> Encoder:
@@ -177,12 +184,7 @@ def encoder_from_checkpoint_payload(payload: dict, *, name: str = "checkpoint", 
     mean, std = _three_floats(payload.get("mean")), _three_floats(payload.get("std"))
     if not isinstance(state, dict) or stem not in STEMS or mean is None or std is None:
         raise UserError(f"{name} is not a simclr-study checkpoint (needs 'encoder', 'stem', 'mean', 'std')")
-    module = resnet18(stem)
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    try:
-        module.load_state_dict(state, strict=True)
-    except (RuntimeError, TypeError) as e:
-        raise UserError(f"{name}: encoder weights do not fit a {stem}-stem ResNet-18 ({_first_line(e)})") from None
+    module = _resnet18_with(stem, state, f"{name}: encoder weights do not fit a {stem}-stem ResNet-18")
     return Encoder(module, name, stem, mean, std, None if stem == "cifar" else resolution, weights_digest(module))
 
 
@@ -196,14 +198,14 @@ def _imagenet_state_dict() -> dict:
         # check_hash: a downloaded file must match the sha256 prefix in its name (f37072fd)
         return weights.get_state_dict(progress=False, check_hash=True, map_location="cpu", weights_only=True)
     except Exception as e:
+        reason = f"{type(e).__name__}: {first_line(e, 200)}"
         if existed:
             raise UserError(
-                f"ImageNet weights {cached} are unreadable ({_first_line(e)}); delete the file to download it again"
+                f"ImageNet weights {cached} are unreadable ({reason}); delete the file to download it again"
             ) from None
         raise UserError(
             f"ImageNet ResNet-18 weights {filename} are not in {cached.parent} and downloading "
-            f"{weights.url} failed ({_first_line(e)}); put the file there or run with network "
-            "access once"
+            f"{weights.url} failed ({reason}); put the file there or run with network access once"
         ) from None
 
 
@@ -227,8 +229,6 @@ def load_encoder(
     spec = str(spec)
     if spec == "random":
         if mean is None or std is None:
-            from simclr.data import CIFAR10_MEAN, CIFAR10_STD  # lazy: models need no data code otherwise
-
             mean, std = mean or CIFAR10_MEAN, std or CIFAR10_STD
         with torch.random.fork_rng(devices=[]):  # building draws from the global RNG; leave it as it was
             module = init_weights_(resnet18("cifar"), torch.Generator().manual_seed(seed))
@@ -236,12 +236,9 @@ def load_encoder(
             module, "random", "cifar", tuple(map(float, mean)), tuple(map(float, std)), None, weights_digest(module)
         )
     if spec == "imagenet":
-        state = {k: v for k, v in _imagenet_state_dict().items() if not k.startswith("fc.")}
-        module = resnet18("imagenet")
-        try:
-            module.load_state_dict(state, strict=True)
-        except (RuntimeError, TypeError) as e:
-            raise UserError(f"ImageNet weights do not fit torchvision's ResNet-18 ({_first_line(e)})") from None
+        module = _resnet18_with(
+            "imagenet", _imagenet_state_dict(), "ImageNet weights do not fit torchvision's ResNet-18"
+        )
         return Encoder(module, "imagenet", "imagenet", IMAGENET_MEAN, IMAGENET_STD, resolution, weights_digest(module))
     path = Path(spec)
     if not path.is_file():

@@ -18,17 +18,17 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from errors import UserError
 from simclr.augment import normalize, simclr_params_from, simclr_views
 from simclr.config import PretrainConfig
 from simclr.data import CIFAR10_MEAN, CIFAR10_STD, ImageSet, stratified_subset
 from simclr.device import Runtime, rng_state, set_rng_state
-from errors import UserError
 from simclr.features import extract_features
 from simclr.knn import knn_accuracy
 from simclr.loss import nt_xent
@@ -42,7 +42,8 @@ from simclr.models import (
     save_checkpoint,
     weights_digest,
 )
-from simclr.schedule import LARS, LossLog, build_optimizer, epoch_batches, lr_at, set_lr
+from simclr.schedule import LARS, build_optimizer, epoch_batches, lr_at
+from simclr.train import LossFn, StepSchedule, loop_generators, train_epoch
 
 __all__ = ["LARS", "PretrainResult", "lr_at", "pretrain", "build_model", "CHECKPOINT_NAME"]
 
@@ -73,39 +74,54 @@ def build_model(cfg: PretrainConfig, seed: int) -> SimCLRModel:
     return SimCLRModel(encoder, head)
 
 
-def _generators(seed: int, device: torch.device) -> dict[str, torch.Generator]:
-    # Separate streams, so changing the batch order does not change the augmentations and vice versa.
-    return {
-        "permutation": torch.Generator().manual_seed(seed + 1),
-        "augment": torch.Generator(device=device).manual_seed(seed + 2),
-    }
+@dataclass
+class _Run:
+    """The live objects of one run and its progress: what a checkpoint saves and a resume restores."""
+
+    model: SimCLRModel
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    gens: dict[str, torch.Generator]  # loop_generators: "permutation", "augment"
+    epoch: int = 0  # epochs done
+    step: int = 0  # optimisation steps done
+    history: list[dict] = field(default_factory=list)
+
+
+def _start(cfg: PretrainConfig, rt: Runtime, seed: int, resume: str | Path | None) -> _Run:
+    """A fresh run seeded from `seed`, continued from the checkpoint `resume` when given."""
+    model = rt.prepare(build_model(cfg, seed))
+    optimizer = build_optimizer(model, cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    run = _Run(model, optimizer, rt.grad_scaler(), loop_generators(seed, rt.device))
+    if resume is not None:
+        _restore(Path(resume), cfg, run)
+    return run
 
 
 def _cpu_state(module: torch.nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in module.state_dict().items()}
 
 
-def _payload(cfg, model, optimizer, scaler, gens, epoch, step, history, mean, std) -> dict:
+def _payload(cfg: PretrainConfig, run: _Run, mean: Sequence[float], std: Sequence[float]) -> dict:
     """The checkpoint: tensors and plain containers only, so torch.load(weights_only=True) reads it."""
-    rng = {**rng_state(), **{name: g.get_state() for name, g in gens.items()}}
+    rng = {**rng_state(), **{name: g.get_state() for name, g in run.gens.items()}}
     return {
-        "encoder": _cpu_state(model.encoder),
-        "head": _cpu_state(model.head),
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict(),
-        "epoch": epoch,
-        "step": step,
+        "encoder": _cpu_state(run.model.encoder),
+        "head": _cpu_state(run.model.head),
+        "optimizer": run.optimizer.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "epoch": run.epoch,
+        "step": run.step,
         "rng": rng,
         "config": dataclasses.asdict(cfg),
         "mean": list(mean),
         "std": list(std),
         "stem": "cifar",
-        "history": [dict(h) for h in history],
+        "history": [dict(h) for h in run.history],
     }
 
 
-def _restore(path: Path, cfg, model, optimizer, scaler, gens) -> tuple[int, int, list[dict]]:
-    """Load a checkpoint written by `pretrain` into the live objects; returns (epoch, step, history)."""
+def _restore(path: Path, cfg: PretrainConfig, run: _Run) -> None:
+    """Load a checkpoint written by `pretrain` into the live objects of `run`, and its epoch, step and history."""
     payload = load_checkpoint(path)
     saved = payload.get("config")
     if not isinstance(saved, dict) or "encoder" not in payload or "optimizer" not in payload:
@@ -116,15 +132,15 @@ def _restore(path: Path, cfg, model, optimizer, scaler, gens) -> tuple[int, int,
             f"cannot resume from {path}: config differs in {', '.join(changed)} "
             f"(checkpoint: {', '.join(f'{k}={saved.get(k)!r}' for k in changed)})"
         )
-    model.encoder.load_state_dict(payload["encoder"])
-    model.head.load_state_dict(payload["head"])
-    optimizer.load_state_dict(payload["optimizer"])
+    run.model.encoder.load_state_dict(payload["encoder"])
+    run.model.head.load_state_dict(payload["head"])
+    run.optimizer.load_state_dict(payload["optimizer"])
     if payload.get("scaler"):
-        scaler.load_state_dict(payload["scaler"])
+        run.scaler.load_state_dict(payload["scaler"])
     set_rng_state(payload["rng"])
-    for name, g in gens.items():
+    for name, g in run.gens.items():
         g.set_state(payload["rng"][name])
-    return int(payload["epoch"]), int(payload["step"]), list(payload.get("history", []))
+    run.epoch, run.step, run.history = int(payload["epoch"]), int(payload["step"]), list(payload.get("history", []))
 
 
 def _bounded(images: ImageSet, size: int, seed: int) -> ImageSet:
@@ -156,29 +172,26 @@ def knn_monitor(
     )
 
 
-def _train_epoch(
-    step_model,
-    batches,
-    images,
-    optimizer,
-    scaler,
-    log: LossLog,
+def _due(epoch: int, every: int, epochs: int) -> bool:
+    """Every `every` epochs and at the last one; every=0: only at the last one."""
+    return (every > 0 and epoch % every == 0) or epoch == epochs
+
+
+def _views_loss(
+    step_model: torch.nn.Module,
+    images: Tensor,
+    gen: torch.Generator,
+    view_kw: dict[str, object],
+    temperature: float,
     *,
-    cfg,
-    rt,
-    gen,
-    view_kw,
-    mean,
-    std,
-    step: int,
-    total_steps: int,
-    warmup_steps: int,
-) -> tuple[int, float]:
-    """One pass over `batches`; returns (global step after it, last lr)."""
-    lr = 0.0
-    for idx in batches:
-        lr = lr_at(step, total_steps, warmup_steps, cfg.lr)
-        set_lr(optimizer, lr)
+    rt: Runtime,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> LossFn:
+    """loss_fn(idx) for `train_epoch`: two views of each indexed image (drawn from `gen`), NT-Xent of their
+    projections. `images` (N, 3, H, W) uint8 is already on the device: every batch and view is cut from it there."""
+
+    def loss_fn(idx: Tensor) -> Tensor:
         batch = images[idx.to(images.device, non_blocking=True)]  # (B, 3, H, W) uint8
         x1 = normalize(simclr_views(batch, gen, **view_kw), mean, std)  # (B, 3, S, S)
         x2 = normalize(simclr_views(batch, gen, **view_kw), mean, std)
@@ -186,14 +199,24 @@ def _train_epoch(
         with rt.autocast():
             _, z = step_model(x)  # (2B, proj_dim)
         z1, z2 = z.float().chunk(2)  # (B, proj_dim) each
-        loss = nt_xent(z1, z2, cfg.temperature)  # float32, autocast off inside
-        log.add(loss)  # raises NonFiniteLoss before the bad gradient is applied (on CPU)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        step += 1
-    return step, lr
+        return nt_xent(z1, z2, temperature)  # float32, autocast off inside
+
+    return loss_fn
+
+
+def _result(run: _Run, n: int, started: float, throughput: float, checkpoint: Path | None, mean, std) -> PretrainResult:
+    """The finished run, its encoder named "simclr" and digested so the feature cache keys on these weights."""
+    encoder = Encoder(
+        run.model.encoder,
+        "simclr",
+        "cifar",
+        tuple(map(float, mean)),
+        tuple(map(float, std)),
+        None,
+        weights_digest(run.model.encoder),
+    )
+    seconds = time.perf_counter() - started
+    return PretrainResult(run.model, encoder, run.history, run.step, n, seconds, throughput, checkpoint, run.epoch)
 
 
 def pretrain(
@@ -234,92 +257,39 @@ def pretrain(
     if n < 2:
         raise UserError(f"SimCLR needs at least 2 pretraining images (NT-Xent needs negatives), got {n}")
     batch_size = min(cfg.batch_size, n)
-    steps_per_epoch = n // batch_size
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
-    view_kw = simclr_params_from(cfg)
-
-    model = rt.prepare(build_model(cfg, seed))
-    optimizer = build_optimizer(model, cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scaler = rt.grad_scaler()
-    gens = _generators(seed, rt.device)
-    epoch, step, history = 0, 0, []
-    checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    last_saved = None
-    if resume is not None:
-        epoch, step, history = _restore(Path(resume), cfg, model, optimizer, scaler, gens)
-        last_saved = Path(resume)
-    step_model = torch.compile(model) if rt.compile else model
+    schedule = StepSchedule.of_run(cfg.epochs, n // batch_size, cfg.warmup_epochs, cfg.lr)
+    view_kw = simclr_params_from(cfg)  # before building the model: a bad setting fails fast
+    run = _start(cfg, rt, seed, resume)
+    step_model = torch.compile(run.model) if rt.compile else run.model
     images = train.images.to(rt.device)  # once: every batch and view is cut from it on the device
+    loss_fn = _views_loss(step_model, images, run.gens["augment"], view_kw, cfg.temperature, rt=rt, mean=mean, std=std)
     if monitor is not None:
         monitor = (_bounded(monitor[0], cfg.monitor_size, seed), _bounded(monitor[1], cfg.monitor_size, seed))
+    checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    last_saved = Path(resume) if resume is not None else None
     train_seconds, trained_images = 0.0, 0
 
-    model.train()
-    while epoch < cfg.epochs:
-        epoch += 1
-        t0 = time.perf_counter()
-        batches = epoch_batches(n, batch_size, gens["permutation"], drop_last=True)
-        log = LossLog(len(batches), epoch=epoch, first_step=step, device=rt.device)
-        step, lr = _train_epoch(
-            step_model,
-            batches,
-            images,
-            optimizer,
-            scaler,
-            log,
-            cfg=cfg,
-            rt=rt,
-            gen=gens["augment"],
-            view_kw=view_kw,
-            mean=mean,
-            std=std,
-            step=step,
-            total_steps=total_steps,
-            warmup_steps=warmup_steps,
+    run.model.train()
+    while run.epoch < cfg.epochs:
+        run.epoch += 1
+        batches = epoch_batches(n, batch_size, run.gens["permutation"], drop_last=True)
+        done = train_epoch(
+            loss_fn, batches, run.optimizer, run.scaler, schedule, epoch=run.epoch, step=run.step, device=rt.device
         )
-        loss = log.mean()  # waits for the device: the epoch's time below is real
-        seconds = time.perf_counter() - t0
-        train_seconds += seconds
+        run.step, train_seconds = done.step, train_seconds + done.seconds
         trained_images += len(batches) * batch_size
-        metrics = {
-            "epoch": epoch,
-            "loss": loss,
-            "lr": lr,
-            "images_per_second": len(batches) * batch_size / seconds,
-            "step": step,
-        }
-        if monitor is not None and cfg.monitor_every > 0 and (epoch % cfg.monitor_every == 0 or epoch == cfg.epochs):
+        metrics = done.metrics(run.epoch, len(batches) * batch_size)
+        if monitor is not None and cfg.monitor_every > 0 and _due(run.epoch, cfg.monitor_every, cfg.epochs):
             metrics["knn_top1"] = knn_monitor(
-                model, *monitor, rt=rt, mean=mean, std=std, k=cfg.knn_k, temperature=cfg.knn_temperature
+                run.model, *monitor, rt=rt, mean=mean, std=std, k=cfg.knn_k, temperature=cfg.knn_temperature
             )
-        history.append(metrics)
+        run.history.append(metrics)
         if on_epoch is not None:
             on_epoch(dict(metrics))
-        due = cfg.checkpoint_every > 0 and epoch % cfg.checkpoint_every == 0
-        if checkpoint is not None and (due or epoch == cfg.epochs):
-            save_checkpoint(checkpoint, _payload(cfg, model, optimizer, scaler, gens, epoch, step, history, mean, std))
+        if checkpoint is not None and _due(run.epoch, cfg.checkpoint_every, cfg.epochs):
+            save_checkpoint(checkpoint, _payload(cfg, run, mean, std))
             last_saved = checkpoint
             if on_checkpoint is not None:
-                on_checkpoint(checkpoint, epoch)
-
-    encoder = Encoder(
-        model.encoder,
-        "simclr",
-        "cifar",
-        tuple(map(float, mean)),
-        tuple(map(float, std)),
-        None,
-        weights_digest(model.encoder),
-    )
-    return PretrainResult(
-        model,
-        encoder,
-        history,
-        step,
-        n,
-        time.perf_counter() - started,
-        trained_images / train_seconds if train_seconds > 0 else 0.0,
-        last_saved,
-        epoch,
-    )
+                on_checkpoint(checkpoint, run.epoch)
+    throughput = trained_images / train_seconds if train_seconds > 0 else 0.0
+    return _result(run, n, started, throughput, last_saved, mean, std)

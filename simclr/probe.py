@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from errors import NonFiniteLoss
 from simclr.config import ProbeConfig
 from simclr.device import Runtime
-from errors import NonFiniteLoss
 from simclr.features import cached_features
 from simclr.models import Encoder
 from simclr.schedule import lr_at

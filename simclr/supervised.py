@@ -13,20 +13,21 @@ import copy
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from errors import UserError
 from simclr.augment import eval_preprocess, normalize, supervised_augment
 from simclr.config import SupervisedConfig
 from simclr.data import ImageSet
 from simclr.device import Runtime
-from errors import UserError
 from simclr.models import FEATURE_DIM, Encoder, init_weights_, resnet18, save_checkpoint
-from simclr.schedule import LossLog, build_optimizer, epoch_batches, lr_at, set_lr
+from simclr.schedule import build_optimizer, epoch_batches
+from simclr.train import LossFn, StepSchedule, loop_generators, train_epoch
 
 CHECKPOINT_NAME = "best.pt"
 EVAL_BATCH = 512
@@ -65,6 +66,23 @@ def _preprocess_train(images: Tensor, gen: torch.Generator, *, padding: int, siz
     if size is not None and tuple(x.shape[-2:]) != (size, size):  # fine-tuning an encoder trained at `size`
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return normalize(x, mean, std)
+
+
+def _crop_flip_loss(
+    step_model: nn.Module, train: ImageSet, gen: torch.Generator, cfg: SupervisedConfig, *, rt: Runtime, size, mean, std
+) -> LossFn:
+    """loss_fn(idx) for `train_epoch`: crop + flip (drawn from `gen`) of the indexed training images, then
+    cross-entropy with cfg.label_smoothing in float32. The split moves to the device once, here."""
+    images, labels = train.images.to(rt.device), train.labels.to(rt.device)
+
+    def loss_fn(idx: Tensor) -> Tensor:
+        idx = idx.to(rt.device, non_blocking=True)
+        x = _preprocess_train(images[idx], gen, padding=cfg.crop_padding, size=size, mean=mean, std=std)
+        with rt.autocast():
+            logits = step_model(x.contiguous(memory_format=rt.memory_format))  # (B, classes)
+        return F.cross_entropy(logits.float(), labels[idx], label_smoothing=cfg.label_smoothing)
+
+    return loss_fn
 
 
 @torch.no_grad()
@@ -107,6 +125,86 @@ def _check_splits(splits: dict[str, ImageSet]) -> None:
             raise UserError(f"supervised training needs a non-empty {name!r} split")
 
 
+def _normalisation(
+    encoder: Encoder | None, train: ImageSet, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> tuple[Sequence[float], Sequence[float]]:
+    """An encoder's own mean/std (its weights expect them); else the given ones; else train's per-channel stats."""
+    if encoder is not None:
+        return encoder.mean, encoder.std
+    if mean is None or std is None:
+        pixels = train.images.float().div_(255.0).transpose(0, 1).reshape(3, -1)  # (3, N*H*W)
+        return tuple(pixels.mean(1).tolist()), tuple(pixels.std(1).tolist())
+    return mean, std
+
+
+@dataclass
+class _Fit:
+    """What the epochs leave: the history and the best-val epoch's weights (ties keep the earlier epoch)."""
+
+    history: list[dict] = field(default_factory=list)
+    steps: int = 0
+    train_seconds: float = 0.0
+    best_val: float = -1.0
+    best_epoch: int = 0
+    best_state: dict[str, Tensor] | None = None
+
+
+def _fit(
+    model: nn.Module,
+    cfg: SupervisedConfig,
+    train: ImageSet,
+    val: ImageSet,
+    *,
+    rt: Runtime,
+    seed: int,
+    size: int | None,
+    mean: Sequence[float],
+    std: Sequence[float],
+    on_epoch: Callable[[dict], None] | None,
+) -> _Fit:
+    """cfg.epochs epochs of `train_epoch` over seeded batches (the last one short), val top-1 after each."""
+    step_model = torch.compile(model) if rt.compile else model
+    optimizer = build_optimizer(model, cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scaler = rt.grad_scaler()
+    gens = loop_generators(seed, rt.device)
+    loss_fn = _crop_flip_loss(step_model, train, gens["augment"], cfg, rt=rt, size=size, mean=mean, std=std)
+    batch_size = min(cfg.batch_size, len(train))
+    schedule = StepSchedule.of_run(cfg.epochs, -(-len(train) // batch_size), cfg.warmup_epochs, cfg.lr)
+    fit = _Fit()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        batches = epoch_batches(len(train), batch_size, gens["permutation"], drop_last=False)
+        done = train_epoch(loss_fn, batches, optimizer, scaler, schedule, epoch=epoch, step=fit.steps, device=rt.device)
+        fit.steps, fit.train_seconds = done.step, fit.train_seconds + done.seconds
+        val_top1, _ = evaluate(model, val, rt=rt, size=size, mean=mean, std=std)
+        metrics = done.metrics(epoch, len(train), val_top1=val_top1)
+        fit.history.append(metrics)
+        if val_top1 > fit.best_val:  # strict: ties keep the earlier epoch
+            fit.best_val, fit.best_epoch = val_top1, epoch
+            fit.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if on_epoch is not None:
+            on_epoch(dict(metrics))
+    return fit
+
+
+def _save(path: Path, model: nn.Module, cfg: SupervisedConfig, fit: _Fit, stem: str, mean, std) -> None:
+    """Our checkpoint format: the backbone as "encoder" (load_encoder reads it) and the classifier as "fc"."""
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_checkpoint(
+        path,
+        {
+            "encoder": {k[len("backbone.") :]: v for k, v in cpu.items() if k.startswith("backbone.")},
+            "fc": {k[len("fc.") :]: v for k, v in cpu.items() if k.startswith("fc.")},
+            "stem": stem,
+            "mean": list(map(float, mean)),
+            "std": list(map(float, std)),
+            "config": dataclasses.asdict(cfg),
+            "best_epoch": fit.best_epoch,
+            "history": [dict(h) for h in fit.history],
+        },
+    )
+
+
 def train_supervised(
     cfg: SupervisedConfig,
     splits: dict[str, ImageSet],
@@ -136,66 +234,12 @@ def train_supervised(
     started = time.perf_counter()
     _check_splits(splits)
     train, val, test = splits["train"], splits["val"], splits.get("test")
-    num_classes = max(s.num_classes for s in splits.values())
-    model, stem, size = _build(encoder, num_classes, seed)
-    if encoder is not None:
-        mean, std = encoder.mean, encoder.std
-    elif mean is None or std is None:
-        pixels = train.images.float().div_(255.0).transpose(0, 1).reshape(3, -1)  # (3, N*H*W)
-        mean, std = tuple(pixels.mean(1).tolist()), tuple(pixels.std(1).tolist())
+    model, stem, size = _build(encoder, max(s.num_classes for s in splits.values()), seed)
+    mean, std = _normalisation(encoder, train, mean, std)
     model = rt.prepare(model)
-    step_model = torch.compile(model) if rt.compile else model
-    optimizer = build_optimizer(model, cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scaler = rt.grad_scaler()
-    perm_gen = torch.Generator().manual_seed(seed + 1)
-    aug_gen = torch.Generator(device=rt.device).manual_seed(seed + 2)
-    images, labels = train.images.to(rt.device), train.labels.to(rt.device)  # once
-    batch_size = min(cfg.batch_size, len(train))
-    steps_per_epoch = -(-len(train) // batch_size)
-    total_steps, warmup_steps = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
+    fit = _fit(model, cfg, train, val, rt=rt, seed=seed, size=size, mean=mean, std=std, on_epoch=on_epoch)
 
-    step, history, train_seconds = 0, [], 0.0
-    best_val, best_epoch, best_state = -1.0, 0, None
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
-        batches = epoch_batches(len(train), batch_size, perm_gen, drop_last=False)
-        log = LossLog(len(batches), epoch=epoch, first_step=step, device=rt.device)
-        lr = 0.0
-        for idx in batches:
-            lr = lr_at(step, total_steps, warmup_steps, cfg.lr)
-            set_lr(optimizer, lr)
-            idx = idx.to(rt.device, non_blocking=True)
-            x = _preprocess_train(images[idx], aug_gen, padding=cfg.crop_padding, size=size, mean=mean, std=std)
-            with rt.autocast():
-                logits = step_model(x.contiguous(memory_format=rt.memory_format))  # (B, classes)
-            loss = F.cross_entropy(logits.float(), labels[idx], label_smoothing=cfg.label_smoothing)
-            log.add(loss)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-        loss_mean = log.mean()
-        seconds = time.perf_counter() - t0
-        train_seconds += seconds
-        val_top1, _ = evaluate(model, val, rt=rt, size=size, mean=mean, std=std)
-        metrics = {
-            "epoch": epoch,
-            "loss": loss_mean,
-            "lr": lr,
-            "val_top1": val_top1,
-            "images_per_second": len(train) / seconds,
-            "step": step,
-        }
-        history.append(metrics)
-        if val_top1 > best_val:  # strict: ties keep the earlier epoch
-            best_val, best_epoch = val_top1, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if on_epoch is not None:
-            on_epoch(dict(metrics))
-
-    model.load_state_dict(best_state)
+    model.load_state_dict(fit.best_state)
     val_top1, val_top5 = evaluate(model, val, rt=rt, size=size, mean=mean, std=std)
     test_top1 = test_top5 = None
     if test is not None and len(test) > 0:
@@ -203,31 +247,18 @@ def train_supervised(
     checkpoint = None
     if checkpoint_dir is not None:
         checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME
-        cpu = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-        save_checkpoint(
-            checkpoint,
-            {
-                "encoder": {k[len("backbone.") :]: v for k, v in cpu.items() if k.startswith("backbone.")},
-                "fc": {k[len("fc.") :]: v for k, v in cpu.items() if k.startswith("fc.")},
-                "stem": stem,
-                "mean": list(map(float, mean)),
-                "std": list(map(float, std)),
-                "config": dataclasses.asdict(cfg),
-                "best_epoch": best_epoch,
-                "history": [dict(h) for h in history],
-            },
-        )
+        _save(checkpoint, model, cfg, fit, stem, mean, std)
     return SupervisedResult(
         val_top1,
         val_top5,
         test_top1,
         test_top5,
-        best_epoch,
-        history,
-        step,
+        fit.best_epoch,
+        fit.history,
+        fit.steps,
         len(train),
         time.perf_counter() - started,
-        cfg.epochs * len(train) / train_seconds,
+        cfg.epochs * len(train) / fit.train_seconds,
         model,
         checkpoint,
     )

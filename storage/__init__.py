@@ -1,30 +1,34 @@
-"""The store: opening it by URL (heartbeat, retries), artifacts, and the study schema. No torch here."""
+"""The store: opening it by URL (heartbeat, retries; read-only), artifacts, the study schema, and storage failures
+as one line. No torch here."""
 
+from storage.artifacts import artifact_dir, download, open_artifacts, upload
+from storage.failures import store_errors
 from storage.store import (
-    DEFAULT_URL,
     Heartbeat,
-    artifact_dir,
-    display_url,
-    download,
+    delete_study,
+    find_study_id,
     load_study,
-    open_artifacts,
     open_storage,
-    resolve_url,
+    read_summaries,
     store_exists,
     study_names,
-    upload,
 )
+from storage.urls import DEFAULT_URL, display_url, resolve_url
 
 __all__ = [
     "DEFAULT_URL",
     "Heartbeat",
     "artifact_dir",
+    "delete_study",
     "display_url",
     "download",
+    "find_study_id",
     "load_study",
     "open_artifacts",
     "open_storage",
+    "read_summaries",
     "resolve_url",
+    "store_errors",
     "store_exists",
     "study_names",
     "upload",

@@ -52,6 +52,7 @@ DATA_FRACTION = "data_fraction"
 N_PRETRAIN_IMAGES = "n_pretrain_images"
 RETRY_OF = "retry_of"
 RESUMED_FROM_EPOCH = "resumed_from_epoch"
+HISTORY = "history"  # list of {"epoch", "loss", "lr", "images_per_second", "step", monitor...}, one per epoch
 # What every COMPLETE trial of every objective carries (the rest depend on the objective).
 COMPLETE_TRIAL_ATTRS = (VAL_TOP1, VAL_TOP5, TEST_TOP1, TEST_TOP5, N_TRAIN_IMAGES, STEPS, SECONDS, IMAGES_PER_SECOND,
                         DEVICE, TRIAL_ENCODER)  # fmt: skip
@@ -137,11 +138,15 @@ def read_spec(user_attrs: dict[str, Any], study_name: str = "?") -> StudySpec:
 
 
 def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """One trial as plain JSON-able data: what `show --json` prints and what reports read."""
+    """One trial as plain data: what `show --json` prints; the reports' trial rows add to it (reports.rows).
+
+    `value` is the first objective's (`FrozenTrial.value` raises for a multi-objective study made by hand).
+    Non-finite floats stay: `reports.json_safe` makes the row strict JSON.
+    """
     return {
         "number": trial.number,
         "state": trial.state.name,
-        "value": trial.value,
+        "value": trial.values[0] if trial.values else None,
         "params": dict(trial.params),
         "intermediate_values": {str(k): v for k, v in sorted(trial.intermediate_values.items())},
         "user_attrs": dict(trial.user_attrs),

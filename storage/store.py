@@ -1,4 +1,4 @@
-"""Opening a store by URL (SQLite, any SQLAlchemy URL, a journal file) and its artifact directory.
+"""Opening a store by URL (SQLite, any SQLAlchemy URL, a journal file) and deleting a study with its artifacts.
 
 Safety first: a command that only reads never creates or changes a store. Before SQLAlchemy or Optuna touch a
 SQLite file we look at it ourselves (exists? SQLite header? Optuna's tables?), because both happily create a
@@ -8,32 +8,49 @@ RDB stores get a heartbeat: a worker killed mid-trial leaves a RUNNING trial who
 worker that starts a trial fails it and `RetryHeartbeatStaleTrialCallback` enqueues a retry (a WAITING trial
 with the same params and user attrs, so the retry finds the checkpoint artifact id of its predecessor).
 Journal files have no heartbeat in Optuna (DESIGN.md, "Pitfalls").
+
+URLs are parsed and shown by `storage/urls.py`, artifact files kept by `storage/artifacts.py`; failures of an
+opened store become one line in `storage/failures.py`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
-import os
 import sqlite3
-import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
-from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.artifacts import FileSystemArtifactStore
 
-from errors import UserError
+from errors import UserError, first_line
+from storage import schema
 
-DEFAULT_URL = "sqlite:///studies.db"
-ENV_STORAGE = "STUDY_STORAGE"
-ENV_ARTIFACTS = "STUDY_ARTIFACTS"
-JOURNAL_PREFIX = "journal:"
+# The artifact functions live in storage/artifacts.py; objectives/ and tests/studies use them as storage.store.*.
+from storage.artifacts import (  # noqa: F401
+    ARTIFACT_ATTR_PREFIX,
+    AtomicFileSystemArtifactStore,
+    artifact_dir,
+    download,
+    open_artifacts,
+    remove_quietly,
+    upload,
+    write_unlisted,
+)
+from storage.optuna_private import study_summaries
+from storage.urls import (
+    check_dialect,
+    display_url,
+    journal_path,
+    resolve_url,
+    sqlite_path,
+)
+
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _OPTUNA_TABLES = {"studies", "trials", "version_info"}
-_ARTIFACT_ATTR_PREFIX = "artifacts:"  # what optuna.artifacts.upload_artifact and the dashboard use
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,47 +58,6 @@ class Heartbeat:
     interval: int = 60  # seconds between a running trial's heartbeats
     grace_period: int = 120  # a RUNNING trial silent this long is stale (failed and retried)
     max_retry: int = 3  # retries of one trial after its workers died
-
-
-def resolve_url(url: str | None = None) -> str:
-    """--storage URL, else $STUDY_STORAGE, else sqlite:///studies.db (in the working directory)."""
-    return url or os.environ.get(ENV_STORAGE) or DEFAULT_URL
-
-
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0][:300] if lines else type(e).__name__
-
-
-def display_url(url: str) -> str:
-    """The URL with any password hidden, for messages."""
-    if url.startswith(JOURNAL_PREFIX) or "://" not in url:
-        return url
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1]
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file of a sqlite:/// URL (None for other URLs and in-memory databases)."""
-    if not url.startswith("sqlite:"):
-        return None
-    from sqlalchemy.engine import make_url
-
-    try:
-        database = make_url(url).database
-    except Exception as e:
-        raise UserError(f"storage URL {url!r} cannot be parsed ({_first_line(e)})") from None
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database)
-
-
-def journal_path(url: str) -> Path | None:
-    return Path(url[len(JOURNAL_PREFIX) :]) if url.startswith(JOURNAL_PREFIX) else None
 
 
 def _check_sqlite_file(path: Path, url: str, create: bool) -> None:
@@ -109,7 +85,7 @@ def _check_sqlite_file(path: Path, url: str, create: bool) -> None:
         finally:
             con.close()
     except sqlite3.Error as e:
-        raise UserError(f"{path} is not a readable SQLite database ({_first_line(e)})") from None
+        raise UserError(f"{path} is not a readable SQLite database ({first_line(e)})") from None
     if not _OPTUNA_TABLES <= tables and (tables or not create):
         raise UserError(f"{path} is an SQLite database but not a study database (no Optuna tables)")
 
@@ -135,7 +111,13 @@ def _check_server_tables(url: str, create: bool) -> None:
         raise UserError(f"no study store at {display_url(url)} (create a study first)")
 
 
-def _open_rdb(url: str, create: bool, heartbeat: Heartbeat) -> optuna.storages.RDBStorage:
+def _check_rdb(url: str, create: bool) -> None:
+    """The checks before SQLAlchemy or Optuna touch a database URL (see the module docstring)."""
+    if "://" not in url:
+        raise UserError(
+            f"storage {url!r} is not a URL; use sqlite:///PATH, postgresql+psycopg://USER@HOST/DB or journal:PATH"
+        )
+    check_dialect(url)
     path = sqlite_path(url)
     if path is not None:
         _check_sqlite_file(path, url, create)
@@ -143,6 +125,16 @@ def _open_rdb(url: str, create: bool, heartbeat: Heartbeat) -> optuna.storages.R
         raise UserError(f"storage {url!r}: in-memory and file: URI SQLite stores are not supported; use sqlite:///PATH")
     else:
         _check_server_tables(url, create)
+
+
+def _open_rdb(url: str, create: bool, heartbeat: Heartbeat, read_only: bool) -> optuna.storages.RDBStorage:
+    _check_rdb(url, create)
+    if read_only:
+        # The tables were just seen to exist, so Optuna's CREATE TABLE pass and its schema check (which reads
+        # alembic's migration scripts) are skipped; reading needs no heartbeat, which only writes.
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=_engine_kwargs(url), skip_compatibility_check=True, skip_table_creation=True
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval is "experimental"
         return optuna.storages.RDBStorage(
@@ -170,28 +162,54 @@ def _open_journal(path: Path, create: bool) -> optuna.storages.BaseStorage:
 
 
 def open_storage(
-    url: str | None = None, *, create: bool = False, heartbeat: Heartbeat | None = None
+    url: str | None = None, *, create: bool = False, heartbeat: Heartbeat | None = None, read_only: bool = False
 ) -> optuna.storages.BaseStorage:
     """The store at `url` (see resolve_url). Only `create=True` may create a new store.
 
     URLs: sqlite:///PATH, postgresql+psycopg://USER@HOST:PORT/DB (any SQLAlchemy URL Optuna accepts), or
-    journal:PATH for Optuna's journal file. UserError (one line) when it cannot be opened or is not a store.
+    journal:PATH for Optuna's journal file. `read_only=True` (list, show, report) opens an existing RDB store
+    without Optuna's table creation, schema check and heartbeat: the commands that only read start faster.
+    UserError (one line) when it cannot be opened or is not a store.
     """
+    if create and read_only:
+        raise ValueError("open_storage: create and read_only exclude each other")
     url = resolve_url(url)
-    heartbeat = heartbeat or Heartbeat()
-    try:
+    with _opening(url):
         jpath = journal_path(url)
         if jpath is not None:
             return _open_journal(jpath, create)
-        if "://" not in url:
-            raise UserError(
-                f"storage {url!r} is not a URL; use sqlite:///PATH, postgresql+psycopg://USER@HOST/DB or journal:PATH"
-            )
-        return _open_rdb(url, create, heartbeat)
+        return _open_rdb(url, create, heartbeat or Heartbeat(), read_only)
+
+
+def read_summaries(url: str | None = None) -> list[dict[str, Any]] | None:
+    """Per-study trial counts and values of the store at `url` (optuna_private.study_summaries), read with a bare
+    SQLAlchemy engine: no Optuna storage is built (its constructor imports alembic and queries the version
+    tables, most of what `study.py list` would spend). The same checks as open_storage; nothing is created.
+    None for journal stores and for tables at a revision the queries were not written for.
+    """
+    url = resolve_url(url)
+    if journal_path(url) is not None:
+        return None
+    with _opening(url):
+        _check_rdb(url, create=False)
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url, **_engine_kwargs(url))
+        try:
+            return study_summaries(engine)
+        finally:
+            engine.dispose()
+
+
+@contextlib.contextmanager
+def _opening(url: str) -> Iterator[None]:
+    """What goes wrong while a store is opened, as one UserError line."""
+    try:
+        yield
     except UserError:
         raise
     except Exception as e:  # driver missing, server down, bad URL, incompatible schema, corrupt journal
-        raise UserError(f"cannot open store {display_url(url)}: {type(e).__name__}: {_first_line(e)}") from None
+        raise UserError(f"cannot open store {display_url(url)}: {type(e).__name__}: {first_line(e)}") from None
 
 
 def store_exists(url: str | None = None) -> bool:
@@ -217,144 +235,44 @@ def load_study(storage: optuna.storages.BaseStorage, name: str, **kwargs: Any) -
     try:
         return optuna.load_study(study_name=name, storage=storage, **kwargs)
     except KeyError:
-        known = study_names(storage)
-        hint = f"; studies: {', '.join(known[:20])}" if known else "; the store has no studies"
-        raise UserError(f"no study named {name!r}{hint}") from None
+        raise _no_such_study(storage, name) from None
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Artifacts
+def find_study_id(storage: optuna.storages.BaseStorage, name: str) -> int:
+    """The storage id of study `name`; UserError naming the studies there are when it is not in the store."""
+    try:
+        return storage.get_study_id_from_name(name)
+    except KeyError:
+        raise _no_such_study(storage, name) from None
 
 
-class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
-    """FileSystemArtifactStore whose writes go to a temporary name and are renamed: a killed worker never leaves
-    a truncated artifact under a real id (Optuna writes in place)."""
-
-    def __init__(self, base_path: str | Path) -> None:
-        super().__init__(base_path)
-        self.base_path = Path(base_path)
-
-    def write(self, artifact_id: str, content_body) -> None:
-        final = self._get_filepath(artifact_id)
-        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                while chunk := content_body.read(1 << 20):
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
+def _no_such_study(storage: optuna.storages.BaseStorage, name: str) -> UserError:
+    known = study_names(storage)
+    hint = f"; studies: {', '.join(known[:20])}" if known else "; the store has no studies"
+    return UserError(f"no study named {name!r}{hint}")
 
 
-def artifact_dir(url: str | None = None, override: str | Path | None = None) -> Path:
-    """--artifacts DIR, else $STUDY_ARTIFACTS, else <store stem>_artifacts beside a SQLite/journal file, else
-    <database>_artifacts in the working directory (server stores: use a shared --artifacts across machines)."""
-    override = override or os.environ.get(ENV_ARTIFACTS)
-    if override:
-        return Path(override)
-    url = resolve_url(url)
-    path = journal_path(url) or sqlite_path(url)
-    if path is not None:
-        return path.with_name(path.stem + "_artifacts")
-    if "://" in url and not url.startswith("sqlite"):
-        from sqlalchemy.engine import make_url
-
-        try:
-            database = make_url(url).database or "study"
-        except Exception:
-            database = "study"
-        return Path(f"{Path(database).name}_artifacts")
-    return Path("memory_artifacts")
+def artifact_ids(storage: optuna.storages.BaseStorage, study_id: int) -> set[str]:
+    """Every artifact a study (and its trials) points at: listed ones and unlisted resume checkpoints."""
+    ids = {k.split(":", 1)[1] for k in storage.get_study_system_attrs(study_id) if k.startswith(ARTIFACT_ATTR_PREFIX)}
+    for trial in storage.get_all_trials(study_id, deepcopy=False):
+        ids.update(k.split(":", 1)[1] for k in trial.system_attrs if k.startswith(ARTIFACT_ATTR_PREFIX))
+        checkpoint = trial.user_attrs.get(schema.CHECKPOINT)
+        if isinstance(checkpoint, str) and checkpoint:
+            ids.add(checkpoint)
+    return ids
 
 
-def open_artifacts(
-    url: str | None = None, override: str | Path | None = None, *, create: bool = True
-) -> AtomicFileSystemArtifactStore | None:
-    """The artifact store of a store; its directory is created unless `create=False` (then None if missing)."""
-    path = artifact_dir(url, override)
-    if not path.is_dir():
-        if not create:
-            return None
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UserError(f"cannot create artifact directory {path}: {_first_line(e)}") from None
-    return AtomicFileSystemArtifactStore(path)
+def delete_study(storage: optuna.storages.BaseStorage, name: str, artifacts: FileSystemArtifactStore | None) -> int:
+    """Delete study `name` from the store, then its artifact files; returns how many files were removed.
 
-
-def upload(
-    artifact_store,
-    trial,
-    file_path: str | Path,
-    *,
-    mimetype: str = "application/octet-stream",
-    storage: optuna.storages.BaseStorage | None = None,
-) -> str:
-    """Upload a file as an artifact of `trial` (optuna.Trial, or FrozenTrial with `storage`); return its id.
-
-    Unlike optuna.artifacts.upload_artifact, the file is written first and the metadata second, so a failed
-    upload never leaves metadata that points at nothing (there is no API to delete trial system attrs).
+    The ids are collected before the study goes (they live in its attrs); the files go after, so a failure in
+    between leaves unreferenced files, never a study that points at missing ones. `artifacts=None` (no artifact
+    directory) removes none.
     """
-    storage = storage or getattr(trial, "storage", None)
-    if storage is None:
-        raise ValueError("storage is required for a FrozenTrial")
-    file_path = Path(file_path)
-    artifact_id = str(uuid.uuid4())
-    _write(artifact_store, artifact_id, file_path)
-    meta = ArtifactMeta(artifact_id=artifact_id, filename=file_path.name, mimetype=mimetype, encoding=None)
-    try:
-        storage.set_trial_system_attr(
-            trial._trial_id, _ARTIFACT_ATTR_PREFIX + artifact_id, json.dumps(dataclasses.asdict(meta))
-        )
-    except BaseException:
-        remove_quietly(artifact_store, artifact_id)
-        raise
-    return artifact_id
-
-
-def write_unlisted(artifact_store, file_path: str | Path) -> str:
-    """Store a file in the artifact store without metadata (e.g. a resume checkpoint that will be replaced):
-    the dashboard does not list it; the caller keeps the id (in a user attr) and removes it when superseded."""
-    artifact_id = f"resume-{uuid.uuid4()}"
-    _write(artifact_store, artifact_id, Path(file_path))
-    return artifact_id
-
-
-def _write(artifact_store, artifact_id: str, file_path: Path) -> None:
-    """Copy a file into the artifact store; a full disk or a read-only directory is a UserError (one line, the
-    trial fails with it), and leaves nothing behind (AtomicFileSystemArtifactStore writes a temporary file)."""
-    try:
-        with open(file_path, "rb") as f:
-            artifact_store.write(artifact_id, f)
-    except OSError as e:
-        raise UserError(f"cannot store {file_path.name} as artifact {artifact_id}: {e.strerror or e}") from None
-
-
-def remove_quietly(artifact_store, artifact_id: str) -> None:
-    try:
-        artifact_store.remove(artifact_id)
-    except (ArtifactNotFound, OSError, ValueError):
-        pass
-
-
-def download(artifact_store, artifact_id: str, dest: str | Path) -> Path:
-    """Copy artifact `artifact_id` to `dest` (tmp + rename); an existing `dest` is reused: ids are immutable."""
-    dest = Path(dest)
-    if dest.is_file():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        try:
-            reader = artifact_store.open_reader(artifact_id)
-        except (ArtifactNotFound, ValueError) as e:
-            raise UserError(f"artifact {artifact_id} is not in the artifact store ({_first_line(e)})") from None
-        with reader, open(tmp, "wb") as f:
-            while chunk := reader.read(1 << 20):
-                f.write(chunk)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
+    study_id = find_study_id(storage, name)
+    ids = artifact_ids(storage, study_id)
+    storage.delete_study(study_id)
+    if artifacts is None:
+        return 0
+    return sum(remove_quietly(artifacts, artifact_id) for artifact_id in sorted(ids))

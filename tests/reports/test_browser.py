@@ -5,11 +5,13 @@ Skips (with the reason) where Chromium is not installed; `.ci/run` installs Debi
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import optuna
 import pytest
 
 import reports
@@ -76,7 +78,7 @@ def test_every_figure_draws_offline(page, tmp_path):
     parsed = FigureSvgs()
     parsed.feed(dom)
     n_figures = path.read_text(encoding="utf-8").count('<div class="figure" id="figure-')
-    assert n_figures >= 2 + 4 * 2  # comparison, scale, and at least two studies with all four figures
+    assert n_figures >= 2 + 4 * 2  # comparison, scale, and at least two figures for each of four studies
     assert sorted(parsed.drawn) == sorted(f"figure-{i}" for i in range(n_figures))
     assert all(parsed.drawn.values()), [k for k, v in parsed.drawn.items() if not v]
     assert {"comparison", "scale", "trials"} <= parsed.tables
@@ -92,3 +94,26 @@ def test_screenshot(page, tmp_path):
     chromium(path, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1400,3000", "--hide-scrollbars")
     assert shot.exists() and shot.stat().st_size > 50_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+MEASURE = (
+    '<script>window.addEventListener("load",function(){var d=document.createElement("p");d.id="measured";'
+    'd.textContent="width "+document.documentElement.scrollWidth;document.body.appendChild(d);});</script>'
+)
+
+
+def test_long_missing_reason_wraps_within_the_page(tmp_path):
+    """A regime missing for a long reason (paths and URLs, no spaces to break at) stays inside a 1400 px page."""
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    stores.fill_comparison(url)
+    study = optuna.create_study(storage=url, study_name="offline", direction="maximize")
+    reason = "could not run: weights " + "/a_rather_long_directory_name" * 12 + "/resnet18.pth are missing"
+    study.set_user_attr("role", "probe_random")
+    study.set_user_attr("error", reason)
+    path = reports.build_report(url).write_html(tmp_path / "report.html")
+    measured = tmp_path / "measured.html"
+    measured.write_text(path.read_text(encoding="utf-8").replace("</body>", MEASURE + "</body>"), encoding="utf-8")
+    dom = chromium(measured, tmp_path / "profile", "--dump-dom", "--window-size=1400,2000").stdout
+    assert "resnet18.pth are missing" in dom
+    width = int(re.search(r'<p id="measured">width (\d+)</p>', dom)[1])
+    assert width <= 1400, width

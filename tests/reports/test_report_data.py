@@ -12,8 +12,8 @@ import optuna
 import pytest
 
 import reports
-from reports import rows
 from errors import UserError
+from reports import rows, study_info
 from storage import schema
 from tests.reports import stores
 
@@ -46,8 +46,8 @@ def test_selection_is_on_validation_not_test(studies):
 @pytest.mark.parametrize(
     "dropped, regime, reason",
     [
-        ("probe-random", "probe_random", "no study (role 'probe_random')"),
-        ("scratch", "scratch", "no study (role 'scratch')"),
+        ("probe-random", "probe_random", "no random-encoder probe study in this store"),
+        ("scratch", "scratch", "no from-scratch supervised study in this store"),
     ],
 )
 def test_missing_regime_is_never_zero(studies, dropped, regime, reason):
@@ -110,6 +110,33 @@ def test_scale_rows_match_hand_computed(studies):
         assert row == expected
 
 
+def test_scale_rows_one_curve_per_study(studies):
+    """Two scale studies (two configurations) at one fraction stay two points: pooling would hide a's 34 under
+    b's 50 and call the difference data."""
+    b = rows.StudyData("simclr-scale-b", {"objective": "simclr", "role": "simclr_scale"}, "maximize",
+                       [optuna.trial.create_trial(value=50.0, user_attrs={"data_fraction": 0.1}),
+                        optuna.trial.create_trial(state=stores.PRUNED, user_attrs={"data_fraction": 0.3})])  # fmt: skip
+    got = rows.scale_rows([studies["simclr-scale"], b])
+    assert got[:3] == stores.EXPECTED_SCALE
+    assert [(r["study"], r["data_fraction"], r["best_value"], r["count"]) for r in got[3:]] == [
+        ("simclr-scale-b", 0.1, 50.0, 1), ("simclr-scale-b", 0.3, None, 0)]  # fmt: skip
+
+
+def test_scale_best_respects_direction():
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="s", direction="minimize")
+    study.set_user_attr("objective", "simclr")
+    study.add_trials([optuna.trial.create_trial(value=v, user_attrs={"data_fraction": 0.5}) for v in (3.0, 1.0, 2.0)])
+    (row,) = rows.scale_rows(rows.load_studies(storage))
+    assert (row["best_value"], row["trial"], row["min"], row["max"]) == (1.0, 1, 1.0, 3.0)
+
+
+def test_json_safe():
+    value = {"a": math.inf, 1: (math.nan, 2.0, [-math.inf, "x"]), "b": {"c": 1}}
+    assert rows.json_safe(value) == {"a": None, "1": [None, 2.0, [None, "x"]], "b": {"c": 1}}
+    assert reports.json_safe is rows.json_safe
+
+
 def test_scale_falls_back_to_every_simclr_study(studies):
     # Without a simclr_scale study the hparam study is used: it has no data_fraction anywhere -> no rows.
     kept = [s for name, s in studies.items() if name != "simclr-scale"]
@@ -127,13 +154,13 @@ def test_data_fraction_sources(studies, trial_number, fraction):
 
 
 def test_history_info(studies):
-    info = rows.history_info(studies[stores.EVIL])
+    info = study_info.history_info(studies[stores.EVIL])
     assert info == {"study": stores.EVIL, "numbers": [0, 1, 2], "values": [10.0, 30.0, 20.0],
                     "best_so_far": [10.0, 30.0, 30.0]}  # fmt: skip
 
 
 def test_intermediate_info_flags_pruned(studies):
-    series = rows.intermediate_info(studies["probe-simclr"])["series"]
+    series = study_info.intermediate_info(studies["probe-simclr"])["series"]
     assert [(s["number"], s["state"], s["steps"], s["values"]) for s in series] == [
         (0, "COMPLETE", [0, 1], [20.5, 41.0]),
         (1, "COMPLETE", [0, 1], [21.75, 43.5]),
@@ -142,24 +169,64 @@ def test_intermediate_info_flags_pruned(studies):
 
 
 def test_parallel_info_log_and_categorical(studies):
-    info = rows.parallel_info(studies[stores.EVIL])
-    assert info["numbers"] == [0, 1, 2] and info["objective"] == [10.0, 30.0, 20.0]
+    info = study_info.parallel_info(studies[stores.EVIL])
+    assert info["numbers"] == [0, 1, 2] and info["objective"] == [10.0, 30.0, 20.0] and info["note"] is None
     lr, optimizer = info["dimensions"]
     assert (lr["name"], lr["log"]) == ("lr", True)
     assert lr["values"] == pytest.approx([-3.0, -1.0, 0.0])
     assert (optimizer["labels"], optimizer["values"]) == (["sgd", stores.EVIL_CHOICE], [0, 1, 0])
 
 
-def test_importance_info(studies):
-    info = rows.importance_info(studies[stores.EVIL])
-    assert set(info["importances"]) == {"lr", "optimizer"} and info["note"] is None
+@pytest.fixture(scope="module")
+def large():
+    storage = optuna.storages.InMemoryStorage()
+    stores.fill_large(storage, n_trials=240, n_studies=2)
+    return rows.load_studies(storage)
+
+
+def test_importance_info(studies, large):
+    info = study_info.importance_info(large[0])
+    assert len(large[0].complete()) >= study_info.MIN_TRIALS_FOR_IMPORTANCE
+    assert set(info["importances"]) == {"lr", "temperature", "batch_size", "data_fraction"} and info["note"] is None
     assert sum(info["importances"].values()) == pytest.approx(1.0)
-    assert rows.importance_info(studies["scratch"])["note"] == "needs at least 2 complete trials (has 1)"
-    assert rows.importance_info(studies["imagenet-b"])["note"] == "no searched parameters"
+    assert max(info["importances"], key=info["importances"].get) == "data_fraction"  # the value is 20 + 10 * it
+    assert study_info.importance_info(studies["scratch"])["note"] == "no searched parameters"
+    assert study_info.importance_info(studies["probe-random"])["note"] == "no complete trial"
+
+
+def test_importance_needs_enough_trials(studies, large):
+    """Three trials give PED-ANOVA numbers (and two give equal bars): noise, so none are shown, and why."""
+    assert study_info.importance_info(studies[stores.EVIL]) == {
+        "study": stores.EVIL, "importances": {}, "caveat": None,
+        "note": "too few trials for importances (3 complete; PED-ANOVA needs about 50, 5 in the best 10%)",
+    }  # fmt: skip
+    few = rows.StudyData("few", {}, "maximize", large[0].complete()[: study_info.MIN_TRIALS_FOR_IMPORTANCE - 1])
+    assert study_info.importance_info(few)["note"].startswith("too few trials for importances (49 complete")
+
+
+def test_importance_caveat_in_words(large):
+    """A parameter not searched in one trial (a changed space): PED-ANOVA's warning, as a reader would say it."""
+    trials = [*large[0].complete()]
+    first = trials[0]
+    params = {k: v for k, v in first.params.items() if k != "batch_size"}
+    trials[0] = optuna.trial.create_trial(value=first.value, params=params,
+                                          distributions={k: first.distributions[k] for k in params})  # fmt: skip
+    info = study_info.importance_info(rows.StudyData("s", {}, "maximize", trials))
+    assert info["caveat"] == (
+        "batch_size was searched over another range, or not at all, in fewer than 2 trials: its importance is rough"
+    )
+
+
+@pytest.mark.parametrize("n_complete, note", [(0, "needs at least 2 complete trials (has 0)"),
+                                              (1, "needs at least 2 complete trials (has 1)"), (2, None)])  # fmt: skip
+def test_parallel_needs_two_trials(studies, n_complete, note):
+    evil = studies[stores.EVIL]
+    study = rows.StudyData("s", {}, "maximize", evil.complete()[:n_complete])
+    assert study_info.parallel_info(study)["note"] == note
 
 
 def test_table_info_columns(studies):
-    info = rows.table_info(studies[stores.EVIL])
+    info = study_info.table_info(studies[stores.EVIL])
     assert info["columns"] == ["number", "state", "value", "lr", "optimizer", "error", "duration_s"]
     assert info["groups"] == [("trial", 3), ("params", 2), ("user attrs", 1), ("", 1)]
     assert info["rows"][3][:6] == [3, "FAIL", None, 0.01, "sgd", stores.EVIL_ERROR]
@@ -200,19 +267,8 @@ def test_report_json_equals_the_store(url):
 
 def test_report_json_has_no_nan():
     study = rows.StudyData("s", {}, "maximize", [optuna.trial.create_trial(value=1.0, user_attrs={"x": math.nan})])
-    report = reports.Report([study], "mem", reports.datetime.now(), [], [], {"s": rows.importance_info(study)})
+    report = reports.Report([study], "mem", reports.datetime.now(), [], [], {"s": study_info.importance_info(study)})
     assert report.to_json(trials=True)["trials"][0]["user_attrs"]["x"] is None
-
-
-@pytest.mark.parametrize(
-    "url, shown",
-    [
-        ("postgresql+psycopg://alice:s3cret@db:5432/studies", "postgresql+psycopg://alice:***@db:5432/studies"),
-        ("sqlite:///studies.db", "sqlite:///studies.db"),
-    ],
-)
-def test_storage_label_hides_password(url, shown):
-    assert reports.storage_label(url) == shown
 
 
 def test_json_path_imports_neither_plotly_nor_torch(url):

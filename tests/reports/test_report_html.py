@@ -73,9 +73,11 @@ def test_figures_of_every_section(page):
     figures = re.findall(r'<div class="figure" id="(figure-\d+)">', page)
     assert figures == [f"figure-{i}" for i in range(len(figures))]
     assert page.count("Plotly.newPlot(") == len(figures)
-    # comparison + scale + simclr-scale (history, importance, intermediate) + evil study (all four) + probe-simclr
-    # (history, intermediate) + imagenet-a/b, scratch, finetune (history, intermediate each)
-    assert len(figures) == 2 + 3 + 4 + 2 + 4 * 2
+    # comparison + scale + simclr-scale (history, intermediate) + evil study (history, parallel, intermediate) +
+    # probe-simclr (history, intermediate) + imagenet-a/b, scratch, finetune (history, intermediate each); no
+    # study has the trials importances need
+    assert len(figures) == 2 + 2 + 3 + 2 + 4 * 2
+    assert "Hyperparameter importance omitted: too few trials for importances (3 complete;" in page
     assert '<table class="comparison">' in page and '<table class="scale">' in page
     assert "missing: no complete trial; last failure (probe-random #1): CUDA out of memory" in page
 
@@ -91,8 +93,8 @@ def test_thousand_trials_written_fast(tmp_path):
     assert seconds < 10.0, seconds
     text = path.read_text(encoding="utf-8")
     assert sum(s["counts"]["total"] for s in report.to_json()["studies"]) == 1000 + 23
-    # 4 large studies x 4 figures, plus the comparison store's 19
-    assert text.count('<div class="figure" id="figure-') == 4 * 4 + 19
+    # 4 large studies x 4 figures, plus the comparison store's 17
+    assert text.count('<div class="figure" id="figure-') == 4 * 4 + 17
     assert text.count(MARKER) == 1
     assert len(text) < len(PLOTLY_JS) + 4_000_000
 
@@ -121,3 +123,23 @@ def test_user_made_studies_of_every_shape(tmp_path):
     assert data["comparison"] == [] and data["scale"] == []
     text = report.write_html(tmp_path / "report.html").read_text(encoding="utf-8")
     assert "Comparison</h2>" not in text and "Study empty</h2>" in text
+
+
+def test_missing_regime_in_words(page):
+    mine = own_markup(page)
+    assert "no study (role" not in mine
+    assert '<td class="status">missing: no complete trial; last failure (probe-random #1)' in mine
+
+
+def test_scale_figure_one_curve_per_study():
+    from reports import figures
+
+    row = {"n_pretrain_images": 5000, "count": 1, "n_pruned": 0, "n_failed": 0, "test_top1": None, "trial": 0}
+    scale = [{**row, "study": "a", "data_fraction": 0.1, "best_value": 30.0, "mean": 30.0, "min": 30.0, "max": 30.0},
+             {**row, "study": "a", "data_fraction": 0.5, "n_pretrain_images": 25000, "best_value": 40.0,
+              "mean": 40.0, "min": 40.0, "max": 40.0},
+             {**row, "study": "b", "data_fraction": 0.1, "best_value": 50.0, "mean": 50.0, "min": 50.0,
+              "max": 50.0}]  # fmt: skip
+    best = {t.name: (list(t.x), list(t.y)) for t in figures.scale_figure(scale).data if "val top-1" in t.name}
+    assert best == {"a: best trial: val top-1": ([5000, 25000], [30.0, 40.0]),
+                    "b: best trial: val top-1": ([5000], [50.0])}  # fmt: skip

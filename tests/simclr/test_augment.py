@@ -1,4 +1,4 @@
-"""simclr/augment.py against torchvision.transforms.v2.functional, op by op and end to end.
+"""simclr/augment.py and simclr/colour.py against torchvision.transforms.v2.functional, op by op and end to end.
 
 References loop over samples (only here, in the tests) and call torchvision with the very parameters the
 batched code drew or was given; everything must agree to 1e-4 on float images.
@@ -15,9 +15,10 @@ import torch
 import torchvision.transforms as T1
 import torchvision.transforms.v2.functional as F
 
-from simclr import augment as A
-from simclr.config import PretrainConfig
 from errors import UserError
+from simclr import augment as A
+from simclr import colour as C
+from simclr.config import PretrainConfig
 
 ATOL = 1e-4
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -125,9 +126,9 @@ FACTORS = torch.tensor([0.0, 0.3, 0.6, 0.95, 1.0, 1.05, 1.4, 2.0, 3.5, 0.8, 1.2,
 @pytest.mark.parametrize(
     "ours,theirs",
     [
-        (A.adjust_brightness, F.adjust_brightness),
-        (A.adjust_contrast, F.adjust_contrast),
-        (A.adjust_saturation, F.adjust_saturation),
+        (C.adjust_brightness, F.adjust_brightness),
+        (C.adjust_contrast, F.adjust_contrast),
+        (C.adjust_saturation, F.adjust_saturation),
     ],
 )
 def test_blend_ops_match_torchvision(ours, theirs):
@@ -143,7 +144,7 @@ def test_adjust_hue_matches_torchvision(seed):
     x = float_images(n, 16, seed=seed)
     x[6] = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(seed))  # not on the uint8 grid
     expected = torch.stack([F.adjust_hue(x[i], float(factors[i])) for i in range(n)])
-    assert_close(A.adjust_hue(x, factors), expected, 1e-5)
+    assert_close(C.adjust_hue(x, factors), expected, 1e-5)
 
 
 def test_adjust_hue_every_hue_and_factor():
@@ -153,14 +154,14 @@ def test_adjust_hue_every_hue_and_factor():
     factors = torch.tensor([-0.5, -0.37, -0.25, -1 / 6, -1 / 12, 0.0, 1 / 12, 1 / 6, 0.25, 0.37, 0.5])
     x = image.expand(len(factors), -1, -1, -1).contiguous()
     expected = torch.stack([F.adjust_hue(image, float(f)) for f in factors])
-    assert_close(A.adjust_hue(x, factors), expected, 1e-5)
+    assert_close(C.adjust_hue(x, factors), expected, 1e-5)
 
 
 def test_rgb_to_grayscale_matches_torchvision():
     x = float_images(6, 16)
     mask = torch.tensor([True, False, True, False, True, True])
     expected = torch.stack([F.rgb_to_grayscale(x[i], num_output_channels=3) if mask[i] else x[i] for i in range(6)])
-    assert_close(A.rgb_to_grayscale(x, mask), expected, 1e-6)
+    assert_close(C.rgb_to_grayscale(x, mask), expected, 1e-6)
 
 
 @pytest.mark.parametrize("enabled", [(True, True, True, True), (True, False, True, False)])
@@ -173,7 +174,7 @@ def test_color_jitter_applies_ops_in_each_samples_order(enabled):
     )
     order = torch.stack([torch.randperm(4, generator=g) for _ in range(n)])
     apply = torch.rand(n, generator=g) < 0.8
-    out = A.color_jitter(x, factors, order, apply, enabled)
+    out = C.color_jitter(x, factors, order, apply, enabled)
     for i in range(n):
         ref = x[i]
         for op in order[i].tolist() if apply[i] else []:

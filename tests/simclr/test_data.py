@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from simclr import data
+from errors import UserError
+from simclr import cifar, data
 from simclr.config import DataConfig
 from simclr.data import (
     ImageSet,
@@ -25,7 +26,6 @@ from simclr.data import (
     stats_for,
     stratified_subset,
 )
-from errors import UserError
 from tests import fakedata
 
 # name -> (writer, per-class train/test counts the writers use below, classes, batch file with labels, labels key)
@@ -50,9 +50,13 @@ def expected(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
 def test_file_names_match_torchvision():
     from torchvision.datasets import CIFAR10, CIFAR100
 
-    for spec, cls in ((data._CIFAR["cifar10"], CIFAR10), (data._CIFAR["cifar100"], CIFAR100)):
+    for spec, cls in ((cifar.SPECS["cifar10"], CIFAR10), (cifar.SPECS["cifar100"], CIFAR100)):
         assert (spec.archive, spec.folder, spec.meta_file, spec.names_key) == (
-            cls.filename, cls.base_folder, cls.meta["filename"], cls.meta["key"])
+            cls.filename,
+            cls.base_folder,
+            cls.meta["filename"],
+            cls.meta["key"],
+        )
         assert spec.train_files == tuple(f for f, _ in cls.train_list)
         assert spec.test_files == tuple(f for f, _ in cls.test_list)
 
@@ -97,7 +101,7 @@ def test_folder_preferred_over_archive_and_archive_used_when_folder_incomplete(t
 
 
 def _batch_path(tmp_path: Path, name: str) -> Path:
-    return tmp_path / data._CIFAR[name].folder / SPECS[name][3]
+    return tmp_path / cifar.SPECS[name].folder / SPECS[name][3]
 
 
 def _rewrite(path: Path, change) -> None:
@@ -147,8 +151,8 @@ def test_malformed_batch_names_file_and_problem(tmp_path, name, case):
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_wrong_class_name_count(tmp_path, name):
     write(name, tmp_path, archive=False)
-    meta = tmp_path / data._CIFAR[name].folder / data._CIFAR[name].meta_file
-    key = data._CIFAR[name].names_key.encode()
+    meta = tmp_path / cifar.SPECS[name].folder / cifar.SPECS[name].meta_file
+    key = cifar.SPECS[name].names_key.encode()
     _rewrite(meta, _set(key, lambda e: e[key][:-1]))
     with pytest.raises(UserError, match=f"{SPECS[name][2]} class names") as info:
         load_dataset(name, "test", tmp_path, download=False)
@@ -219,7 +223,7 @@ def test_missing_without_download(tmp_path, name):
     with pytest.raises(UserError) as info:
         load_dataset(name, "train", tmp_path / "nothing", download=False)
     msg = str(info.value)
-    assert data._CIFAR[name].archive in msg and data._CIFAR[name].folder in msg
+    assert cifar.SPECS[name].archive in msg and cifar.SPECS[name].folder in msg
     assert str((tmp_path / "nothing").resolve()) in msg
 
 
@@ -387,8 +391,14 @@ def test_probe_split_small_classes():
 
 def test_load_probe_splits(tmp_path):
     fakedata.write_cifar100(tmp_path, 10, 4, archive=False)  # 1000 train, 400 test
-    cfg = DataConfig(data_dir=str(tmp_path), download=False, probe_data="cifar100", probe_fraction=0.5,
-                     val_fraction=0.2, test_fraction=0.5)
+    cfg = DataConfig(
+        data_dir=str(tmp_path),
+        download=False,
+        probe_data="cifar100",
+        probe_fraction=0.5,
+        val_fraction=0.2,
+        test_fraction=0.5,
+    )
     splits = load_probe_splits(cfg, seed=0)
     assert {k: len(v) for k, v in splits.items()} == {"train": 400, "val": 100, "test": 200}
     for part in splits.values():
@@ -425,8 +435,9 @@ def test_dataset_key(tmp_path):
     assert dataset_key("cifar100", "train") == dataset_key("cifar100", "train")
     assert dataset_key("cifar100", "train", seed=0) != dataset_key("cifar100", "train", seed=1)
     assert dataset_key("cifar100", "train", a=1, b=2) == dataset_key("cifar100", "train", b=2, a=1)
-    assert dataset_key(f"folder:{tmp_path}", "test", image_size=32) != dataset_key(f"folder:{tmp_path}", "test",
-                                                                                     image_size=64)
+    assert dataset_key(f"folder:{tmp_path}", "test", image_size=32) != dataset_key(
+        f"folder:{tmp_path}", "test", image_size=64
+    )
     assert str(tmp_path.resolve()) in dataset_key(f"folder:{tmp_path}", "test")
     cfg = DataConfig()
     assert probe_data_key(cfg, 0) != probe_data_key(cfg, 1)

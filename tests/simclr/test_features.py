@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from errors import UserError
 from simclr.augment import normalize
 from simclr.device import Runtime, runtime
-from errors import UserError
 from simclr.features import cache_identity, cache_path, cached_features, extract_features
 from simclr.models import load_encoder
 

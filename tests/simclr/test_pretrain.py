@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
+from errors import NonFiniteLoss, UserError
 from simclr.config import PretrainConfig
 from simclr.data import ImageSet
 from simclr.device import runtime
-from errors import NonFiniteLoss, UserError
 from simclr.features import extract_features
 from simclr.knn import knn_accuracy
 from simclr.models import load_encoder, weights_digest

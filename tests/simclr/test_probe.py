@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
+from errors import NonFiniteLoss
 from simclr.config import ProbeConfig
 from simclr.data import ImageSet
 from simclr.device import runtime
-from errors import NonFiniteLoss
 from simclr.models import load_encoder
 from simclr.probe import ProbeResult, cosine_lr, evaluate_encoder, linear_probe, topk_accuracy
 

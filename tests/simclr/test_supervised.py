@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import simclr.supervised as supervised
+from errors import NonFiniteLoss, UserError
 from simclr.config import SupervisedConfig
 from simclr.data import ImageSet
 from simclr.device import runtime
-from errors import NonFiniteLoss, UserError
 from simclr.models import Encoder, load_encoder, weights_digest
 from simclr.supervised import CHECKPOINT_NAME, train_supervised
 from tests.fakedata import make_images

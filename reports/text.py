@@ -1,0 +1,116 @@
+"""Plain-text tables for the terminal: `study.py list`, `show` and the comparison `compare` prints at the end.
+
+Each formatter takes the plain data of `reports/listing.py` or `rows.comparison_rows` and returns the text, so
+the data and the words are tested apart. Nothing here reads the store or knows the config defaults: `show_text`
+is handed the objective's defaults by the caller (reports/ does not import simclr/).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from storage import schema
+
+
+def metric_name(objective: str | None) -> str:
+    """What a study's objective value is: our objectives return a validation top-1; a study made with plain
+    Optuna in the same store returns whatever its author chose."""
+    return "val top-1" if objective in schema.OBJECTIVES else "value"
+
+
+def list_table(rows: Sequence[dict[str, Any]]) -> str:
+    """`study.py list`: one line per study (reports.study_list rows), best value by each study's direction."""
+    width = max(4, *(len(r["name"]) for r in rows))
+    lines = [f"{'name':<{width}}  {'objective':<12}  {'preset':<7}  {'trials':>6}  {'complete':>8}  {'best':>7}  role"]
+    for r in rows:
+        best = "" if r["best_value"] is None else f"{r['best_value']:.2f}"
+        lines.append(
+            f"{r['name']:<{width}}  {r['objective']:<12}  {r['preset']:<7}  {r['trials']:>6}  "
+            f"{r['states'].get('COMPLETE', 0):>8}  {best:>7}  {r['role']}"
+        )
+    return "\n".join(lines)
+
+
+def show_text(data: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """`study.py show NAME`: settings, the config keys that differ from `defaults` (the objective's default
+    config; {} for a study not made by study.py), then one line per trial (reports.study_details data)."""
+    lines = [_show_header(data)]
+    if data["sampler"]:
+        pruner = dict(data["pruner"] or {})
+        lines.append(
+            f"sampler {data['sampler'].get('name')} (seed {data['sampler'].get('seed')}); pruner "
+            f"{pruner.pop('name', '-')} {' '.join(f'{k}={v}' for k, v in pruner.items())}"
+        )
+    lines.append(f"space: {space_text(data['user_attrs'])}")
+    changed = {k: v for k, v in (data["config"] or {}).items() if defaults.get(k) != v}
+    lines.append("config (differs from the defaults): " + (" ".join(f"{k}={v}" for k, v in changed.items()) or "-"))
+    states = ", ".join(f"{n} {s.lower()}" for s, n in data["states"].items()) or "none"
+    best = data["best_trial"]
+    best_text = f"; best #{best['number']} {best['value']:.2f}" if best else ""
+    lines.append(f"trials: {data['n_trials']} ({states}){best_text}")
+    if data["trials"]:
+        lines.append(f"{'#':>4}  {'state':<8}  {'value':>7}  {'test':>7}  {'steps':>6}  {'seconds':>8}  params / error")
+        lines += [_trial_line(t) for t in data["trials"]]
+    return "\n".join(lines)
+
+
+def _show_header(data: dict[str, Any]) -> str:
+    return (
+        f"study {data['name']}: objective {data['objective'] or '-'}, preset {data['preset'] or '-'}, "
+        f"{data['direction']} {metric_name(data['objective'])}" + (f", role {data['role']}" if data["role"] else "")
+    )
+
+
+def _trial_line(t: dict[str, Any]) -> str:
+    ua = t["user_attrs"]
+    # a pruned trial's Optuna value is its last intermediate value (e.g. kNN), not a probe accuracy: hidden
+    value = "" if t["value"] is None or t["state"] != "COMPLETE" else f"{t['value']:.2f}"
+    test = ua.get(schema.TEST_TOP1)
+    params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+    extra = f"  [{ua[schema.ERROR]}]" if ua.get(schema.ERROR) else ""
+    return (
+        f"{t['number']:>4}  {t['state']:<8}  {value:>7}  {'' if test is None else f'{test:.2f}':>7}  "
+        f"{ua.get(schema.STEPS, ''):>6}  {ua.get(schema.SECONDS, ''):>8}  {params}{extra}"
+    )
+
+
+def space_text(attrs: dict[str, Any]) -> str:
+    """The searched space from a study's `space` attr, one `name kind [low, high]` or `name choice [...]` each."""
+    try:
+        space = schema.space_from_json(attrs[schema.SPACE])
+    except (KeyError, TypeError, ValueError):
+        return "(unknown)"
+    if not space:
+        return "(none)"
+    parts = []
+    for key, dist in space.items():
+        kind = type(dist).__name__.replace("Distribution", "").lower()
+        if hasattr(dist, "choices"):
+            parts.append(f"{key} choice {list(dist.choices)}")
+        else:
+            parts.append(f"{key} {kind} [{dist.low:g}, {dist.high:g}]{' log' if dist.log else ''}")
+    return "; ".join(parts)
+
+
+def comparison_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The comparison (rows.comparison_rows) for the terminal: test top-1/top-5, gain over scratch, trial
+    counts, and the best trial or why the regime is missing."""
+
+    def num(value: float | None, sign: str = "") -> str:
+        return "-" if value is None else f"{value:{sign}.2f}"
+
+    header = ("regime", "test top-1", "top-5", "gain vs scratch", "trials (c/p/f)", "status")
+    table = [header]
+    for r in rows:
+        gain = "reference" if r["regime"] == "scratch" and r["status"] == "ok" else num(r["gain_top1"], "+")
+        status = f"ok: {r['study']} #{r['trial']}" if r["status"] == "ok" else f"missing: {r['reason']}"
+        trials = f"{r['n_trials']} ({r['n_complete']}/{r['n_pruned']}/{r['n_failed']})"
+        table.append((r["label"], num(r["test_top1"]), num(r["test_top5"]), gain, trials, status))
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    lines = []
+    for row in table:
+        numbers = [cell.rjust(width) for cell, width in zip(row[1:-1], widths[1:], strict=True)]
+        cells = [row[0].ljust(widths[0]), *numbers]
+        lines.append("  ".join([*cells, row[-1]]))
+    return "\n".join(lines)
