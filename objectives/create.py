@@ -170,3 +170,12 @@ def dependents(storage: optuna.storages.BaseStorage, name: str) -> list[str]:
         if kind in ("best", "trial") and ref == name and study.study_name != name:
             found.append(study.study_name)
     return found
+
+
+def delete(storage: optuna.storages.BaseStorage, name: str, artifacts, *, force: bool = False) -> int:
+    """Delete study `name` and its artifacts (the number of files removed); UserError, deleting nothing, when
+    other studies probe one of its encoders, unless `force`."""
+    using = dependents(storage, name)
+    if using and not force:
+        raise UserError(f"studies {', '.join(using)} probe an encoder of {name!r}; delete them first, or use --force")
+    return store.delete_study(storage, name, artifacts)

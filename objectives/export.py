@@ -85,7 +85,7 @@ def export_encoder(storage, artifacts, name: str, number: int | None, out: str |
     }
     _atomic(out, lambda f: torch.save(state, f))
     _atomic(out.with_suffix(".json"), lambda f: f.write(json.dumps(info, indent=2).encode()))
-    return info
+    return {**info, "json": str(out.with_suffix(".json"))}
 
 
 def _atomic(path: Path, write) -> None:

@@ -29,7 +29,6 @@ from objectives.common import INTERRUPTED, queue_retry
 from storage import open_artifacts, schema
 from storage.schema import ERROR, GRID_TAKEN
 
-
 PROGRESS = ("bar", "lines", "none")
 
 

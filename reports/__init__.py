@@ -19,6 +19,7 @@ from typing import Any
 
 from optuna.storages import BaseStorage
 
+from errors import UserError
 from reports import rows, study_info
 from reports.listing import study_details, study_list
 from reports.rows import StudyData, json_safe
@@ -64,6 +65,24 @@ class Report:
         from reports.html import write_html  # plotly only when a page is written
 
         return write_html(self, path)
+
+
+def check_out(out: str) -> None:
+    """An output file name whose directory exists (checked before anything is read or run)."""
+    path = Path(out)
+    if not out.strip() or path.name in ("", "..") or path.is_dir():
+        raise UserError(f"--out {out!r}: give a file name, e.g. --out report.html")
+    if not path.parent.is_dir():
+        raise UserError(f"--out {out}: directory {path.parent} does not exist")
+
+
+def write(report: Report, path: str | Path) -> Path:
+    """Write the report's HTML page; the absolute path. UserError when the file cannot be written (the results
+    stay in the store: `study.py report` writes the page again)."""
+    try:
+        return report.write_html(path).resolve()
+    except OSError as e:  # read-only directory, full disk
+        raise UserError(f"cannot write {path}: {e.strerror or e} (the results are stored: study.py report)") from None
 
 
 def build_report(

@@ -91,3 +91,21 @@ def save_to_dashboard(storage: str | BaseStorage, report: Report) -> dict[str, l
 
 def _num(value: float | None, sign: str = "") -> str:
     return "n/a" if value is None else f"{value:{sign}.2f}"
+
+
+def serve(url: str | None, artifacts_dir: str | None, *, host: str, port: int, say) -> None:
+    """Run optuna-dashboard on the store at `url` (never creating one) until Ctrl-C; UserError on a bad port."""
+    import optuna_dashboard
+
+    from errors import UserError
+    from storage import display_url, open_artifacts, resolve_url
+
+    if not 0 < port < 65536:
+        raise UserError(f"--port {port}: must be in 1-65535")
+    storage = open_storage(url)  # refuses a store that does not exist (never creates an empty one)
+    artifacts = open_artifacts(url, artifacts_dir, create=False)
+    say(f"optuna-dashboard for {display_url(resolve_url(url))} on http://{host}:{port}/ (Ctrl-C stops)")
+    try:
+        optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=artifacts)
+    except OSError as e:
+        raise UserError(f"dashboard cannot listen on {host}:{port} ({e.strerror or e})") from None

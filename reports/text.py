@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from errors import UserError
 from storage import schema
 
 
@@ -114,3 +115,46 @@ def comparison_table(rows: Sequence[dict[str, Any]]) -> str:
         cells = [row[0].ljust(widths[0]), *numbers]
         lines.append("  ".join([*cells, row[-1]]))
     return "\n".join(lines)
+
+
+def trials_csv(trials: Sequence[dict[str, Any]]) -> str:
+    """`study.py show NAME --csv`: one row per trial with the columns of Optuna's `trials_dataframe` (number,
+    value, datetime_start, datetime_complete, duration, params_*, user_attrs_*, state), which pandas reads with
+    `pd.read_csv`. Lists and dicts (a trial's history) are written as JSON; durations in seconds."""
+    import csv
+    import io
+    import json
+    from datetime import datetime
+
+    params = sorted({k for t in trials for k in t["params"]})
+    attrs = sorted({k for t in trials for k in t["user_attrs"]})
+    columns = ["number", "value", "datetime_start", "datetime_complete", "duration"]
+    columns += [f"params_{k}" for k in params] + [f"user_attrs_{k}" for k in attrs] + ["state"]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for t in trials:
+        start, end = t.get("datetime_start"), t.get("datetime_complete")
+        duration = (
+            (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() if start and end else ""
+        )
+        cells = [t["number"], t["value"], start, end, duration]
+        cells += [t["params"].get(k) for k in params]
+        cells += [t["user_attrs"].get(k) for k in attrs]
+        cells.append(t["state"])
+        writer.writerow(["" if c is None else json.dumps(c) if isinstance(c, (list, dict)) else c for c in cells])
+    return out.getvalue()
+
+
+def best_sets(data: dict[str, Any]) -> str:
+    """`study.py show NAME --best`: the best trial's whole config (the study's config with the trial's
+    parameters merged in) as `--set KEY=VALUE ...`, shell-quoted, to pass back to `create`."""
+    import shlex
+
+    best = data["best_trial"]
+    if best is None:
+        raise UserError(f"study {data['name']!r} has no completed trial yet")
+    config = {**(data["config"] or {}), **best["params"]}
+    return "--set " + " ".join(
+        shlex.quote(f"{k}={str(v).lower() if isinstance(v, bool) else v}") for k, v in config.items()
+    )

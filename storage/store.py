@@ -59,6 +59,10 @@ class Heartbeat:
     grace_period: int = 120  # a RUNNING trial silent this long is stale (failed and retried)
     max_retry: int = 3  # retries of one trial after its workers died
 
+    def __post_init__(self) -> None:
+        if self.interval < 1 or self.grace_period <= self.interval or self.max_retry < 0:
+            raise UserError("need --heartbeat >= 1, --grace-period > --heartbeat and --max-retry >= 0")
+
 
 def _check_sqlite_file(path: Path, url: str, create: bool) -> None:
     """Refuse what is not (and, unless creating, what is not yet) an Optuna SQLite store, touching nothing."""
