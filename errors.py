@@ -4,6 +4,8 @@ every package (simclr/, storage/, objectives/, reports/) and study.py import it;
 The command line turns a UserError into one line on stderr and exit code 2; anything else is a bug.
 """
 
+import re
+
 
 class UserError(Exception):
     """A problem the user can fix; the message is one line that says what and where."""
@@ -21,7 +23,7 @@ def first_line(message: object, limit: int = 300) -> str:
     """The first line of an exception's (or any) message, at most `limit` characters, with control characters
     escaped, so whatever a library or a user put in it prints as one line. An exception with no message gives its
     type's name."""
-    lines = str(message).strip().splitlines()
+    lines = [line for line in re.split(r"[\r\n]+", str(message).strip()) if line]  # other separators: escaped
     if not lines:
         return type(message).__name__ if isinstance(message, BaseException) else ""
     text = lines[0][:limit]

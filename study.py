@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """The command line: Optuna studies over SimCLR, the linear protocol and supervised training, in one store.
 
-    python study.py create --objective {simclr,linear_probe,supervised,finetune} [--name NAME] [--preset P]
-            [--data-dir DIR] [--set KEY=VALUE ...] [--param NAME=SPEC ...] [--sampler S] [--pruner P] [--seed N]
+    python study.py create --objective OBJECTIVE [--name NAME] [--preset P] [--set KEY=VALUE ...] [--param K=SPEC]
     python study.py optimize NAME [--trials N] [--timeout SECONDS] [--device auto|cpu|cuda|cuda:K]
     python study.py list | show NAME [--json|--csv|--best] | delete NAME [--force] | keys [OBJECTIVE] | dashboard
     python study.py enqueue NAME --set KEY=VALUE ... | export NAME [--trial N] --out F | report [NAME ...] [--out F]
@@ -36,8 +35,9 @@ def say(line: str) -> None:
 def run_options(args: argparse.Namespace):
     from objectives.run import RunOptions
 
-    return RunOptions(args.trials, getattr(args, "timeout", None), args.device, args.threads, getattr(args, "work_dir",
-                      None), args.progress or ("bar" if sys.stderr.isatty() else "lines"))  # fmt: skip
+    progress = args.progress or ("bar" if sys.stderr.isatty() else "lines")
+    timeout, work_dir = getattr(args, "timeout", None), getattr(args, "work_dir", None)
+    return RunOptions(args.trials, timeout, args.device, args.threads, work_dir, args.keep_checkpoints, progress)
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -150,10 +150,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not args.json:
         reports.check_out(args.out)  # before anything is read
     report = reports.build_report(open_storage(url, read_only=True), args.names or None, url=display_url(url))
-    if args.json:
-        print(json.dumps(report.to_json(), indent=2))
-    else:
-        say(str(reports.write(report, args.out)))
+    print(json.dumps(report.to_json(), indent=2)) if args.json else say(str(reports.write(report, args.out)))
     return 0
 
 
@@ -205,6 +202,8 @@ def commands() -> dict[str, tuple]:
                "$STUDY_DATA, else ./data; a probe of best:STUDY takes that study's data settings)")  # fmt: skip
     run = [arg("--device", default="auto", help="auto, cpu, cuda, cuda:K or mps (one worker per GPU)"),
            arg("--threads", type=int, help="torch CPU threads (default: all cores; cores/workers for several)"),
+           arg("--keep-checkpoints", type=int, default=3, metavar="K", help="checkpoints of the best K trials of a "
+               "study are kept (and those that may resume or that other studies probe); default 3"),
            arg("--progress", choices=("bar", "lines", "none"), help="bars (default on a terminal), a line per epoch "
                "and trial (default otherwise: logs, several workers on one terminal), or none")]  # fmt: skip
     return {

@@ -11,6 +11,7 @@ from typing import Any
 
 from objectives import make_objective
 from objectives.compare import PlannedStudy
+from simclr.config import make_config
 
 
 @dataclass
@@ -27,9 +28,9 @@ def preflight(plans: Sequence[PlannedStudy], device: str) -> tuple[Sizes, Any]:
     """Load the data and resolve the device as the hyperparameter study will (downloading CIFAR when allowed and
     missing): a UserError here stops compare before anything is created. Returns the sizes and the runtime."""
     planned = next(s for s in plans if s.role == "simclr_hparams")
-    config = planned.spec().config
     objective = make_objective(planned.spec(), device=device)
     objective.prepare()
+    config = objective.config
     splits = objective.data.probe_splits(config)
     sizes = Sizes(
         len(objective.data.pretrain_set(config)), len(splits["train"]), len(splits["val"]), len(splits["test"])
@@ -39,33 +40,33 @@ def preflight(plans: Sequence[PlannedStudy], device: str) -> tuple[Sizes, Any]:
 
 def speed_test(rt, seconds: float = 1.5) -> float:
     """Training images per second of the CIFAR ResNet-18 (forward + backward + SGD) on this runtime, the median
-    of plans timed for about `seconds` after two warm-up plans: the calibration of the rough time estimate."""
+    of steps timed for about `seconds` after two warm-up steps: the calibration of the rough time estimate."""
     import statistics
 
     import torch
 
     from simclr.models import resnet18
 
-    batch = 256 if rt.device.type == "cuda" else 32  # CPU plans are long already at 32
+    batch = 256 if rt.device.type == "cuda" else 32  # CPU steps are long already at 32
     model = rt.prepare(resnet18("cifar", num_classes=10)).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     x = torch.randn(batch, 3, 32, 32, device=rt.device).contiguous(memory_format=rt.memory_format)
     y = torch.randint(0, 10, (batch,), device=rt.device)
 
-    def planned() -> float:
+    def step() -> float:
         start = time.perf_counter()
         with rt.autocast():
             loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.planned()
+        opt.step()
         loss.item()  # waits for the device
         return time.perf_counter() - start
 
-    planned(), planned()
+    step(), step()
     times: list[float] = []
     while len(times) < 3 or sum(times) < seconds:
-        times.append(planned())
+        times.append(step())
     return batch / statistics.median(times)
 
 
@@ -78,7 +79,7 @@ def _imagenet_cost(resolution: int) -> float:
 def work(planned: PlannedStudy, sizes: Sizes) -> tuple[float, float]:
     """(training image passes, forward-only image passes) of one study's full budget: a cost model in units of a
     CIFAR ResNet-18 image. Probe training on cached features is small and left out."""
-    config = planned.spec().config
+    config = make_config(planned.objective, planned.spec().config)
     probe_images = sizes.probe_train + sizes.probe_val + sizes.test
     if planned.objective == "simclr":
         if planned.sampler == "grid":
@@ -86,15 +87,14 @@ def work(planned: PlannedStudy, sizes: Sizes) -> tuple[float, float]:
             pretrain = sum(fractions) * sizes.pretrain / max(fractions)  # the largest is the full fraction
         else:
             pretrain = planned.trials * sizes.pretrain
-        epochs, every = int(config["epochs"]), int(config["monitor_every"])
-        monitor = (epochs // every if every else 0) * (
-            min(int(config["monitor_size"]), sizes.probe_train) + sizes.probe_val
-        )
+        cfg = config.pretrain
+        epochs, every = cfg.epochs, cfg.monitor_every
+        monitor = (epochs // every if every else 0) * (min(cfg.monitor_size, sizes.probe_train) + sizes.probe_val)
         return 2 * epochs * pretrain, planned.trials * (monitor + probe_images)
     if planned.objective == "supervised":
-        epochs = int(config["epochs"])
+        epochs = config.supervised.epochs
         return planned.trials * epochs * sizes.probe_train, planned.trials * (epochs * sizes.probe_val + sizes.test)
-    cost = _imagenet_cost(int(config["resolution"])) if planned.encoder == "imagenet" else 1.0
+    cost = _imagenet_cost(config.encoder.resolution) if planned.encoder == "imagenet" else 1.0
     return 0.0, cost * probe_images  # features are extracted once per encoder and cached
 
 
@@ -118,7 +118,7 @@ def budget_lines(plans: Sequence[PlannedStudy], sizes: Sizes, estimate: dict[str
     lines = []
     for k, planned in enumerate(plans, 1):
         spec = planned.spec()
-        config = spec.config
+        config = make_config(planned.objective, spec.config)
         if planned.objective == "simclr":
             if planned.sampler == "grid":
                 fractions = [float(v) for v in spec.space["data_fraction"].choices]
@@ -126,14 +126,14 @@ def budget_lines(plans: Sequence[PlannedStudy], sizes: Sizes, estimate: dict[str
                 what = "data_fraction " + ", ".join(f"{f:g} (~{_images(f * scale)})" for f in fractions)
             else:
                 what = f"{_images(sizes.pretrain)} pretraining images; search {', '.join(spec.space)}"
-            epochs = f"{config['epochs']} epochs (+ probe {config['probe_epochs']})"
+            epochs = f"{config.pretrain.epochs} epochs (+ probe {config.probe.probe_epochs})"
         elif planned.objective == "supervised":
             what = f"{_images(sizes.probe_train)} training images; search {', '.join(spec.space)}"
-            epochs = f"{config['epochs']} epochs"
+            epochs = f"{config.supervised.epochs} epochs"
         else:
-            encoder = planned.encoder + (f" at {config['resolution']}px" if planned.encoder == "imagenet" else "")
+            encoder = planned.encoder + (f" at {config.encoder.resolution}px" if planned.encoder == "imagenet" else "")
             what = f"encoder {encoder}; {_images(sizes.probe_train)} images; search {', '.join(spec.space)}"
-            epochs = f"{config['probe_epochs']} probe epochs"
+            epochs = f"{config.probe.probe_epochs} probe epochs"
         time_text = f"  ~{estimate[planned.name] / 60:.1f} min" if estimate else ""
         lines.append(
             f"  {k}/{len(plans)} {planned.name:<{width}}  {planned.trials:>3} trials  {epochs}; {what}{time_text}"

@@ -258,7 +258,10 @@ class Objective:
         if path is None or not self.can_upload(trial):
             return None
         previous = trial.user_attrs.get(schema.CHECKPOINT)
-        artifact_id = store.upload(self.artifacts, trial, path, mimetype="application/octet-stream")
+        filename = (
+            f"{self.study_name or self.name}-trial{trial.number}-{path.stem}{path.suffix}"  # e.g. ssl-trial3-last.pt
+        )
+        artifact_id = store.upload(self.artifacts, trial, path, mimetype="application/octet-stream", filename=filename)
         trial.set_user_attr(schema.CHECKPOINT, artifact_id)
         if isinstance(previous, str) and previous.startswith("resume-"):
             store.remove_quietly(self.artifacts, previous)

@@ -12,6 +12,7 @@ Exit codes (`RunSummary.exit_code`): 0 done; 1 trials ran but none completed or 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import signal
 import sys
@@ -26,7 +27,9 @@ from optuna.trial import FrozenTrial, TrialState
 from errors import UserError
 from objectives import make_objective, open_study
 from objectives.common import INTERRUPTED, queue_retry
+from objectives.space import parse_encoder
 from storage import open_artifacts, schema
+from storage.artifacts import remove_quietly
 from storage.schema import ERROR, GRID_TAKEN
 
 PROGRESS = ("bar", "lines", "none")
@@ -41,6 +44,7 @@ class RunOptions:
     device: str = "auto"
     threads: int | None = None  # torch CPU threads (None: all cores)
     work_dir: str | None = None  # where trials keep temporary checkpoints
+    keep_checkpoints: int = 3  # checkpoints of the best K complete trials are kept (keep_best_checkpoints)
     progress: str = "lines"  # bar: tqdm bars on stderr (one worker on a terminal); lines: a line per epoch; none
 
     def check(self) -> None:
@@ -50,6 +54,8 @@ class RunOptions:
             raise UserError("--timeout must be > 0 seconds")
         if self.threads is not None and self.threads < 1:
             raise UserError("--threads must be >= 1")
+        if self.keep_checkpoints < 1:
+            raise UserError("--keep-checkpoints must be >= 1 (best:STUDY encoders need the best trial's)")
         if self.progress not in PROGRESS:
             raise UserError(f"--progress {self.progress}: choose from {', '.join(PROGRESS)}")
 
@@ -153,6 +159,36 @@ def requeue_grid_points(study: optuna.Study) -> list[float]:
     return queued
 
 
+def referenced_trials(storage: optuna.storages.BaseStorage, name: str) -> set[int]:
+    """Numbers of the trials of study `name` that other studies probe as `trial:NAME:N` encoders."""
+    numbers = set()
+    for other in storage.get_all_studies():
+        kind, ref, number = parse_encoder(str(other.user_attrs.get(schema.ENCODER) or "random"))
+        if kind == "trial" and ref == name and number is not None:
+            numbers.add(number)
+    return numbers
+
+
+def keep_best_checkpoints(storage: optuna.storages.BaseStorage, study: optuna.Study, artifacts, keep: int) -> int:
+    """Remove the checkpoint files of a study's trials except those of its `keep` best complete trials, of trials
+    that may still run or resume (RUNNING, WAITING: a retry shares its predecessor's resume checkpoint) and of
+    trials other studies probe (trial:STUDY:N). Returns how many files were removed. (Six small trials left
+    483 MB: a ResNet-18 checkpoint with optimizer state is ~90 MB.)"""
+    trials = study.get_trials(deepcopy=False)
+    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
+    kept = {t.number for t in sorted(complete, key=lambda t: -sign * t.value)[:keep]}
+    kept |= {t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)}
+    kept |= referenced_trials(storage, study.study_name)
+    live = {t.user_attrs.get(schema.CHECKPOINT) for t in trials if t.number in kept}
+    removed = 0
+    for t in trials:
+        artifact_id = t.user_attrs.get(schema.CHECKPOINT)
+        if isinstance(artifact_id, str) and artifact_id and artifact_id not in live:
+            removed += remove_quietly(artifacts, artifact_id)
+    return removed
+
+
 def _grid_callbacks(study: optuna.Study, space: dict) -> tuple[bool, list[Callable]]:
     """(whether the grid is already fully started, [a callback stopping the worker once it is])."""
     from objectives.space import grid_exhausted
@@ -223,6 +259,9 @@ def run_study(
         if objective.stop_requested:
             study.stop()
 
+    def tidy_checkpoints(study: optuna.Study, trial: Any) -> None:
+        keep_best_checkpoints(storage, study, objective.artifacts, options.keep_checkpoints)
+
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     optuna_log = logging.getLogger("optuna.study._optimize")
     quiet = ExplainedFailures(objective.explained)
@@ -232,7 +271,7 @@ def run_study(
             objective,
             n_trials=options.trials,
             timeout=options.timeout,
-            callbacks=[progress, stop_when_asked, *callbacks],
+            callbacks=[progress, stop_when_asked, tidy_checkpoints, *callbacks],
         )
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -34,19 +34,12 @@ class SimCLRObjective(DataObjective):
         self.data.pretrain_set(config)
 
     def run(self, trial: optuna.Trial, config: Config, rt: Runtime) -> float:
-        from simclr.data import probe_data_key, stats_for
-        from simclr.pretrain import pretrain
-        from simclr.probe import evaluate_encoder
-
-        seed = config.run.seed
-        pre_cfg, probe_cfg = config.pretrain, config.probe
-        assert pre_cfg is not None and probe_cfg is not None
+        assert config.pretrain is not None
         train, splits = self.data.pretrain_set(config), self.data.probe_splits(config)
-        mean, std = stats_for(config.data.pretrain_data)
         set_attrs(
             trial,
             **{
-                schema.DATA_FRACTION: pre_cfg.data_fraction,
+                schema.DATA_FRACTION: config.pretrain.data_fraction,
                 schema.N_PRETRAIN_IMAGES: len(train),
                 schema.N_TRAIN_IMAGES: len(splits["train"]),
                 schema.TRIAL_ENCODER: f"trial:{self.study_name}:{trial.number}" if self.study_name else "simclr",
@@ -55,66 +48,85 @@ class SimCLRObjective(DataObjective):
         tmp = self.temp_dir(trial)
         completed = interrupted = False
         try:
-            resume = self._resume_from(trial, tmp)
-            bar = self.bar(pre_cfg.epochs, trial)
-            knn: list[float] = []
-            try:
-                result = pretrain(
-                    pre_cfg,
-                    train,
-                    rt=rt,
-                    seed=seed,
-                    monitor=(splits["train"], splits["val"]) if pre_cfg.monitor_every > 0 else None,
-                    checkpoint_dir=tmp,
-                    resume=resume,
-                    mean=mean,
-                    std=std,
-                    on_epoch=self.reporter(
-                        trial,
-                        "knn_top1",
-                        bar,
-                        seen=lambda m: knn.extend([m["knn_top1"]] if m.get("knn_top1") is not None else []),
-                    ),
-                    on_checkpoint=lambda path, epoch: self._checkpointed(trial, path, epoch, pre_cfg.epochs),
-                )
-            finally:
-                bar.close()
-            set_attrs(
-                trial,
-                **{
-                    schema.STEPS: result.steps,
-                    schema.IMAGES_PER_SECOND: result.images_per_second,
-                    "pretrain_seconds": result.seconds,
-                    "knn_top1": knn[-1] if knn else None,
-                },
-            )
-            if self.upload_checkpoint(trial, result.checkpoint) is not None:
-                trial.set_user_attr(schema.CHECKPOINT_EPOCH, result.epochs_done)
-            data_key = probe_data_key(config.data, seed)
-            # no feature cache: this encoder exists once, its features would only fill the disk
-            probe = evaluate_encoder(
-                result.encoder, splits, probe_cfg, rt=rt, cache_dir=None, data_key=data_key, seed=seed
-            )
-            set_attrs(
-                trial,
-                **{
-                    schema.VAL_TOP5: probe.val_top5,
-                    schema.TEST_TOP1: probe.test_top1,
-                    schema.TEST_TOP5: probe.test_top5,
-                    "probe_seconds": probe.seconds,
-                },
-            )
+            result = self._pretrain(trial, config, rt, train, splits, tmp)
+            value = self._probe(trial, config, rt, result.encoder, splits)
             completed = True
-            return probe.val_top1
+            return value
         except BaseException as e:
-            interrupted = isinstance(e, KeyboardInterrupt) or caused_by_interrupt(
-                e
-            )  # queued again: keep its checkpoint
+            # an interrupted trial is queued again and resumes from its checkpoint: keep it
+            interrupted = isinstance(e, KeyboardInterrupt) or caused_by_interrupt(e)
             raise
         finally:
             remove_dir(tmp)
             if not completed and not interrupted:
                 self._drop_resume_checkpoint(trial)
+
+    def _pretrain(self, trial: optuna.Trial, config: Config, rt: Runtime, train, splits: dict, tmp: Path):
+        """SimCLR pretraining (resumed from an inherited checkpoint), the kNN monitor reported for pruning; the
+        final checkpoint uploaded. Returns simclr.pretrain's PretrainResult."""
+        from simclr.data import stats_for
+        from simclr.pretrain import pretrain
+
+        cfg = config.pretrain
+        assert cfg is not None
+        mean, std = stats_for(config.data.pretrain_data)
+        knn: list[float] = []
+        bar = self.bar(cfg.epochs, trial)
+        try:
+            result = pretrain(
+                cfg,
+                train,
+                rt=rt,
+                seed=config.run.seed,
+                monitor=(splits["train"], splits["val"]) if cfg.monitor_every > 0 else None,
+                checkpoint_dir=tmp,
+                resume=self._resume_from(trial, tmp),
+                mean=mean,
+                std=std,
+                on_epoch=self.reporter(
+                    trial,
+                    "knn_top1",
+                    bar,
+                    seen=lambda m: knn.extend([m["knn_top1"]] if m.get("knn_top1") is not None else []),
+                ),
+                on_checkpoint=lambda path, epoch: self._checkpointed(trial, path, epoch, cfg.epochs),
+            )
+        finally:
+            bar.close()
+        set_attrs(
+            trial,
+            **{
+                schema.STEPS: result.steps,
+                schema.IMAGES_PER_SECOND: result.images_per_second,
+                "pretrain_seconds": result.seconds,
+                "knn_top1": knn[-1] if knn else None,
+            },
+        )
+        if self.upload_checkpoint(trial, result.checkpoint) is not None:
+            trial.set_user_attr(schema.CHECKPOINT_EPOCH, result.epochs_done)
+        return result
+
+    def _probe(self, trial: optuna.Trial, config: Config, rt: Runtime, encoder, splits: dict) -> float:
+        """The linear protocol with the study's fixed probe settings; returns probe-val top-1."""
+        from simclr.data import probe_data_key
+        from simclr.probe import evaluate_encoder
+
+        assert config.probe is not None
+        seed = config.run.seed
+        # no feature cache: this encoder exists once, its features would only fill the disk
+        probe = evaluate_encoder(
+            encoder, splits, config.probe, rt=rt, cache_dir=None, data_key=probe_data_key(config.data, seed), seed=seed
+        )
+        set_attrs(
+            trial,
+            **{
+                schema.VAL_TOP5: probe.val_top5,
+                schema.TEST_TOP1: probe.test_top1,
+                schema.TEST_TOP5: probe.test_top5,
+                "probe_seconds": probe.seconds,
+            },
+        )
+        return probe.val_top1
 
     # -- resuming after a killed worker ------------------------------------------------------------------------
 

@@ -12,8 +12,10 @@ Numpy only: `simclr.data.load_dataset` turns what `read_cifar` returns into an I
 
 from __future__ import annotations
 
+import contextlib
 import io
 import pickle
+import sys
 import tarfile
 import zlib
 from dataclasses import dataclass
@@ -238,7 +240,8 @@ def _download(spec: CifarSpec, data_dir: Path) -> None:
     url, filename, md5 = _torchvision_source(spec)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        download_and_extract_archive(url, str(data_dir), filename=filename, md5=md5)
+        with contextlib.redirect_stdout(sys.stderr):  # progress and messages never land in a table on stdout
+            download_and_extract_archive(url, str(data_dir), filename=filename, md5=md5)
     except Exception as e:  # offline, HTTP error, checksum mismatch (RuntimeError), disk full, bad archive
         (data_dir / filename).unlink(missing_ok=True)  # absent before we started: never leave half a file
         raise UserError(

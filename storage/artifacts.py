@@ -88,6 +88,7 @@ def upload(
     *,
     mimetype: str = "application/octet-stream",
     storage: optuna.storages.BaseStorage | None = None,
+    filename: str | None = None,
 ) -> str:
     """Upload a file as an artifact of `trial` (optuna.Trial, or FrozenTrial with `storage`); return its id.
 
@@ -98,9 +99,11 @@ def upload(
     if storage is None:
         raise ValueError("storage is required for a FrozenTrial")
     file_path = Path(file_path)
+    # the id stays a bare uuid: optuna-dashboard serves only ids of hex digits and dashes; the name it downloads
+    # under (and lists) is `filename`
     artifact_id = str(uuid.uuid4())
     _write(artifact_store, artifact_id, file_path)
-    meta = ArtifactMeta(artifact_id=artifact_id, filename=file_path.name, mimetype=mimetype, encoding=None)
+    meta = ArtifactMeta(artifact_id=artifact_id, filename=filename or file_path.name, mimetype=mimetype, encoding=None)
     try:
         storage.set_trial_system_attr(
             trial_id(trial), ARTIFACT_ATTR_PREFIX + artifact_id, json.dumps(dataclasses.asdict(meta))
@@ -114,7 +117,7 @@ def upload(
 def write_unlisted(artifact_store, file_path: str | Path) -> str:
     """Store a file in the artifact store without metadata (e.g. a resume checkpoint that will be replaced):
     the dashboard does not list it; the caller keeps the id (in a user attr) and removes it when superseded."""
-    artifact_id = f"resume-{uuid.uuid4()}"
+    artifact_id = f"resume-{uuid.uuid4()}{Path(file_path).suffix}"
     _write(artifact_store, artifact_id, Path(file_path))
     return artifact_id
 

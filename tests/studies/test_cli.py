@@ -213,7 +213,10 @@ def test_delete_removes_the_study_and_its_artifacts(filled_store, tmp_path):
     url = f"sqlite:///{tmp_path / 'd.db'}"
     ssl = {t["user_attrs"][schema.CHECKPOINT] for t in show(url, "ssl")["trials"]}
     scratch = {t["user_attrs"][schema.CHECKPOINT] for t in show(url, "scratch")["trials"]}
-    r = run_cli("delete", "ssl", "--storage", url)
+    r = run_cli("delete", "ssl", "--storage", url)  # probe-best and ft probe its encoder: refused, nothing deleted
+    check_refused(r, "studies probe-best, ft probe an encoder of 'ssl'")
+    assert show(url, "ssl")["n_trials"] == len(ssl) and all((tmp_path / "d_artifacts" / a).exists() for a in ssl)
+    r = run_cli("delete", "ssl", "--force", "--storage", url)
     assert r.rc == 0, r.err
     assert "ssl" not in {row["name"] for row in json.loads(run_cli("list", "--json", "--storage", url).out)}
     assert all(not (tmp_path / "d_artifacts" / a).exists() for a in ssl)
@@ -477,7 +480,7 @@ def test_postgres_store_create_show_delete():
     assert run_cli("show", name, "--storage", url).rc == 2
 
 
-def test_sigterm_fails_the_running_trial_cleanly(filled_store, tmp_path):
+def test_sigterm_fails_the_running_trial_cleanly_and_queues_it_again(filled_store, tmp_path):
     url = f"sqlite:///{tmp_path / 't.db'}"
     sets = [s for s in tiny_sets("simclr", filled_store.data_dir) if not s.startswith("epochs=")] + ["epochs=200"]
     assert run_cli("create", "--objective", "simclr", "--name", "t", "--storage", url, "--set", *sets).rc == 0
@@ -515,7 +518,11 @@ def test_sigterm_fails_the_running_trial_cleanly(filled_store, tmp_path):
             worker.kill()
     assert worker.returncode == 130, err
     assert "Traceback" not in err and err.rstrip().endswith("interrupted")
-    (trial,) = show(url, "t")["trials"]
+    assert "queued again" in err and "nan" not in err  # not Optuna's "The value nan is not acceptable"
+    trial, retry = show(url, "t")["trials"]
     assert trial["state"] == "FAIL" and trial["user_attrs"][schema.ERROR] == "interrupted"
-    assert trial["user_attrs"][schema.CHECKPOINT] == ""  # its resume checkpoint was dropped...
-    assert list((tmp_path / "t_artifacts").iterdir()) == []  # ...from the artifact store too
+    # queued again with its parameters and its resume checkpoint (test_objectives: such a retry resumes from it)
+    assert retry["state"] == "WAITING" and retry["params"] == trial["params"]
+    checkpoint = retry["user_attrs"][schema.CHECKPOINT]
+    assert checkpoint == trial["user_attrs"][schema.CHECKPOINT] and (tmp_path / "t_artifacts" / checkpoint).is_file()
+    assert retry["user_attrs"][schema.CHECKPOINT_EPOCH] >= 1 and schema.ERROR not in retry["user_attrs"]

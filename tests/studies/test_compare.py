@@ -14,6 +14,7 @@ import torchvision
 
 from objectives import compare
 from reports import rows
+from reports.text import comparison_table
 from storage import schema
 from tests.studies.conftest import file_state, run_cli
 
@@ -292,7 +293,7 @@ def test_format_table_rows():
     missing = {**row, "regime": "probe_imagenet", "label": "ImageNet", "status": "missing", "reason": "offline",
                "test_top1": None, "test_top5": None, "gain_top1": None, "n_trials": 0, "n_complete": 0,
                "n_pruned": 0}  # fmt: skip
-    lines = compare.format_table([row, missing]).splitlines()
+    lines = comparison_table([row, missing]).splitlines()
     assert lines[0].split()[:3] == ["regime", "test", "top-1"]
     assert lines[1].split()[-6:] == ["reference", "3", "(2/1/0)", "ok:", "p-scratch", "#2"]
     assert lines[2].endswith("missing: offline") and " - " in lines[2]

@@ -279,7 +279,7 @@ def test_fuzz_the_command_line(kind, pristine, tmp_path, monkeypatch):
             except SystemExit as e:  # study.main should not let one through; record it as its code
                 rc = e.code
         out, err = out.getvalue(), err.getvalue()
-        name = argv[0] if argv and argv[0] in study.COMMANDS else "other"
+        name = argv[0] if argv and argv[0] in study.commands() else "other"
         FUZZED[(kind, rc)] += 1
         where = f"argv={argv!r} rc={rc!r}\nstderr: {err[-2000:]}"
         assert rc in (0, 2), where

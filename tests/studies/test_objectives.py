@@ -10,9 +10,9 @@ import torch
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FixedTrial, TrialState
 
+from errors import NonFiniteLoss, UserError
 from objectives import build_spec, make_objective
 from objectives.common import reporter
-from errors import NonFiniteLoss, UserError
 from storage import schema, store
 from tests.studies.conftest import tiny_sets
 
@@ -153,6 +153,10 @@ def test_reporter_prunes_only_when_told():
     class Pruning:
         def __init__(self):
             self.reports = []
+            self.user_attrs = {}
+
+        def set_user_attr(self, key, value):
+            self.user_attrs[key] = value
 
         def report(self, value, step):
             self.reports.append((step, value))

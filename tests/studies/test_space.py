@@ -8,6 +8,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+from errors import UserError
 from objectives import build_spec
 from objectives.presets import PRESETS, preset_config
 from objectives.space import (
@@ -22,7 +23,6 @@ from objectives.space import (
     suggest,
 )
 from simclr.config import SECTIONS, defaults
-from errors import UserError
 from storage import schema
 
 
