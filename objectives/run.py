@@ -203,19 +203,9 @@ def _grid_callbacks(study: optuna.Study, space: dict) -> tuple[bool, list[Callab
     return False, [stop_when_grid_started]
 
 
-def run_study(
-    storage: optuna.storages.BaseStorage,
-    name: str,
-    options: RunOptions,
-    *,
-    url: str | None = None,
-    artifacts_dir: str | None = None,
-    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
-) -> RunSummary:
-    """Run up to `options.trials` trials of study `name` in this process; UserError when it cannot start.
-
-    `url`/`artifacts_dir` locate the artifact store (checkpoints): created only once the objective is ready."""
-    options.check()
+def ready_objective(storage, name: str, options: RunOptions, url: str | None, artifacts_dir: str | None):
+    """(study, spec, objective) of study `name`, the objective prepared: data, device and encoder checked before
+    any trial (a UserError stops here, before any trial or directory exists); the artifact store created then."""
     study, spec = open_study(storage, name)
     artifacts = open_artifacts(url, artifacts_dir, create=False)
     objective = make_objective(
@@ -231,9 +221,26 @@ def run_study(
         import torch
 
         torch.set_num_threads(options.threads)
-    objective.prepare()  # data, device, encoder: a UserError stops here, before any trial or directory exists
+    objective.prepare()
     if artifacts is None:
         objective.artifacts = open_artifacts(url, artifacts_dir, create=True)
+    return study, spec, objective
+
+
+def run_study(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    options: RunOptions,
+    *,
+    url: str | None = None,
+    artifacts_dir: str | None = None,
+    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+) -> RunSummary:
+    """Run up to `options.trials` trials of study `name` in this process; UserError when it cannot start.
+
+    `url`/`artifacts_dir` locate the artifact store (checkpoints): created only once the objective is ready."""
+    options.check()
+    study, spec, objective = ready_objective(storage, name, options, url, artifacts_dir)
     summary = RunSummary(name)
     callbacks: list[Callable] = []
     if spec.sampler.get("name") == "grid":
@@ -248,13 +255,6 @@ def run_study(
     if options.progress == "bar":
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar prints one line per trial instead
 
-    def on_sigterm(signum, frame):
-        """First SIGTERM: the trial stops at its next epoch boundary (FAIL "interrupted"), no new trial starts.
-        A second one interrupts at once, like Ctrl-C."""
-        if objective.stop_requested:
-            raise KeyboardInterrupt(f"signal {signum}")
-        objective.request_stop()
-
     def stop_when_asked(study: optuna.Study, trial: Any) -> None:
         if objective.stop_requested:
             study.stop()
@@ -262,21 +262,12 @@ def run_study(
     def tidy_checkpoints(study: optuna.Study, trial: Any) -> None:
         keep_best_checkpoints(storage, study, objective.artifacts, options.keep_checkpoints)
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    optuna_log = logging.getLogger("optuna.study._optimize")
-    quiet = ExplainedFailures(objective.explained)
-    optuna_log.addFilter(quiet)
-    try:
-        study.optimize(
-            objective,
-            n_trials=options.trials,
-            timeout=options.timeout,
-            callbacks=[progress, stop_when_asked, tidy_checkpoints, *callbacks],
-        )
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        optuna_log.removeFilter(quiet)
-        progress.close()
+    with signals_stop(objective):
+        try:
+            study.optimize(objective, n_trials=options.trials, timeout=options.timeout,
+                           callbacks=[progress, stop_when_asked, tidy_checkpoints, *callbacks])  # fmt: skip
+        finally:
+            progress.close()
     summary.states = progress.states
     try:
         summary.best = f"; best value {study.best_value:.2f} (trial {study.best_trial.number})"
@@ -284,6 +275,28 @@ def run_study(
         pass
     summary.interrupted = objective.interrupted or objective.stop_requested
     return summary
+
+
+@contextmanager
+def signals_stop(objective) -> Iterator[None]:
+    """While a worker runs: the first SIGTERM stops the trial at its next epoch boundary (FAIL "interrupted",
+    queued again) and starts no new trial; a second one interrupts at once, like Ctrl-C. Optuna's NaN warnings
+    for failures the objective explained are dropped (ExplainedFailures)."""
+
+    def on_sigterm(signum, frame):
+        if objective.stop_requested:
+            raise KeyboardInterrupt(f"signal {signum}")
+        objective.request_stop()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    optuna_log = logging.getLogger("optuna.study._optimize")
+    quiet = ExplainedFailures(objective.explained)
+    optuna_log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        optuna_log.removeFilter(quiet)
 
 
 @contextmanager

@@ -71,6 +71,7 @@ def file_state(path: Path) -> tuple | None:
 def _no_env_store(monkeypatch):
     monkeypatch.delenv("STUDY_STORAGE", raising=False)
     monkeypatch.delenv("STUDY_ARTIFACTS", raising=False)
+    monkeypatch.delenv("STUDY_DATA", raising=False)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,0 +1,161 @@
+"""The shape of the code, checked: one declaration per config key (what `keys`, validation and the default spaces
+derive from), provenance in every study, the import graph's direction, module and function sizes, and lint."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from errors import UserError
+from objectives.space import default_space
+from simclr.config import SECTIONS, check_value, defaults, key_rows, objective_keys
+from tests.studies.conftest import run_cli
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGES = ("simclr", "objectives", "storage", "reports", "bench")
+
+
+def source_files():
+    for package in PACKAGES:
+        yield from sorted((REPO / package).glob("*.py"))
+    yield REPO / "study.py"
+    yield REPO / "errors.py"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# one declaration per key
+
+
+@pytest.mark.parametrize("objective", list(SECTIONS))
+def test_keys_lists_every_key_with_type_default_range_and_help(objective):
+    r = run_cli("keys", objective)
+    assert r.rc == 0, r.err
+    lines = r.out.splitlines()
+    assert lines[0].split()[:7] == ["key", "type", "default", "range", "search", "objectives", "help"]
+    listed = {line.split()[0]: line for line in lines[1:]}
+    assert set(listed) == set(objective_keys(objective))
+    for name, spec in objective_keys(objective).items():
+        assert spec.help and spec.help in listed[name], name
+        assert listed[name].split()[1] == spec.type.__name__
+    assert re.search(r"^temperature\s+float\s+0\.5\s+> 0\s+\[0\.1, 1\] log", r.out, re.M) or objective != "simclr"
+
+
+def test_keys_without_objective_says_which_objectives_use_each_key():
+    rows = {(r["key"], r["objectives"]) for r in key_rows()}
+    assert ("temperature", "simclr") in rows
+    assert ("probe_lr", "simclr,linear_probe") in rows
+    assert ("encoder", "linear_probe,finetune") in rows
+    assert run_cli("keys", "banana").rc == 2
+
+
+@pytest.mark.parametrize(
+    "objective, key, bad, fragment",
+    [
+        ("simclr", "temperature", 0.0, "must be > 0"),
+        ("simclr", "data_fraction", 1.5, "must be in (0, 1]"),
+        ("simclr", "jitter_strength", 6.0, "hue jitter"),
+        ("simclr", "optimizer", "nesterov", "choose from sgd, lars, adam"),
+        ("simclr", "pretrain_data", "banana", "cifar10, cifar100 or folder:PATH"),
+        ("linear_probe", "probe_batch_size", -1, "must be >= 0"),
+        ("supervised", "label_smoothing", 1.0, "must be in [0, 1)"),
+        ("simclr", "seed", 2**32, "numpy's seed range"),
+    ],
+)
+def test_validation_comes_from_the_declaration(objective, key, bad, fragment):
+    check_value(objective, key, objective_keys(objective)[key].default)  # the default is valid
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        check_value(objective, key, bad)
+
+
+@pytest.mark.parametrize("objective", list(SECTIONS))
+def test_default_space_is_the_declared_search_ranges(objective):
+    config = defaults(objective)
+    space = default_space(objective, config)
+    declared = {k for k, spec in objective_keys(objective).items() if spec.search is not None}
+    assert set(space) == declared
+    for name, dist in space.items():  # every default range is valid for its key
+        for bound in getattr(dist, "choices", None) or (dist.low, dist.high):
+            if bound != 0 or objective_keys(objective)[name].range.gt is None:
+                check_value(objective, name, bound)
+
+
+def test_relative_search_ranges_move_with_the_config():
+    config = {**defaults("simclr"), "lr": 1.0, "batch_size": 64}
+    space = default_space("simclr", config)
+    assert (space["lr"].low, space["lr"].high, space["lr"].log) == (0.1, 3.0, True)
+    assert list(space["batch_size"].choices) == [32, 64, 128]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# provenance
+
+
+def test_each_study_records_the_code_and_library_versions(tmp_path, data_dir):
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    r = run_cli("create", "--objective", "supervised", "--name", "p", "--storage", url, "--data-dir", data_dir)
+    assert r.rc == 0, r.err
+    attrs = json.loads(run_cli("show", "p", "--json", "--storage", url).out)["user_attrs"]
+    provenance = json.loads(attrs["provenance"])
+    for package in ("torch", "torchvision", "optuna"):
+        assert provenance[package] == importlib.metadata.version(package)
+    assert provenance["project"] == re.search(r'^version = "(.+)"', (REPO / "pyproject.toml").read_text(), re.M)[1]
+    if (REPO / ".git").exists() and shutil.which("git"):
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+        assert provenance["git"].split("+")[0] == head.strip()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# structure
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize(
+    "package, forbidden",
+    [
+        ("storage", {"simclr", "objectives", "reports", "torch", "study"}),
+        ("reports", {"simclr", "objectives", "torch", "study"}),
+        ("simclr", {"optuna", "objectives", "storage", "reports", "study"}),
+        ("objectives", {"reports", "study"}),
+    ],
+)
+def test_imports_point_one_way(package, forbidden):
+    for path in sorted((REPO / package).glob("*.py")):
+        assert not imports_of(path) & forbidden, (path.name, imports_of(path) & forbidden)
+
+
+def test_modules_and_functions_stay_small():
+    for path in source_files():
+        source = path.read_text()
+        assert len(source.splitlines()) <= 400, path
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                assert node.end_lineno - node.lineno + 1 <= 80, (path.name, node.name)
+    assert len((REPO / "study.py").read_text().splitlines()) < 300
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists(),
+                    reason="ruff is not installed")  # fmt: skip
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
+def test_ruff_is_clean(command):
+    ruff = Path(sys.executable).parent / "ruff"
+    result = subprocess.run([str(ruff) if ruff.exists() else "ruff", *command, "."], cwd=REPO, capture_output=True,
+                            text=True)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]

@@ -1,0 +1,268 @@
+"""A new user's path: data found once (--data-dir, inherited by a probe), create checks what it can, setup
+problems stop before the first trial, progress in a log file, the learning curve stored, results out of the store
+(export, CSV, --best, enqueue), checkpoints that do not pile up, global options anywhere, a closed pipe."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+import torchvision
+
+from objectives.run import keep_best_checkpoints
+from storage import open_artifacts, schema
+from tests.studies.conftest import REPO, run_cli, tiny_sets
+from tests.studies.test_cli import check_refused, show
+
+
+def create(url: str, name: str, objective: str, *args) -> None:
+    r = run_cli("create", "--objective", objective, "--name", name, "--storage", url, "--sampler", "random", *args)
+    assert r.rc == 0, r.err
+
+
+def sets_without_data_dir(objective: str, data_dir: Path) -> list[str]:
+    return [s for s in tiny_sets(objective, data_dir) if not s.startswith("data_dir=")]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# finding the data
+
+
+def test_data_dir_is_one_option_and_a_probe_inherits_its_encoder_studys_data_settings(tmp_path, data_dir):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    create(url, "ssl", "simclr", "--preset", "smoke", "--data-dir", data_dir, "--set",
+           *sets_without_data_dir("simclr", data_dir), "probe_fraction=0.9")  # fmt: skip
+    assert show(url, "ssl")["config"]["data_dir"] == str(data_dir)
+    assert run_cli("optimize", "ssl", "--trials", "1", "--device", "cpu", "--storage", url).rc == 0
+    # the README's sequence: no --data-dir, no --preset: both come from ssl
+    create(url, "probe-ssl", "linear_probe", "--set", "encoder=best:ssl")
+    probe = show(url, "probe-ssl")
+    assert probe["preset"] == "smoke"
+    assert probe["config"]["data_dir"] == str(data_dir) and probe["config"]["probe_fraction"] == 0.9
+    assert probe["config"]["probe_epochs"] == 30  # smoke's probe budget
+    # told otherwise: --set wins over the inherited value
+    create(url, "probe-2", "linear_probe", "--set", "encoder=best:ssl", "probe_fraction=0.5")
+    assert show(url, "probe-2")["config"]["probe_fraction"] == 0.5
+
+
+def test_study_data_environment_variable(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("STUDY_DATA", str(data_dir))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    create(url, "s", "supervised")
+    assert show(url, "s")["config"]["data_dir"] == str(data_dir)
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--data-dir", "/no/such/place/data"], "data_dir /no/such/place/data does not exist"),
+        (["--set", "pretrain_data=banana"], "cifar10, cifar100 or folder:PATH"),
+        (["--set", "pretrain_data=folder:/no/such/dir"], "no such directory"),
+    ],
+)
+def test_create_refuses_data_it_cannot_find(tmp_path, extra, fragment):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    r = run_cli("create", "--objective", "simclr", "--storage", url, *extra)
+    check_refused(r, fragment)
+    assert not (tmp_path / "s.db").exists() and not Path("/no").exists()
+
+
+def test_create_refuses_an_encoder_trial_that_is_not_there_or_not_complete(filled_store, tmp_path):
+    shutil.copy(filled_store.path, tmp_path / "c.db")
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    for encoder, fragment in [
+        ("trial:ssl:99", "has no trial 99"),
+        ("trial:nope:0", "no study named 'nope'"),
+        ("best:nope", "no study named 'nope'"),
+    ]:
+        check_refused(run_cli("create", "--objective", "linear_probe", "--storage", url, "--set",
+                              f"encoder={encoder}"), fragment)  # fmt: skip
+    study = optuna.load_study(study_name="scratch", storage=url)
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    failed = study.trials[-1].number
+    check_refused(run_cli("create", "--objective", "finetune", "--storage", url, "--set",
+                          f"encoder=trial:scratch:{failed}"), "is FAIL, not COMPLETE")  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------
+# setup problems stop before the first trial
+
+
+def test_an_unwritable_cache_dir_stops_optimize_with_one_line_and_no_trial(tmp_path, data_dir):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    create(url, "p", "linear_probe", "--set", *tiny_sets("linear_probe", data_dir), f"cache_dir={blocker}/cache")
+    r = run_cli("optimize", "p", "--trials", "3", "--device", "cpu", "--storage", url)
+    check_refused(r, "--set cache_dir=DIR")
+    assert show(url, "p")["n_trials"] == 0
+
+
+def test_an_unwritable_work_dir_stops_optimize(tmp_path, data_dir):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    (tmp_path / "f").write_text("x")
+    create(url, "s", "supervised", "--set", *tiny_sets("supervised", data_dir))
+    r = run_cli("optimize", "s", "--device", "cpu", "--work-dir", tmp_path / "f" / "w", "--storage", url)
+    check_refused(r, "--work-dir DIR")
+    assert show(url, "s")["n_trials"] == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# progress and learning curves
+
+
+def test_optimize_into_a_log_file_writes_a_line_per_epoch_and_per_trial(tmp_path, data_dir):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    create(url, "s", "supervised", "--set", *[s for s in tiny_sets("supervised", data_dir) if "epochs" not in s],
+           "epochs=3")  # fmt: skip
+    log = tmp_path / "log"
+    with open(log, "w") as f:  # not a terminal, as `optimize ... > log 2>&1`
+        argv = ["optimize", "s", "--trials", "2", "--device", "cpu", "--threads", "1", "--storage", url]
+        rc = subprocess.run(
+            [sys.executable, str(REPO / "study.py"), *argv], stdout=f, stderr=subprocess.STDOUT
+        ).returncode
+    text = log.read_text()
+    assert rc == 0, text
+    for trial in (0, 1):
+        for epoch in (1, 2, 3):
+            line = next(x for x in text.splitlines() if f"trial {trial} epoch {epoch}/3" in x)
+            assert "loss" in line and "val_top1" in line and "img/s" in line and "eta" in line
+        assert f"Trial {trial} finished" in text
+    r = run_cli("optimize", "s", "--trials", "1", "--device", "cpu", "--progress", "none", "--storage", url)
+    assert r.rc == 0 and "epoch" not in r.err
+
+
+def test_each_trial_stores_its_learning_curve(filled_store):
+    for name, monitor in (("ssl", "knn_top1"), ("scratch", "val_top1"), ("probe-best", "val_top1")):
+        for trial in show(filled_store.url, name)["trials"]:
+            history = trial["user_attrs"][schema.HISTORY]
+            assert [h["epoch"] for h in history] == list(range(1, len(history) + 1)) and history
+            assert all(h["loss"] > 0 and monitor in h for h in history), (name, history)
+            if name != "probe-best":
+                assert all(h["lr"] >= 0 and h["images_per_second"] > 0 for h in history)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# getting results out
+
+
+def test_export_writes_a_state_dict_that_torchvision_resnet18_loads(filled_store, tmp_path):
+    out = tmp_path / "encoder.pt"
+    r = run_cli("export", "ssl", "--out", out, "--storage", filled_store.url)
+    assert r.rc == 0, r.err
+    model = torchvision.models.resnet18()  # the README's three lines
+    model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    model.maxpool = model.fc = torch.nn.Identity()
+    model.load_state_dict(torch.load(out, weights_only=True))
+    assert model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 512)
+    info = json.loads(out.with_suffix(".json").read_text())
+    best = show(filled_store.url, "ssl")["best_trial"]
+    assert info["trial"] == best["number"] and info["scores"]["val_top1"] == pytest.approx(best["value"])
+    assert info["config"]["temperature"] == best["params"]["temperature"] and info["stem"] == "cifar"
+    r = run_cli("export", "ssl", "--trial", "1", "--out", tmp_path / "one.pt", "--storage", filled_store.url)
+    assert r.rc == 0 and json.loads((tmp_path / "one.json").read_text())["trial"] == 1
+    check_refused(run_cli("export", "probe-best", "--out", tmp_path / "x.pt", "--storage", filled_store.url),
+                  "no checkpoint")  # fmt: skip
+    check_refused(run_cli("export", "ssl", "--trial", "7", "--out", tmp_path / "x.pt", "--storage", filled_store.url),
+                  "has no trial 7")  # fmt: skip
+
+
+def test_show_csv_is_the_trials_table(filled_store):
+    r = run_cli("show", "ssl", "--csv", "--storage", filled_store.url)
+    assert r.rc == 0, r.err
+    rows = list(csv.DictReader(io.StringIO(r.out)))
+    trials = show(filled_store.url, "ssl")["trials"]
+    assert [int(row["number"]) for row in rows] == [t["number"] for t in trials]
+    assert [row["state"] for row in rows] == [t["state"] for t in trials]
+    assert [float(row["params_temperature"]) for row in rows] == [t["params"]["temperature"] for t in trials]
+    assert [float(row["user_attrs_test_top1"]) for row in rows] == [t["user_attrs"]["test_top1"] for t in trials]
+    assert all(float(row["duration"]) > 0 for row in rows)
+    assert json.loads(rows[0]["user_attrs_history"])[0]["epoch"] == 1
+
+
+def test_show_best_prints_set_options_that_recreate_the_best_config(filled_store, tmp_path):
+    r = run_cli("show", "ssl", "--best", "--storage", filled_store.url)
+    assert r.rc == 0, r.err
+    argv = shlex.split(r.out)
+    assert argv[0] == "--set"
+    url = f"sqlite:///{tmp_path / 'again.db'}"
+    create(url, "again", "simclr", *argv)
+    best = show(filled_store.url, "ssl")
+    merged = {**best["config"], **best["best_trial"]["params"]}
+    assert show(url, "again")["config"] == merged
+    assert run_cli("show", "ssl", "--best", "--csv", "--storage", filled_store.url).rc == 2
+
+
+def test_enqueue_queues_a_configuration_the_next_optimize_runs(tmp_path, data_dir):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    create(url, "s", "supervised", "--set", *tiny_sets("supervised", data_dir))
+    r = run_cli("enqueue", "s", "--set", "lr=0.05", "label_smoothing=0.1", "--storage", url)
+    assert r.rc == 0, r.err
+    assert run_cli("optimize", "s", "--trials", "1", "--device", "cpu", "--storage", url).rc == 0
+    (trial,) = show(url, "s")["trials"]
+    assert trial["state"] == "COMPLETE"
+    assert (trial["params"]["lr"], trial["params"]["label_smoothing"]) == (0.05, 0.1)
+    check_refused(run_cli("enqueue", "s", "--set", "epochs=3", "--storage", url), "epochs is fixed")
+    check_refused(run_cli("enqueue", "s", "--set", "lr=50", "--storage", url), "outside the study's search range")
+    check_refused(run_cli("enqueue", "s", "--set", "nope=1", "--storage", url), "unknown config key")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def test_only_the_best_k_checkpoints_are_kept(tmp_path, data_dir):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    create(url, "s", "supervised", "--pruner", "none", "--set", *tiny_sets("supervised", data_dir))
+    r = run_cli("optimize", "s", "--trials", "4", "--device", "cpu", "--keep-checkpoints", "2", "--storage", url)
+    assert r.rc == 0, r.err
+    trials = [t for t in show(url, "s")["trials"] if t["state"] == "COMPLETE"]
+    ranked = sorted(trials, key=lambda t: (-t["value"], t["number"]))
+    files = {p.name for p in (tmp_path / "s_artifacts").iterdir() if not p.name.startswith(".")}
+    kept = {t["user_attrs"][schema.CHECKPOINT] for t in ranked[:2]}
+    assert len(trials) == 4 and files == kept
+    # a trial another study probes (trial:s:N) keeps its checkpoint, whatever its rank
+    second = ranked[1]["number"]
+    storage = optuna.storages.RDBStorage(url)
+    probe = optuna.create_study(storage=storage, study_name="uses-second")
+    probe.set_user_attr(schema.ENCODER, f"trial:s:{second}")
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert keep_best_checkpoints(storage, study, open_artifacts(url), keep=1) == 0
+    probe.set_user_attr(schema.ENCODER, "random")  # no longer probed: now it goes
+    assert keep_best_checkpoints(storage, study, open_artifacts(url), keep=1) == 1
+    assert {p.name for p in (tmp_path / "s_artifacts").iterdir() if not p.name.startswith(".")} == {
+        ranked[0]["user_attrs"][schema.CHECKPOINT]
+    }
+
+
+def test_listed_artifacts_carry_a_pt_file_name(filled_store):
+    storage = optuna.storages.get_storage(filled_store.url)
+    for trial in optuna.load_study(study_name="ssl", storage=storage).trials:
+        (meta,) = optuna.artifacts.get_all_artifact_meta(trial, storage=storage)
+        assert meta.filename == f"ssl-trial{trial.number}-last.pt"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the command line itself
+
+
+def test_global_options_before_or_after_the_command(filled_store):
+    before = run_cli("--storage", filled_store.url, "list", "--json")
+    after = run_cli("list", "--json", "--storage", filled_store.url)
+    assert before.rc == after.rc == 0 and before.out == after.out and "ssl" in before.out
+
+
+def test_a_closed_pipe_is_not_a_traceback(filled_store):
+    command = f"{shlex.quote(sys.executable)} {REPO / 'study.py'} show ssl --storage {filled_store.url} | head -1"
+    r = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    assert r.stdout.startswith("study ssl") and r.stdout.count("\n") == 1
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
