@@ -58,19 +58,9 @@ def build_spec(
     config = defaults(objective)
     config.update(preset_config(preset, objective))
     config.update({k: v for k, v in (base or {}).items() if k in config})
-    fixed: dict[str, object] = {}
-    for text in sets:
-        key, value = parse_set(objective, text)
-        if key in fixed:
-            raise UserError(f"--set {key} given twice")
-        fixed[key] = value
+    fixed = _parsed_once("--set", [parse_set(objective, text) for text in sets])
     config.update(fixed)
-    searched: dict[str, Any] = {}
-    for text in params:
-        key, dist = parse_param(objective, text)
-        if key in searched:
-            raise UserError(f"--param {key} given twice")
-        searched[key] = dist
+    searched = _parsed_once("--param", [parse_param(objective, text) for text in params])
     seed = int(config["seed"]) if seed is None else int(seed)
     sampler_dict = sampler_spec(sampler, seed)
     space = build_space(objective, config, fixed, searched, sampler)
@@ -88,6 +78,16 @@ def build_spec(
         role=role,
         comparison=comparison,
     )
+
+
+def _parsed_once(flag: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """{key: value} of parsed KEY=... options; UserError when a key is given twice."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise UserError(f"{flag} {key} given twice")
+        out[key] = value
+    return out
 
 
 def make_objective(spec: schema.StudySpec, **kwargs: Any):

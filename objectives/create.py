@@ -63,6 +63,23 @@ def check_data(config: dict[str, Any]) -> None:
             raise UserError(f"{key}={value}: no such directory")
 
 
+def chosen_trial(study: optuna.Study, number: int | None, what: str = "") -> optuna.trial.FrozenTrial:
+    """Trial `number` of a study, or its best (in the study's direction); UserError when there is no such trial or
+    it is not COMPLETE. `what` prefixes the message (e.g. "encoder 'best:ssl': ")."""
+    name = study.study_name
+    if number is None:
+        try:
+            return study.best_trial
+        except ValueError:
+            raise UserError(f"{what}study {name!r} has no completed trial yet (optimize it first)") from None
+    found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+    if not found:
+        raise UserError(f"{what}study {name!r} has no trial {number}")
+    if found[0].state != optuna.trial.TrialState.COMPLETE:
+        raise UserError(f"{what}trial {number} of {name!r} is {found[0].state.name}, not COMPLETE")
+    return found[0]
+
+
 def encoder_trial(storage: optuna.storages.BaseStorage | None, text: str) -> optuna.trial.FrozenTrial | None:
     """The COMPLETE trial a `best:STUDY` / `trial:STUDY:NUMBER` encoder names (None for the other kinds);
     UserError when the study or trial is not there, or the trial is not COMPLETE."""
@@ -71,18 +88,7 @@ def encoder_trial(storage: optuna.storages.BaseStorage | None, text: str) -> opt
         return None
     if storage is None:
         raise UserError(f"encoder {text!r} names a study, but no store was given")
-    study = store.load_study(storage, ref)
-    if kind == "best":
-        try:
-            return study.best_trial
-        except ValueError:
-            raise UserError(f"encoder {text!r}: study {ref!r} has no completed trial yet (optimize it first)") from None
-    found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
-    if not found:
-        raise UserError(f"encoder {text!r}: study {ref!r} has no trial {number}")
-    if found[0].state != optuna.trial.TrialState.COMPLETE:
-        raise UserError(f"encoder {text!r}: trial {number} of {ref!r} is {found[0].state.name}, not COMPLETE")
-    return found[0]
+    return chosen_trial(store.load_study(storage, ref), number, f"encoder {text!r}: ")
 
 
 def _encoder_of(sets: Sequence[str]) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 
 from errors import UserError
+from objectives.create import chosen_trial
 from objectives.space import parse_set
 from storage import schema, store
 
@@ -23,21 +24,6 @@ model = torchvision.models.resnet18()
 model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)  # the CIFAR stem
 model.maxpool = model.fc = torch.nn.Identity()
 model.load_state_dict(torch.load("{out}"))"""
-
-
-def chosen_trial(study: optuna.Study, number: int | None) -> optuna.trial.FrozenTrial:
-    """Trial `number`, or the study's best (in its direction); UserError when it is not a COMPLETE trial."""
-    if number is None:
-        try:
-            return study.best_trial
-        except ValueError:
-            raise UserError(f"study {study.study_name!r} has no completed trial yet") from None
-    found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
-    if not found:
-        raise UserError(f"study {study.study_name!r} has no trial {number}")
-    if found[0].state != optuna.trial.TrialState.COMPLETE:
-        raise UserError(f"trial {number} of {study.study_name!r} is {found[0].state.name}, not COMPLETE")
-    return found[0]
 
 
 def _finite(value: Any) -> Any:
