@@ -45,8 +45,8 @@ def cmd_create(args: argparse.Namespace) -> int:
     from storage import resolve_url
 
     print(new_study(resolve_url(args.storage), args.name, args.objective, data_dir=args.data_dir, preset=args.preset,
-                    sets=args.set, params=args.param, sampler=args.sampler, pruner=args.pruner, seed=args.seed,
-                    role=args.role, comparison=args.comparison))  # fmt: skip
+                    artifacts_dir=args.artifacts, sets=args.set, params=args.param, sampler=args.sampler,
+                    pruner=args.pruner, seed=args.seed, role=args.role, comparison=args.comparison))  # fmt: skip
     return 0
 
 

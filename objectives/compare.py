@@ -39,11 +39,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from errors import UserError, first_line
 from objectives import build_spec
-from objectives.create import check_name, create_study, data_dir_default
+from objectives.create import check_name, create_study, data_dir_default, pin_encoder
 from objectives.presets import PRESETS
 from objectives.run import RunOptions, counts, requeue_grid_points, run_study
 from simclr.config import objectives_using
-from storage import display_url, open_storage, schema, store, store_exists
+from storage import display_url, open_artifacts, open_storage, schema, store, store_exists
 
 # data_fraction grid of the scale study, as ratios of the preset's (or --set) data_fraction
 SCALE_RATIOS: dict[str, tuple[float, ...]] = {
@@ -122,6 +122,17 @@ def _split_sets(sets: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
+def _scale_sets(simclr_sets: Sequence[str], full: float) -> tuple[str, ...]:
+    """The scale study's --set: every point trains as many steps as the full fraction's run (equal compute, so the
+    curve measures data; `--set equal_steps_as=0` asks for equal epochs instead), without the kNN monitor (the
+    study prunes nothing, and a small fraction runs many epochs)."""
+    keys = {text.partition("=")[0].strip() for text in simclr_sets}
+    sets = [text for text in simclr_sets if text.partition("=")[0].strip() != "data_fraction"]
+    sets += [] if "equal_steps_as" in keys else [f"equal_steps_as={full!r}"]
+    sets += [] if "monitor_every" in keys else ["monitor_every=0"]
+    return tuple(sets)
+
+
 def plan(prefix: str, *, preset: str, sets: Sequence[str] = (), trials: int | None = None) -> list[PlannedStudy]:
     """The comparison's studies in run order, every spec validated (UserError on bad input; no store touched).
 
@@ -141,8 +152,7 @@ def plan(prefix: str, *, preset: str, sets: Sequence[str] = (), trials: int | No
     grid = sorted({float(f"{ratio * full:.6g}") for ratio in SCALE_RATIOS[preset]})
     plans = [
         PlannedStudy(
-            f"{prefix}-scale", "simclr", "simclr_scale", len(grid),
-            tuple(s for s in simclr_sets if s.partition("=")[0].strip() != "data_fraction"),
+            f"{prefix}-scale", "simclr", "simclr_scale", len(grid), _scale_sets(simclr_sets, full),
             params=(f"data_fraction=choice:{','.join(map(repr, grid))}",), sampler="grid", pruner="none", **common,
         ),
         PlannedStudy(f"{prefix}-hparams", "simclr", "simclr_hparams", n_hparams, simclr_sets, pruner=budget.pruner,
@@ -256,12 +266,16 @@ class Outcome:
     interrupted: bool = False
 
 
-def ensure_study(storage: optuna.storages.BaseStorage, planned: PlannedStudy) -> optuna.Study:
-    """The planned study: loaded when it exists (checked by check_existing), else created."""
+def ensure_study(storage: optuna.storages.BaseStorage, planned: PlannedStudy, artifacts_dir: str | None,
+                 url: str) -> optuna.Study:  # fmt: skip
+    """The planned study: loaded when it exists (checked by check_existing), else created; a probe of the SimCLR
+    encoder pinned to the trial its best:STUDY resolves to now (objectives.create.pin_encoder)."""
     if planned.name in store.study_names(storage):
         return store.load_study(storage, planned.name)
     encoder = simclr_encoder(storage, planned.comparison) if planned.role == "probe_simclr" else None
-    return create_study(storage, planned.name, planned.spec(encoder))
+    study = create_study(storage, planned.name, planned.spec(encoder))
+    pin_encoder(storage, study, open_artifacts(url, artifacts_dir, create=False))
+    return study
 
 
 def run_plans(
@@ -278,7 +292,7 @@ def run_plans(
     stops all."""
     outcome = Outcome()
     for k, planned in enumerate(plans, 1):
-        study = ensure_study(storage, planned)
+        study = ensure_study(storage, planned, artifacts_dir, url)
         queued = requeue_grid_points(study) if planned.sampler == "grid" else []
         done, left = remaining(planned, study.get_trials(deepcopy=False))
         head = f"[{k}/{len(plans)}] {planned.name} ({planned.objective}, role {planned.role})"

@@ -5,6 +5,7 @@ attrs (its spec and provenance). No torch here: `create` answers in a fraction o
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from objectives import build_spec
 from objectives.provenance import provenance
 from objectives.space import parse_encoder
 from simclr.config import DataConfig
-from storage import open_storage, schema, store, store_exists, study_names
+from storage import open_artifacts, open_storage, schema, store, store_exists, study_names
 
 PROVENANCE = "provenance"  # study attr, JSON: project version, git revision, library versions (provenance.py)
 ENV_DATA = "STUDY_DATA"  # the data directory of new studies when --data-dir is not given
@@ -91,6 +92,36 @@ def encoder_trial(storage: optuna.storages.BaseStorage | None, text: str) -> opt
     return chosen_trial(store.load_study(storage, ref), number, f"encoder {text!r}: ")
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pin_encoder(storage: optuna.storages.BaseStorage, study: optuna.Study, artifacts) -> int | None:
+    """Resolve a study's `best:STUDY` / `trial:STUDY:N` encoder once and store which trial it is and the sha256
+    of its checkpoint, so that every worker, today or after a resumed `compare` with a larger budget, probes the
+    same weights (a later, better trial of STUDY does not change a probe study's encoder). Does nothing when
+    already pinned or not resolvable yet (no complete trial: the first worker that can resolve it pins it).
+    Returns the pinned trial number."""
+    attrs = study.user_attrs
+    encoder = str(attrs.get(schema.ENCODER) or "")
+    if schema.ENCODER_TRIAL in attrs or not encoder or parse_encoder(encoder)[0] not in ("best", "trial"):
+        return attrs.get(schema.ENCODER_TRIAL)
+    try:
+        trial = encoder_trial(storage, encoder)
+    except UserError:
+        return None
+    assert trial is not None
+    study.set_user_attr(schema.ENCODER_TRIAL, trial.number)
+    artifact_id, base = trial.user_attrs.get(schema.CHECKPOINT), getattr(artifacts, "base_path", None)
+    if artifact_id and base is not None and (Path(base) / artifact_id).is_file():
+        study.set_user_attr(schema.ENCODER_SHA256, file_sha256(Path(base) / artifact_id))
+    return trial.number
+
+
 def _encoder_of(sets: Sequence[str]) -> str | None:
     values = [text.partition("=")[2].strip() for text in sets if text.partition("=")[0].strip() == "encoder"]
     return values[-1] if values else None
@@ -122,6 +153,7 @@ def new_study(
     preset: str | None = None,
     sets: Sequence[str] = (),
     data_dir: str | None = None,
+    artifacts_dir: str | None = None,
     **spec_args: Any,
 ) -> str:
     """Create a study in the store at `url` (created if missing) and return its name; nothing is written when a
@@ -146,7 +178,8 @@ def new_study(
     name = name or default_name(spec.objective, names)
     if name in names:
         raise UserError(f"a study named {name!r} already exists (delete it first, or pick another --name)")
-    create_study(storage, name, spec)
+    study = create_study(storage, name, spec)
+    pin_encoder(storage, study, open_artifacts(url, artifacts_dir, create=False))
     return name
 
 

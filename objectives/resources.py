@@ -10,7 +10,7 @@ import optuna
 
 from errors import UserError
 from objectives.common import Objective, writable_dir
-from objectives.create import encoder_trial
+from objectives.create import encoder_trial, file_sha256, pin_encoder
 from objectives.space import parse_encoder
 from simclr.config import Config
 from storage import schema, store
@@ -22,6 +22,7 @@ class DataCache:
     def __init__(self):
         self._probe: dict[tuple, dict] = {}
         self._pretrain: dict[tuple, Any] = {}
+        self._sizes: dict[tuple, int] = {}
 
     def probe_splits(self, config: Config) -> dict:
         from simclr.data import load_probe_splits
@@ -51,6 +52,22 @@ class DataCache:
             self._pretrain[key] = load_pretrain_set(config.data, config.pretrain.data_fraction, config.run.seed)
         return self._pretrain[key]
 
+    def reference_size(self, config: Config) -> int | None:
+        """Images in the data_fraction=equal_steps_as subset whose step count a scale point trains (None when
+        the run is in epochs): counted once per worker, the subset itself not kept."""
+        from simclr.data import load_pretrain_set
+
+        assert config.pretrain is not None
+        fraction = config.pretrain.equal_steps_as
+        if not fraction:
+            return None
+        if fraction == config.pretrain.data_fraction:
+            return len(self.pretrain_set(config))
+        key = (repr(config.data), fraction, config.run.seed)
+        if key not in self._sizes:
+            self._sizes[key] = len(load_pretrain_set(config.data, fraction, config.run.seed))
+        return self._sizes[key]
+
 
 def artifact_file(artifacts, artifact_id: str, cache_dir: Path) -> Path:
     """A local file holding artifact `artifact_id`: the file itself in a file-system store, else a download."""
@@ -64,11 +81,13 @@ def artifact_file(artifacts, artifact_id: str, cache_dir: Path) -> Path:
 
 
 def resolve_encoder(
-    text: str, *, storage: optuna.storages.BaseStorage | None, artifacts, cache_dir: Path
+    text: str, *, storage: optuna.storages.BaseStorage | None, artifacts, cache_dir: Path, study_name: str = ""
 ) -> tuple[str, str]:
     """(what simclr.models.load_encoder takes: random | imagenet | a path, a description for the trial attrs).
 
-    best:STUDY -> the best completed trial's checkpoint artifact; trial:STUDY:NUMBER -> that trial's.
+    best:STUDY -> the best completed trial's checkpoint artifact; trial:STUDY:NUMBER -> that trial's. For a study
+    (`study_name`) the trial pinned when it was created is used, and a checkpoint whose sha256 differs from the
+    pinned one is refused: one probe study never mixes encoders.
     """
     kind, ref, _ = parse_encoder(text)
     if kind in ("random", "imagenet"):
@@ -77,14 +96,27 @@ def resolve_encoder(
         if not Path(ref).is_file():
             raise UserError(f"encoder {ref!r}: no such checkpoint file")
         return ref, ref
-    trial = encoder_trial(storage, text)
+    pinned: dict[str, Any] = {}
+    if storage is not None and study_name:
+        study = store.load_study(storage, study_name)
+        pin_encoder(storage, study, artifacts)
+        pinned = study.user_attrs
+    number = pinned.get(schema.ENCODER_TRIAL)
+    trial = encoder_trial(storage, text if number is None else f"trial:{ref}:{number}")
     assert trial is not None
     artifact_id = trial.user_attrs.get(schema.CHECKPOINT)
     if not artifact_id:
         raise UserError(f"encoder {text!r}: trial {trial.number} of {ref!r} has no checkpoint artifact")
     if artifacts is None:
         raise UserError(f"encoder {text!r}: no artifact directory to read checkpoint {artifact_id} from")
-    return str(artifact_file(artifacts, artifact_id, cache_dir)), f"trial:{ref}:{trial.number}"
+    path = artifact_file(artifacts, artifact_id, cache_dir)
+    expected = pinned.get(schema.ENCODER_SHA256)
+    if expected and file_sha256(path) != expected:
+        raise UserError(
+            f"encoder {text!r}: trial {trial.number} of {ref!r} has other weights than study {study_name!r} pinned "
+            "when it was created (checkpoint sha256 differs); create a new probe study"
+        )
+    return str(path), f"trial:{ref}:{trial.number}"
 
 
 class EncoderCache:
@@ -94,7 +126,7 @@ class EncoderCache:
         self._key: tuple | None = None
         self._value: tuple[Any, str] | None = None
 
-    def get(self, config: Config, *, storage, artifacts, cache_dir: Path) -> tuple[Any, str]:
+    def get(self, config: Config, *, storage, artifacts, cache_dir: Path, study_name: str = "") -> tuple[Any, str]:
         """(simclr.models.Encoder, what it is: "imagenet", "trial:STUDY:3", a path, ...)."""
         from simclr.data import stats_for
         from simclr.models import load_encoder
@@ -103,7 +135,9 @@ class EncoderCache:
         spec, resolution, seed = config.encoder.encoder, config.encoder.resolution, config.run.seed
         key = (spec, resolution, seed, config.data.probe_data)
         if key != self._key:
-            path, description = resolve_encoder(spec, storage=storage, artifacts=artifacts, cache_dir=cache_dir)
+            path, description = resolve_encoder(
+                spec, storage=storage, artifacts=artifacts, cache_dir=cache_dir, study_name=study_name
+            )
             mean, std = stats_for(config.data.probe_data)  # used by the random encoder only
             encoder = load_encoder(path, resolution=resolution, mean=mean, std=std, seed=seed)
             self._key, self._value = key, (encoder, description)
@@ -131,7 +165,11 @@ class EncoderObjective(DataObjective):
 
     def encoder(self, config: Config):
         return self.encoders.get(
-            config, storage=self.storage, artifacts=self.artifacts, cache_dir=self.cache_dir(config)
+            config,
+            storage=self.storage,
+            artifacts=self.artifacts,
+            cache_dir=self.cache_dir(config),
+            study_name=self.study_name,
         )
 
     def _prepare(self, config: Config) -> None:

@@ -65,13 +65,15 @@ class SimCLRObjective(DataObjective):
         """SimCLR pretraining (resumed from an inherited checkpoint), the kNN monitor reported for pruning; the
         final checkpoint uploaded. Returns simclr.pretrain's PretrainResult."""
         from simclr.data import stats_for
-        from simclr.pretrain import pretrain
+        from simclr.pretrain import plan_run, pretrain
 
         cfg = config.pretrain
         assert cfg is not None
         mean, std = stats_for(config.data.pretrain_data)
         knn: list[float] = []
-        bar = self.bar(cfg.epochs, trial)
+        n_reference = self.data.reference_size(config)
+        plan = plan_run(cfg, len(train), n_reference)
+        bar = self.bar(plan.epochs, trial)
         try:
             result = pretrain(
                 cfg,
@@ -83,13 +85,14 @@ class SimCLRObjective(DataObjective):
                 resume=self._resume_from(trial, tmp),
                 mean=mean,
                 std=std,
+                n_reference=n_reference,
                 on_epoch=self.reporter(
                     trial,
                     "knn_top1",
                     bar,
                     seen=lambda m: knn.extend([m["knn_top1"]] if m.get("knn_top1") is not None else []),
                 ),
-                on_checkpoint=lambda path, epoch: self._checkpointed(trial, path, epoch, cfg.epochs),
+                on_checkpoint=lambda path, epoch: self._checkpointed(trial, path, epoch, plan.epochs),
             )
         finally:
             bar.close()
@@ -97,6 +100,8 @@ class SimCLRObjective(DataObjective):
             trial,
             **{
                 schema.STEPS: result.steps,
+                schema.EPOCHS: round(plan.epochs_done, 4),
+                schema.IMAGES_SEEN: plan.images_seen(len(train)),
                 schema.IMAGES_PER_SECOND: result.images_per_second,
                 "pretrain_seconds": result.seconds,
                 "knn_top1": knn[-1] if knn else None,

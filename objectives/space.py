@@ -242,13 +242,19 @@ def make_sampler(spec: dict[str, Any], space: dict[str, BaseDistribution]) -> op
 
 
 def _report_axis(objective: str, config: dict[str, Any]) -> tuple[int, int]:
-    """(first step reported, last step) of an objective's intermediate values, in epochs."""
-    if objective == "simclr":
-        every = int(config.get("monitor_every", 0)) or int(config["epochs"])
-        return min(every, int(config["epochs"])), int(config["epochs"])
+    """(first step at which pruning may fire, last step) of an objective's intermediate values, in epochs.
+
+    Epochs are the axis: every epoch is exactly the training set's images whatever the batch size (SimCLR's
+    batches are balanced, nothing is dropped; supervised keeps its last short batch), so trials that searched
+    different batch sizes are compared at equal images seen. Never before warm-up has ended: a run still
+    ramping its learning rate up says little about where it ends."""
     if objective == "linear_probe":
         return 1, int(config["probe_epochs"])
-    return 1, int(config["epochs"])
+    epochs, warmup = int(config["epochs"]), math.ceil(float(config["warmup_epochs"]))
+    every = int(config.get("monitor_every", 1)) or epochs if objective == "simclr" else 1
+    first_report = min(every, epochs)
+    after_warmup = -(-max(warmup, first_report) // every) * every  # the first report at or after warm-up's end
+    return min(after_warmup, epochs), epochs
 
 
 def _ints(flag: str, text: str, names: tuple[str, ...]) -> list[int]:

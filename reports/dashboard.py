@@ -15,6 +15,7 @@ import optuna
 from optuna.storages import BaseStorage
 
 from reports import rows
+from reports.text import COMPARISON_RULE
 from storage import open_storage
 
 if TYPE_CHECKING:
@@ -35,10 +36,11 @@ def comparison_markdown(report: Report) -> str:
     lines = [
         NOTE_START,
         "",
-        f"Made {report.created.strftime('%Y-%m-%d %H:%M UTC')}. Best trial of each regime by validation top-1; "
-        "test numbers are that trial's attributes. Gain = test top-1 minus from-scratch test top-1, in points.",
+        f"Made {report.created.strftime('%Y-%m-%d %H:%M UTC')}. {md_text(COMPARISON_RULE)} "
+        "Gain = test top-1 minus from-scratch test top-1, in points.",
         "",
-        "| regime | test top-1 | test top-5 | gain (pts) | val top-1 | best trial | trials (complete/pruned/failed) |",
+        "| regime | test top-1 [95% CI] | test top-5 | gain (pts) [95% CI] | val top-1 (final epoch) | best trial "
+        "| trials (complete/pruned/failed) |",
         "| --- | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for r in report.comparison:
@@ -46,11 +48,12 @@ def comparison_markdown(report: Report) -> str:
         if r["status"] != "ok":
             lines.append(f"| {md_text(r['label'])} | missing: {md_text(r['reason'])} | | | | | {counts} |")
             continue
-        gain = "reference" if r["regime"] == rows.SCRATCH else _num(r["gain_top1"], "+")
+        gain = "reference" if r["regime"] == rows.SCRATCH else _num(r["gain_top1"], "+") + _ci(r["gain_top1_ci"], "+")
         best = f"{md_text(r['study'])} \\#{r['trial']}"
+        test = _num(r["test_top1"]) + _ci(r["test_top1_ci"])
         lines.append(
-            f"| {md_text(r['label'])} | {_num(r['test_top1'])} | {_num(r['test_top5'])} | {gain} | "
-            f"{_num(r['val_top1'])} | {best} | {counts} |"
+            f"| {md_text(r['label'])} | {test} | {_num(r['test_top5'])} | {gain} | {_num(r['val_top1'])} | {best} | "
+            f"{counts} |"
         )
     return "\n".join([*lines, "", NOTE_END])
 
@@ -91,6 +94,10 @@ def save_to_dashboard(storage: str | BaseStorage, report: Report) -> dict[str, l
 
 def _num(value: float | None, sign: str = "") -> str:
     return "n/a" if value is None else f"{value:{sign}.2f}"
+
+
+def _ci(interval: list[float] | None, sign: str = "") -> str:
+    return "" if interval is None else f" \\[{interval[0]:{sign}.1f}, {interval[1]:{sign}.1f}\\]"
 
 
 def serve(url: str | None, artifacts_dir: str | None, *, host: str, port: int, say) -> None:

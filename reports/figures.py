@@ -32,7 +32,8 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, **kwargs: Any) -> go.Fig
 
 
 def comparison_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
-    """Test top-1 per regime; the bar text is the gain over scratch; a missing regime has no bar, only a label."""
+    """Test top-1 per regime with its 95% interval as an error bar where known; the bar text is the gain over
+    scratch; a missing regime has no bar, only a label."""
     labels = [_text(r["label"]) for r in rows]
     values = [r["test_top1"] for r in rows]
     bar_text = []
@@ -48,16 +49,25 @@ def comparison_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
     hover = [
         f"{_text(r['label'])}<br>study {_text(r['study'])} trial #{r['trial']}<br>val top-1 {r['val_top1']:.2f}"
         f"<br>test top-5 {r['test_top5'] if r['test_top5'] is not None else 'n/a'}"
+        + (f"<br>test top-1 95% CI [{r['test_top1_ci'][0]:.1f}, {r['test_top1_ci'][1]:.1f}]"
+           if r.get("test_top1_ci") else "")
         if r["status"] == "ok" else f"{_text(r['label'])}<br>missing: {_text(r['reason'])}"
         for r in rows
     ]  # fmt: skip
+    cis = [r.get("test_top1_ci") if r["test_top1"] is not None else None for r in rows]
+    pairs = list(zip(cis, values, strict=True))
+    error_y = None
+    if any(cis):
+        error_y = {"type": "data", "symmetric": False, "color": "#444",
+                   "array": [None if ci is None else ci[1] - v for ci, v in pairs],
+                   "arrayminus": [None if ci is None else v - ci[0] for ci, v in pairs]}  # fmt: skip
     fig = go.Figure(go.Bar(x=labels, y=values, text=bar_text, textposition="outside", hovertext=hover,
-                           hoverinfo="text", marker_color="#1f77b4", cliponaxis=False))  # fmt: skip
+                           hoverinfo="text", marker_color="#1f77b4", cliponaxis=False, error_y=error_y))  # fmt: skip
     for label, row in zip(labels, rows, strict=True):
         if row["test_top1"] is None:
             why = "missing" if row["status"] == "missing" else "no test_top1"
             fig.add_annotation(x=label, y=0, text=why, showarrow=False, yshift=12, font={"color": "#d62728"})
-    top = max([v for v in values if v is not None], default=1.0)
+    top = max([v for v in values if v is not None] + [ci[1] for ci in cis if ci is not None], default=1.0)
     fig.update_yaxes(range=[0, top * 1.2])
     return _layout(fig, "Test top-1 per regime (best trial by validation top-1)", "", "test top-1 (%)")
 

@@ -21,6 +21,7 @@ import plotly.io
 import plotly.offline
 
 from reports import figures, rows, study_info
+from reports.text import COMPARISON_RULE
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -37,8 +38,8 @@ h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
 th, td { border: 1px solid #ddd; padding: 0.2rem 0.5rem; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; position: sticky; top: 0; } td.text, th.text { text-align: left; }
-tr.missing td { color: #b00; } ul.note { margin: 0.5rem 0; }
-table.comparison { width: 100%; } table.comparison th { white-space: normal; }
+tr.missing td { color: #b00; } .ci { color: #555; white-space: nowrap; } ul.note { margin: 0.5rem 0; }
+table.comparison { width: 100%; } table.comparison th, table.comparison td { white-space: normal; }
 td.status { white-space: normal; overflow-wrap: anywhere; min-width: 16rem; text-align: left; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(600px, 1fr)); gap: 1rem; }
 figure { margin: 0; min-width: 0; } .note { color: #777; font-style: italic; }
@@ -121,20 +122,23 @@ def _header(page: _Page, report: Report) -> None:
 
 
 def _comparison(page: _Page, comparison: list[dict[str, Any]]) -> None:
-    columns = ["regime", "test top-1", "test top-5", "gain over scratch (pts)", "val top-1", "best trial",
-               "trials", "complete", "pruned", "failed", "status"]  # fmt: skip
+    columns = ["regime", "test top-1 [95% CI]", "test top-5", "gain over scratch (pts) [95% CI]",
+               "val top-1 (final epoch)", "best trial", "trials", "complete", "pruned", "failed", "status"]  # fmt: skip
     body = []
     for r in comparison:
-        gain = "reference" if r["regime"] == rows.SCRATCH and r["test_top1"] is not None else _num(r["gain_top1"], "+")
+        scratch = r["regime"] == rows.SCRATCH and r["test_top1"] is not None
+        gain = "reference" if scratch else _num(r["gain_top1"], "+") + _ci(r.get("gain_top1_ci"), "+")
+        test = _num(r["test_top1"]) + _ci(r.get("test_top1_ci"))
         best = f"{_e(r['study'])} #{r['trial']}" if r["status"] == "ok" else ""
         status = "ok" if r["status"] == "ok" else f"missing: {_e(r['reason'])}"  # reasons are words, paths, URLs
         body.append(
-            f'<tr class="{_e(r["status"])}"><td class="text">{_e(r["label"])}</td><td>{_num(r["test_top1"])}</td>'
+            f'<tr class="{_e(r["status"])}"><td class="text">{_e(r["label"])}</td><td>{test}</td>'
             f"<td>{_num(r['test_top5'])}</td><td>{gain}</td><td>{_num(r['val_top1'])}</td>"
             f'<td class="text">{best}</td><td>{r["n_trials"]}</td><td>{r["n_complete"]}</td><td>{r["n_pruned"]}</td>'
             f'<td>{r["n_failed"]}</td><td class="status">{status}</td></tr>'
         )
-    page.add('<h2 id="comparison">Comparison</h2>', _table(columns, body, "comparison", text_columns=(0, 5, 10)))
+    page.add('<h2 id="comparison">Comparison</h2>', f'<p class="meta">{_e(COMPARISON_RULE)}</p>',
+             _table(columns, body, "comparison", text_columns=(0, 5, 10)))  # fmt: skip
     page.figure(figures.comparison_figure(comparison))
 
 
@@ -225,6 +229,11 @@ def _num(value: float | int | None, sign: str = "") -> str:
     if isinstance(value, int):
         return f"{value:{sign}d}"
     return f"{value:{sign}.2f}"
+
+
+def _ci(interval: Sequence[float] | None, sign: str = "") -> str:
+    """ " [low, high]" of a 95% interval, to one decimal; "" without one."""
+    return "" if interval is None else f' <span class="ci">[{interval[0]:{sign}.1f}, {interval[1]:{sign}.1f}]</span>'
 
 
 def _is_number(value: Any) -> bool:

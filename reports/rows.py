@@ -13,14 +13,18 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from errors import UserError
+from reports import intervals
 from storage import open_storage, schema
 from storage.optuna_private import study_id
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # The comparison's regimes in the order the table shows them, with the label a reader sees.
 REGIMES: dict[str, str] = {
@@ -152,18 +156,23 @@ def comparison_rows(studies: Sequence[StudyData]) -> list[dict[str, Any]]:
     Test accuracies are those user attrs of that one trial (selected on validation, never on test). The gain is
     in points of test top-1 over the scratch row's; None when either is missing. A regime with no finished trial
     is a row with status "missing" and the reason (no study / no complete trial / the last failure's error),
-    never a zero.
+    never a zero. `test_top1_ci` is the 95% bootstrap interval [low, high] over test images (reports.intervals)
+    where the trial stored its per-image hits (schema.TEST_CORRECT), and `gain_top1_ci` the paired one where
+    both trials did, on as many images (the test subset is drawn independently of the seed: the same images).
     """
-    rows = [_regime_row(regime, [s for s in studies if s.regime == regime]) for regime in REGIMES]
-    rows = [r for r in rows if r["studies"] or r["regime"] not in OPTIONAL_REGIMES]
-    scratch = next(r for r in rows if r["regime"] == SCRATCH)
-    for row in rows:
+    built = [_regime_row(regime, [s for s in studies if s.regime == regime]) for regime in REGIMES]
+    built = [(r, hits) for r, hits in built if r["studies"] or r["regime"] not in OPTIONAL_REGIMES]
+    scratch, scratch_hits = next((r, hits) for r, hits in built if r["regime"] == SCRATCH)
+    for row, hits in built:
         both = row["test_top1"] is not None and scratch["test_top1"] is not None
         row["gain_top1"] = row["test_top1"] - scratch["test_top1"] if both else None
-    return rows
+        paired = both and hits is not None and scratch_hits is not None and hits.size == scratch_hits.size
+        row["gain_top1_ci"] = list(intervals.paired_bootstrap_ci(hits, scratch_hits)) if paired else None
+    return [r for r, _ in built]
 
 
-def _regime_row(regime: str, members: list[StudyData]) -> dict[str, Any]:
+def _regime_row(regime: str, members: list[StudyData]) -> tuple[dict[str, Any], np.ndarray | None]:
+    """The regime's row and its selected trial's per-image test hits (None when not stored)."""
     trials = [t for s in members for t in s.trials]
     counts = state_counts(trials)
     row: dict[str, Any] = {
@@ -171,19 +180,34 @@ def _regime_row(regime: str, members: list[StudyData]) -> dict[str, Any]:
         "studies": [s.name for s in members], "study": None, "trial": None,
         "val_top1": None, "test_top1": None, "test_top5": None,
         "n_trials": counts["total"], "n_complete": counts["complete"], "n_pruned": counts["pruned"],
-        "n_failed": counts["failed"], "gain_top1": None,
+        "n_failed": counts["failed"], "gain_top1": None, "test_top1_ci": None, "gain_top1_ci": None,
     }  # fmt: skip
     candidates = [(s, t) for s in members for t in s.complete()]
     if not candidates:
         row["reason"] = _missing_reason(regime, members, counts)
-        return row
+        return row, None
     maximize = members[0].maximize  # every study of the project maximizes; user studies share their regime's
     study, best = min(candidates, key=lambda st: ((-1 if maximize else 1) * objective_value(st[1]), st[1].number))
     row.update(
         status="ok", study=study.name, trial=best.number, val_top1=objective_value(best),
         test_top1=_number_attr(best, schema.TEST_TOP1), test_top5=_number_attr(best, schema.TEST_TOP5),
     )  # fmt: skip
-    return row
+    hits = per_image_hits(best)
+    row["test_top1_ci"] = list(intervals.bootstrap_ci(hits)) if hits is not None else None
+    return row, hits
+
+
+def per_image_hits(trial: FrozenTrial) -> np.ndarray | None:
+    """The trial's per-image test top-1 hits (numpy bool (N,)) from its TEST_CORRECT attr; None when absent,
+    unreadable, or not what its test_top1 attr counts (an interval must be about the number it is shown with)."""
+    text, top1 = trial.user_attrs.get(schema.TEST_CORRECT), _number_attr(trial, schema.TEST_TOP1)
+    if not isinstance(text, str) or top1 is None:
+        return None
+    try:
+        hits = schema.unpack_correct(text)
+    except ValueError:
+        return None
+    return hits if hits.size and abs(100.0 * hits.mean() - top1) < 1e-3 else None
 
 
 def _missing_reason(regime: str, members: list[StudyData], counts: dict[str, int]) -> str:

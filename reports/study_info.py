@@ -133,7 +133,7 @@ def table_info(study: StudyData) -> dict[str, Any]:
     `groups` names the column groups [(name, width)], so a param and a user attr of one name stay apart.
     """
     params = sorted({p for t in study.trials for p in t.params})
-    present = {a for t in study.trials for a in t.user_attrs}
+    present = {a for t in study.trials for a in t.user_attrs} - {schema.TEST_CORRECT}  # 1.7 kB of bits: no cell
     attrs = [a for a in schema.TRIAL_ATTRS if a in present and a != schema.ERROR] + sorted(
         present - set(schema.TRIAL_ATTRS)
     )

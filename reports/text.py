@@ -7,10 +7,12 @@ is handed the objective's defaults by the caller (reports/ does not import simcl
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
 from errors import UserError
+from reports import intervals
 from storage import schema
 
 
@@ -94,27 +96,40 @@ def space_text(attrs: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+COMPARISON_RULE = (
+    "val top-1: the final epoch's, in every regime; each regime shows its trial with the best val top-1. Test "
+    f"top-1 of that trial with a 95% bootstrap interval over test images ({intervals.N_RESAMPLES:,} resamples, "
+    f"seed {intervals.SEED}), the gain's paired (the same images for both trials); no interval where a trial "
+    "did not store its per-image results."
+)
+
+
 def comparison_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The comparison (rows.comparison_rows) for the terminal: test top-1/top-5, gain over scratch, trial
-    counts, and the best trial or why the regime is missing."""
+    """The comparison (rows.comparison_rows) for the terminal: test top-1 [95% CI], top-5, val top-1, gain over
+    scratch [95% CI], trial counts, and the best trial or why the regime is missing; the rule under the table."""
 
-    def num(value: float | None, sign: str = "") -> str:
-        return "-" if value is None else f"{value:{sign}.2f}"
+    def num(value: float | None, sign: str = "", ci: list[float] | None = None) -> str:
+        if value is None:
+            return "-"
+        return f"{value:{sign}.2f}" + ("" if ci is None else f" [{ci[0]:{sign}.1f}, {ci[1]:{sign}.1f}]")
 
-    header = ("regime", "test top-1", "top-5", "gain vs scratch", "trials (c/p/f)", "status")
+    header = ("regime", "test top-1 [95% CI]", "top-5", "val top-1 (final epoch)", "gain vs scratch [95% CI]",
+              "trials (c/p/f)", "status")  # fmt: skip
     table = [header]
     for r in rows:
-        gain = "reference" if r["regime"] == "scratch" and r["status"] == "ok" else num(r["gain_top1"], "+")
+        scratch = r["regime"] == "scratch" and r["status"] == "ok"
+        gain = "reference" if scratch else num(r["gain_top1"], "+", r.get("gain_top1_ci"))
         status = f"ok: {r['study']} #{r['trial']}" if r["status"] == "ok" else f"missing: {r['reason']}"
         trials = f"{r['n_trials']} ({r['n_complete']}/{r['n_pruned']}/{r['n_failed']})"
-        table.append((r["label"], num(r["test_top1"]), num(r["test_top5"]), gain, trials, status))
+        test = num(r["test_top1"], ci=r.get("test_top1_ci"))
+        table.append((r["label"], test, num(r["test_top5"]), num(r.get("val_top1")), gain, trials, status))
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     lines = []
     for row in table:
         numbers = [cell.rjust(width) for cell, width in zip(row[1:-1], widths[1:], strict=True)]
         cells = [row[0].ljust(widths[0]), *numbers]
         lines.append("  ".join([*cells, row[-1]]))
-    return "\n".join(lines)
+    return "\n".join([*lines, textwrap.fill(COMPARISON_RULE, width=110)])
 
 
 def trials_csv(trials: Sequence[dict[str, Any]]) -> str:

@@ -227,7 +227,7 @@ def _check_view_args(
     if not 0 < crop_scale[0] <= crop_scale[1] or not 0 < crop_ratio[0] <= crop_ratio[1]:
         raise UserError(f"crop scale {crop_scale} / ratio {crop_ratio}: need 0 < min <= max")
     if len(jitter) != 4 or min(jitter) < 0 or jitter[3] > 0.5:
-        raise UserError(f"jitter {tuple(jitter)}: need 4 values >= 0 with hue <= 0.5 (jitter_strength <= 5)")
+        raise UserError(f"jitter {tuple(jitter)}: need 4 values >= 0 with hue <= 0.5 (jitter_strength <= 2.5)")
     if any(not 0 <= p <= 1 for p in probabilities):
         raise UserError(f"augmentation probabilities {probabilities} must lie in [0, 1]")
     if not 0 < blur_sigma[0] <= blur_sigma[1]:
@@ -304,15 +304,14 @@ def simclr_views(images: Tensor, generator: torch.Generator | None = None, **set
 
 
 def simclr_params_from(cfg: PretrainConfig) -> dict[str, object]:
-    """`simclr_views` keyword arguments from a PretrainConfig (jitter strength s -> (0.4s, 0.4s, 0.4s, 0.1s))."""
+    """`simclr_views` keyword arguments from a PretrainConfig. Colour jitter strength s is the SimCLR paper's
+    (Chen et al. 2020, Appendix A, Listing 1): ColorJitter(0.8s, 0.8s, 0.8s, 0.2s); s = 0.5 for CIFAR (B.9)."""
     s = cfg.jitter_strength
-    if 0.1 * s > 0.5:
-        raise UserError(f"jitter_strength={s}: hue jitter 0.1*s must be <= 0.5, so jitter_strength <= 5")
     return dict(
         crop_scale=(cfg.crop_min_scale, 1.0),
         crop_ratio=(3 / 4, 4 / 3),
         flip_p=0.5,
-        jitter=(0.4 * s, 0.4 * s, 0.4 * s, 0.1 * s),
+        jitter=(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s),
         jitter_p=cfg.jitter_p,
         gray_p=cfg.gray_p,
         blur_p=cfg.blur_p,

@@ -182,10 +182,12 @@ class PretrainConfig:
     proj_hidden: int = key(512, "projection head: 512 -> proj_hidden -> proj_dim", **POSITIVE)
     proj_dim: int = key(128, "output size of the projection head (NT-Xent's space)", **POSITIVE)
     data_fraction: float = key(1.0, "stratified, seeded, nested subset of the pretraining set", **FRACTION)
+    equal_steps_as: float = key(0.0, "0: train `epochs` epochs; f > 0: as many steps as `epochs` epochs take on the "
+                                "data_fraction=f subset (a scale curve at equal compute)", ge=0, le=1)  # fmt: skip
     crop_min_scale: float = key(0.08, "RandomResizedCrop scale=(crop_min_scale, 1)", **FRACTION)
-    jitter_strength: float = key(1.0, "s in ColorJitter(0.4s, 0.4s, 0.4s, 0.1s)",
-                                 search=Search("float", 0.25, 1.5), ge=0, le=5,
-                                 why="the hue jitter 0.1 x strength must stay <= 0.5")  # fmt: skip
+    jitter_strength: float = key(0.5, "the SimCLR paper's colour strength s: ColorJitter(0.8s, 0.8s, 0.8s, 0.2s) "
+                                 "(s = 0.5 for CIFAR, Appendix B.9)", search=Search("float", 0.25, 1.0), ge=0, le=2.5,
+                                 why="the hue jitter 0.2 x strength must stay <= 0.5")  # fmt: skip
     jitter_p: float = key(0.8, "probability of colour jitter per view", **PROBABILITY)
     gray_p: float = key(0.2, "probability of grayscale per view", **PROBABILITY)
     blur_p: float = key(0.0, "probability of Gaussian blur (SimCLR drops blur at 32x32; 0.5 for larger images)",

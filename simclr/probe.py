@@ -14,7 +14,8 @@ Chen et al. 2020, Sec. 4 / Appendix B.5):
 Model selection: the reported model is the one after the **final** epoch. Its validation accuracy is then
 an honest estimate for the hyperparameters it was trained with (taking the best of E validation scores would
 bias the very number the Optuna search maximises); choosing `probe_epochs` and the other hyperparameters on
-validation is the search's job. The test split is evaluated once, at the end, and never selects anything.
+validation is the search's job. The test split is evaluated once, at the end, and never selects anything;
+its per-image top-1 hits (`test_correct`) let the report put a bootstrap interval on test top-1.
 """
 
 from __future__ import annotations
@@ -53,11 +54,14 @@ class ProbeResult:
     seconds: float  # wall time (evaluate_encoder: feature extraction/cache included)
     history: list[dict] = field(default_factory=list)  # per epoch: {"epoch", "val_top1", "loss", "lr"}
     feature_seconds: float = 0.0  # of `seconds`, the part spent getting features (evaluate_encoder only)
+    # top-1 hit per test image, in test-split order, bool (N,) on the CPU; None without a test split. Not compared
+    # by ==: two results are equal when their numbers are (compare this one with torch.equal).
+    test_correct: Tensor | None = field(default=None, compare=False)
 
 
-def topk_accuracy(logits: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -> list[float]:
-    """Percent of rows whose label is among the k largest logits, for each k (k capped at the class count,
-    so top-5 with 3 classes is top-3 = 100%)."""
+def topk_hits(logits: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -> list[Tensor]:
+    """For each k, per row: is the label among the k largest logits, bool (N,) (k capped at the class count,
+    so top-5 with 3 classes is top-3: all True)."""
     if logits.ndim != 2 or labels.shape != (logits.shape[0],):
         raise ValueError(f"need logits (N, C) and labels (N,), got {tuple(logits.shape)} and {tuple(labels.shape)}")
     if logits.shape[0] == 0:
@@ -65,7 +69,12 @@ def topk_accuracy(logits: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) 
     k_max = min(max(ks), logits.shape[1])
     top = logits.topk(k_max, dim=1).indices  # (N, k_max), largest first
     hits = top == labels.to(top.device).view(-1, 1)  # (N, k_max), at most one True per row
-    return [100.0 * hits[:, : min(k, k_max)].any(dim=1).float().mean().item() for k in ks]
+    return [hits[:, : min(k, k_max)].any(dim=1) for k in ks]
+
+
+def topk_accuracy(logits: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -> list[float]:
+    """Percent of rows whose label is among the k largest logits, for each k (as `topk_hits` counts them)."""
+    return [100.0 * hits.float().mean().item() for hits in topk_hits(logits, labels, ks)]
 
 
 def cosine_lr(step: int, total_steps: int, base_lr: float) -> float:
@@ -164,7 +173,8 @@ def linear_probe(
     seeded with `seed` (which also seeds the init: weight ~ N(0, 0.01), bias 0, as MoCo's lincls). The
     learning rate follows `cosine_lr` per step over probe_epochs * steps_per_epoch. After each epoch
     `on_epoch({"epoch" (1-based), "val_top1", "loss" (mean train loss), "lr" (of its last step)})` is called;
-    whatever it raises (optuna.TrialPruned) propagates. `test` (may be None) is evaluated once at the end.
+    whatever it raises (optuna.TrialPruned) propagates. `test` (may be None) is evaluated once at the end,
+    with its per-image top-1 hits in `test_correct`.
     A non-finite training loss raises NonFiniteLoss. Inputs are not modified.
     """
     t0 = time.perf_counter()
@@ -215,11 +225,16 @@ def linear_probe(
             on_epoch(dict(record))
 
     val_top1, val_top5 = topk_accuracy(_logits(linear, x_val), y_val)
-    test_top1 = test_top5 = None
+    test_top1 = test_top5 = test_correct = None
     if test is not None:  # once, for the reported model; never used to choose anything
         x_test, y_test = prepare(test)
-        test_top1, test_top5 = topk_accuracy(_logits(linear, x_test), y_test)
-    return ProbeResult(val_top1, val_top5, test_top1, test_top5, cfg.probe_epochs, time.perf_counter() - t0, history)
+        hits1, hits5 = topk_hits(_logits(linear, x_test), y_test)
+        test_top1, test_top5 = (100.0 * h.float().mean().item() for h in (hits1, hits5))  # as topk_accuracy
+        test_correct = hits1.cpu()
+    seconds = time.perf_counter() - t0
+    return ProbeResult(
+        val_top1, val_top5, test_top1, test_top5, cfg.probe_epochs, seconds, history, test_correct=test_correct
+    )
 
 
 def evaluate_encoder(

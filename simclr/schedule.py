@@ -148,6 +148,14 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator, *, drop_l
     return pieces
 
 
+def balanced_batches(n: int, batch_size: int, generator: torch.Generator) -> list[Tensor]:
+    """One epoch's batches for SimCLR: a permutation of range(n) cut into ceil(n / batch_size) pieces whose sizes
+    differ by at most one, so no image is dropped and no batch is tiny (NT-Xent's negatives are the batch: with
+    500 images and batch 256, two batches of 250 rather than one of 256 and 244 images left out each epoch)."""
+    perm = torch.randperm(n, generator=generator)
+    return list(perm.tensor_split(-(-n // batch_size)))
+
+
 class LossLog:
     """Per-step losses of one epoch kept on the device, checked for NaN/inf without a host sync per step.
 

@@ -1,10 +1,14 @@
 """Supervised training with labels: a CIFAR-stem ResNet-18 from scratch, or fine-tuning a given encoder
 (all of its weights) under a new linear classifier. The baselines SimCLR is compared with.
 
-Protocol (DESIGN.md): train on probe-train with random crop (zero padding) + horizontal flip, pick the epoch
-with the best probe-val top-1 (ties: the earlier epoch), and evaluate probe-test ONCE at the end with that
-epoch's weights; test never selects anything. Same machinery as pretraining (simclr.schedule): per-step
-warmup + cosine lr, BN/bias excluded from weight decay, autocast, GradScaler, channels_last, NonFiniteLoss.
+Protocol (DESIGN.md): train on probe-train with random crop (zero padding) + horizontal flip for cfg.epochs
+epochs; the reported model is the **final** epoch's, as for the linear probe (simclr/probe.py): one rule for
+every regime's validation number. Taking the best of E per-epoch validation scores would bias upwards the very
+number the Optuna search maximises, and the scratch baseline would get a selection the probes do not; choosing
+`epochs` is the search's job. probe-test is evaluated ONCE, at the end, with the final weights (top-1, top-5
+and the per-image top-1 hits for the report's bootstrap intervals); test never selects anything. Same
+machinery as pretraining (simclr.schedule): per-step warmup + cosine lr, BN/bias excluded from weight decay,
+autocast, GradScaler, channels_last, NonFiniteLoss.
 """
 
 from __future__ import annotations
@@ -29,24 +33,26 @@ from simclr.models import FEATURE_DIM, Encoder, init_weights_, resnet18, save_ch
 from simclr.schedule import build_optimizer, epoch_batches
 from simclr.train import LossFn, StepSchedule, loop_generators, train_epoch
 
-CHECKPOINT_NAME = "best.pt"
+CHECKPOINT_NAME = "final.pt"  # the final epoch's model (no epoch is selected)
 EVAL_BATCH = 512
 
 
 @dataclass
 class SupervisedResult:
-    val_top1: float  # of the selected (best-val) epoch, percent
+    val_top1: float  # of the final epoch's model, percent (= history[-1]["val_top1"])
     val_top5: float
     test_top1: float | None  # None when splits has no "test"
     test_top5: float | None
-    best_epoch: int  # 1-based
+    best_epoch: int  # 1-based epoch of the reported model: always the final one (cfg.epochs), as ProbeResult's
     history: list[dict]
     steps: int
     n_images: int  # training images
     seconds: float
     images_per_second: float
-    model: nn.Module  # a `Classifier` holding the best-val weights
+    model: nn.Module  # a `Classifier` holding the final epoch's weights
     checkpoint: Path | None
+    # top-1 hit per test image, in test-split order, bool (N,) on the CPU; None without a test split
+    test_correct: Tensor | None = field(default=None, compare=False)
 
 
 class Classifier(nn.Module):
@@ -86,14 +92,14 @@ def _crop_flip_loss(
 
 
 @torch.no_grad()
-def evaluate(
+def hits(
     model: nn.Module, data: ImageSet, *, rt: Runtime, size: int | None, mean, std, batch_size: int = EVAL_BATCH
-) -> tuple[float, float]:
-    """(top-1, top-5) in percent of `model` on `data`: eval mode, no_grad, no augmentation (with fewer than
-    5 classes, top-5 counts all of them and is 100)."""
+) -> tuple[Tensor, Tensor]:
+    """Per image of `data`, in its order: (top-1 hit, top-5 hit), bool (N,) each on the CPU, of `model` in eval
+    mode, no_grad, no augmentation (with fewer than 5 classes, top-5 counts all of them: all True)."""
     was_training = model.training
     model.eval()
-    hits1 = hits5 = 0
+    hits1, hits5 = [], []
     for start in range(0, len(data), batch_size):
         images = data.images[start : start + batch_size].to(rt.device, non_blocking=True)
         labels = data.labels[start : start + batch_size].to(rt.device, non_blocking=True)
@@ -101,10 +107,16 @@ def evaluate(
         with rt.autocast():
             logits = model(x).float()  # (B, classes)
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices  # (B, 5)
-        hits1 += int((top[:, 0] == labels).sum())
-        hits5 += int((top == labels[:, None]).any(1).sum())
+        hits1.append((top[:, 0] == labels).cpu())
+        hits5.append((top == labels[:, None]).any(1).cpu())
     model.train(was_training)
-    return 100.0 * hits1 / len(data), 100.0 * hits5 / len(data)
+    return torch.cat(hits1), torch.cat(hits5)
+
+
+def evaluate(model: nn.Module, data: ImageSet, **kwargs) -> tuple[float, float]:
+    """(top-1, top-5) in percent of `model` on `data`, counted by `hits` (same keyword arguments)."""
+    hits1, hits5 = hits(model, data, **kwargs)
+    return 100.0 * int(hits1.sum()) / len(data), 100.0 * int(hits5.sum()) / len(data)
 
 
 def _build(encoder: Encoder | None, num_classes: int, seed: int) -> tuple[Classifier, str, int | None]:
@@ -139,14 +151,11 @@ def _normalisation(
 
 @dataclass
 class _Fit:
-    """What the epochs leave: the history and the best-val epoch's weights (ties keep the earlier epoch)."""
+    """What the epochs leave besides the trained model (which holds the final epoch's weights)."""
 
     history: list[dict] = field(default_factory=list)
     steps: int = 0
     train_seconds: float = 0.0
-    best_val: float = -1.0
-    best_epoch: int = 0
-    best_state: dict[str, Tensor] | None = None
 
 
 def _fit(
@@ -179,9 +188,6 @@ def _fit(
         val_top1, _ = evaluate(model, val, rt=rt, size=size, mean=mean, std=std)
         metrics = done.metrics(epoch, len(train), val_top1=val_top1)
         fit.history.append(metrics)
-        if val_top1 > fit.best_val:  # strict: ties keep the earlier epoch
-            fit.best_val, fit.best_epoch = val_top1, epoch
-            fit.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if on_epoch is not None:
             on_epoch(dict(metrics))
     return fit
@@ -199,7 +205,7 @@ def _save(path: Path, model: nn.Module, cfg: SupervisedConfig, fit: _Fit, stem: 
             "mean": list(map(float, mean)),
             "std": list(map(float, std)),
             "config": dataclasses.asdict(cfg),
-            "best_epoch": fit.best_epoch,
+            "best_epoch": len(fit.history),  # the final epoch: the weights saved are its
             "history": [dict(h) for h in fit.history],
         },
     )
@@ -217,7 +223,8 @@ def train_supervised(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> SupervisedResult:
-    """Train on splits["train"], select on splits["val"], test once on splits["test"] (optional).
+    """Train on splits["train"] for cfg.epochs, report the final model on splits["val"] and, once, on
+    splits["test"] (optional; with `test_correct`, its per-image top-1 hits). No epoch is selected.
 
     - encoder None: CIFAR-stem ResNet-18 + linear layer initialised from torch.Generator(seed), inputs
       normalised with `mean`/`std` (None: the train split's per-channel statistics).
@@ -227,8 +234,8 @@ def train_supervised(
     - Every epoch: a seeded permutation in batches of cfg.batch_size (the last one short), crop with
       cfg.crop_padding + flip, cross-entropy with cfg.label_smoothing; then val top-1 in eval mode and
       on_epoch({"epoch", "loss", "lr", "val_top1", "images_per_second", "step"}) (may raise to stop).
-    - checkpoint_dir: the best-val model as `best.pt` in our checkpoint format ({"encoder": backbone
-      state_dict, "fc", "stem", "mean", "std", "config", "best_epoch", "history"}), loadable by load_encoder.
+    - checkpoint_dir: the final model as `final.pt` in our checkpoint format ({"encoder": backbone state_dict,
+      "fc", "stem", "mean", "std", "config", "best_epoch", "history"}), loadable by load_encoder.
     - A NaN/inf loss raises NonFiniteLoss(epoch, step, value).
     """
     started = time.perf_counter()
@@ -239,11 +246,11 @@ def train_supervised(
     model = rt.prepare(model)
     fit = _fit(model, cfg, train, val, rt=rt, seed=seed, size=size, mean=mean, std=std, on_epoch=on_epoch)
 
-    model.load_state_dict(fit.best_state)
-    val_top1, val_top5 = evaluate(model, val, rt=rt, size=size, mean=mean, std=std)
-    test_top1 = test_top5 = None
+    val_top1, val_top5 = evaluate(model, val, rt=rt, size=size, mean=mean, std=std)  # the final epoch's weights
+    test_top1 = test_top5 = test_correct = None
     if test is not None and len(test) > 0:
-        test_top1, test_top5 = evaluate(model, test, rt=rt, size=size, mean=mean, std=std)
+        test_correct, test_top5_hits = hits(model, test, rt=rt, size=size, mean=mean, std=std)
+        test_top1, test_top5 = (100.0 * int(h.sum()) / len(test) for h in (test_correct, test_top5_hits))
     checkpoint = None
     if checkpoint_dir is not None:
         checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME
@@ -253,7 +260,7 @@ def train_supervised(
         val_top5,
         test_top1,
         test_top5,
-        fit.best_epoch,
+        len(fit.history),  # best_epoch: the final one
         fit.history,
         fit.steps,
         len(train),
@@ -261,4 +268,5 @@ def train_supervised(
         cfg.epochs * len(train) / fit.train_seconds,
         model,
         checkpoint,
+        test_correct,
     )

@@ -7,14 +7,22 @@ and prune) are enough for any worker to rebuild the objective from the store alo
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# What changed in each version: a study stored under an older meaning is refused, never silently reinterpreted.
+SCHEMA_CHANGES = {
+    2: "jitter_strength became the SimCLR paper's colour strength s, ColorJitter(0.8s, 0.8s, 0.8s, 0.2s); in schema 1 "
+    "it scaled (0.4s, 0.4s, 0.4s, 0.1s), so a stored value means twice the jitter now",
+}
 DIRECTION = "maximize"  # every objective value is a validation top-1 in percent
 
 OBJECTIVES = ("simclr", "linear_probe", "supervised", "finetune")
@@ -31,6 +39,8 @@ ENCODER = "encoder"  # str, probe/finetune studies: the encoder spec probed
 COMPARISON = "comparison"  # str, optional: the compare prefix
 SAMPLER = "sampler"  # JSON str: {"name": "tpe", "seed": 0}; Optuna does not store samplers
 PRUNER = "pruner"  # JSON str: {"name": "median", "n_startup_trials": .., "n_warmup_steps": ..}
+ENCODER_TRIAL = "encoder_trial"  # int, probe/finetune over best:STUDY or trial:STUDY:N: the trial resolved at creation
+ENCODER_SHA256 = "encoder_sha256"  # str: sha256 of that trial's checkpoint file; a worker refuses other weights
 STUDY_ERROR = "error"  # str, optional: why the study could not run (`compare` sets it; "" once it runs again)
 
 # Trial user attrs.
@@ -52,12 +62,36 @@ DATA_FRACTION = "data_fraction"
 N_PRETRAIN_IMAGES = "n_pretrain_images"
 RETRY_OF = "retry_of"
 RESUMED_FROM_EPOCH = "resumed_from_epoch"
+EPOCHS = "epochs"  # passes over the pretraining subset (fractional when the scale study trains equal steps)
+IMAGES_SEEN = "images_seen"  # pretraining images trained on (each gives two views)
 HISTORY = "history"  # list of {"epoch", "loss", "lr", "images_per_second", "step", monitor...}, one per epoch
+TEST_CORRECT = "test_correct"  # str, pack_correct(top-1 hit per test image, in test-split order): for intervals
 # What every COMPLETE trial of every objective carries (the rest depend on the objective).
 COMPLETE_TRIAL_ATTRS = (VAL_TOP1, VAL_TOP5, TEST_TOP1, TEST_TOP5, N_TRAIN_IMAGES, STEPS, SECONDS, IMAGES_PER_SECOND,
                         DEVICE, TRIAL_ENCODER)  # fmt: skip
 TRIAL_ATTRS = COMPLETE_TRIAL_ATTRS + (CHECKPOINT, CHECKPOINT_EPOCH, ERROR, DATA_FRACTION, N_PRETRAIN_IMAGES, RETRY_OF,
                                       RESUMED_FROM_EPOCH)  # fmt: skip
+
+
+def pack_correct(correct: Any) -> str:
+    """Per-image top-1 hits (a 1-d bool array or CPU tensor) as "N:base64" of the packed bits, 8 images a byte:
+    10,000 test images take 1.7 kB of text, small enough for a trial user attr. `unpack_correct` reverses it."""
+    bits = np.asarray(correct)
+    if bits.ndim != 1 or bits.dtype != np.bool_:
+        raise ValueError(f"need a 1-d bool array, got {bits.dtype} of shape {bits.shape}")
+    return f"{bits.size}:{base64.b64encode(np.packbits(bits)).decode('ascii')}"
+
+
+def unpack_correct(text: str) -> np.ndarray:
+    """The bool array (N,) that `pack_correct` packed; ValueError when `text` is not such a string."""
+    count, sep, payload = str(text).partition(":")
+    try:
+        n, packed = int(count), np.frombuffer(base64.b64decode(payload, validate=True), dtype=np.uint8)
+    except (ValueError, binascii.Error):
+        n, packed = -1, None
+    if not sep or n < 0 or packed is None or packed.size != (n + 7) // 8:
+        raise ValueError(f"not a packed array of per-image hits: {str(text)[:40]!r}")
+    return np.unpackbits(packed, count=n).astype(bool)
 
 
 def space_to_json(space: dict[str, BaseDistribution]) -> str:
@@ -120,7 +154,12 @@ def read_spec(user_attrs: dict[str, Any], study_name: str = "?") -> StudySpec:
     if missing:
         raise SchemaError(f"study {study_name!r} was not created by study.py (no {', '.join(missing)} attr)")
     if user_attrs[SCHEMA] != SCHEMA_VERSION:
-        raise SchemaError(f"study {study_name!r} has schema {user_attrs[SCHEMA]}, this code reads {SCHEMA_VERSION}")
+        stored = user_attrs[SCHEMA]
+        why = "; ".join(SCHEMA_CHANGES[v] for v in sorted(SCHEMA_CHANGES) if isinstance(stored, int) and v > stored)
+        raise SchemaError(
+            f"study {study_name!r} was stored under schema {stored}, this code reads schema {SCHEMA_VERSION}"
+            + (f" ({why}): create a new study; the old one stays readable by show and report" if why else "")
+        )
     try:
         return StudySpec(
             objective=user_attrs[OBJECTIVE],

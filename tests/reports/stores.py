@@ -3,7 +3,10 @@
 `fill_comparison` writes one study per regime with numbers chosen so that every rule shows: the best trial by
 validation is not the best by test, a regime spread over two user-made studies (no role attr), a regime with only
 failed trials, pruned trials, a data fraction given only as a param or only in the study config, and a study
-whose name, parameter choice and error text are HTML/script injections. EXPECTED holds the hand-computed rows.
+whose name, parameter choice and error text are HTML/script injections. EXPECTED holds the hand-computed rows;
+their 95% intervals come from reports.intervals (tested against references in test_intervals.py) on the per-image
+hits stored here: scratch and the selected SimCLR probe on the same 200 images (a paired gain), fine-tuning on
+400 (an interval of its own, no paired gain), the ImageNet probes none (no interval).
 """
 
 from __future__ import annotations
@@ -11,14 +14,30 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
+
+from reports import intervals
+from storage import schema
 
 EVIL = "<img src=x onerror=alert(1)>"
 EVIL_CHOICE = "</script><script>alert(2)</script>"
 EVIL_ERROR = "<script>alert(3)</script>"
 COMPLETE, PRUNED, FAIL = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
+
+
+def hits(n: int, first: int, count: int, seed: int = 7) -> np.ndarray:
+    """Per-image hits of n test images: `count` of them, the images at positions first.. of a seeded order."""
+    correct = np.zeros(n, dtype=bool)
+    correct[np.random.default_rng(seed).permutation(n)[first : first + count]] = True
+    return correct
+
+
+SCRATCH_HITS = hits(200, 0, 57)  # 28.5%
+SIMCLR_HITS = hits(200, 30, 84)  # 42.0%: 27 images hit by both, 30 only by scratch, 57 only by the probe
+FINETUNE_HITS = hits(400, 0, 190)  # 47.5%, on another test set: no paired gain
 
 
 def _trial(state=COMPLETE, value=None, params=None, dists=None, **attrs):
@@ -62,8 +81,8 @@ def fill_comparison(storage) -> None:
         _trial(FAIL, params={"lr": 0.01, "optimizer": "sgd"}, dists=evil, error=EVIL_ERROR),
     ], objective="simclr", role="simclr_hparams")  # fmt: skip
     _study(storage, "probe-simclr", [
-        _trial(value=41.0, test_top1=45.0, test_top5=75.0),  # best on test, not on validation
-        _trial(value=43.5, test_top1=42.0, test_top5=72.3),
+        _trial(value=41.0, test_top1=45.0, test_top5=75.0, test_correct=schema.pack_correct(hits(200, 0, 90))),
+        _trial(value=43.5, test_top1=42.0, test_top5=72.3, test_correct=schema.pack_correct(SIMCLR_HITS)),
         _trial(PRUNED),
         _trial(FAIL, error="UserError: checkpoint missing"),
     ], objective="linear_probe", role="probe_simclr", encoder="best:simclr-scale")  # fmt: skip
@@ -75,31 +94,36 @@ def fill_comparison(storage) -> None:
            objective="linear_probe", config={"encoder": "imagenet", "resolution": 64})  # fmt: skip
     _study(storage, "probe-random", [_trial(FAIL, error="old error"), _trial(FAIL, error="CUDA out of memory")],
            objective="linear_probe", role="probe_random", encoder="random")  # fmt: skip
-    _study(storage, "scratch", [_trial(value=30.0, test_top1=28.5, test_top5=58.0), _trial(PRUNED)],
+    _study(storage, "scratch", [_trial(value=30.0, test_top1=28.5, test_top5=58.0,
+                                       test_correct=schema.pack_correct(SCRATCH_HITS)), _trial(PRUNED)],
            objective="supervised", role="scratch")  # fmt: skip
-    _study(storage, "finetune-by-hand", [_trial(value=48.0, test_top1=47.5, test_top5=77.0)],
+    _study(storage, "finetune-by-hand", [_trial(value=48.0, test_top1=47.5, test_top5=77.0,
+                                                test_correct=schema.pack_correct(FINETUNE_HITS))],
            objective="finetune", config={"encoder": "best:simclr-scale"})  # fmt: skip
 
 
 def _row(regime, label, studies, study=None, trial=None, val=None, test1=None, test5=None, counts=(0, 0, 0, 0),
-         gain=None, reason=None):  # fmt: skip
+         gain=None, reason=None, test_hits=None, gain_hits=None):  # fmt: skip
     total, complete, pruned, failed = counts
     return {"regime": regime, "label": label, "status": "ok" if study else "missing", "reason": reason,
             "studies": studies, "study": study, "trial": trial, "val_top1": val, "test_top1": test1,
             "test_top5": test5, "n_trials": total, "n_complete": complete, "n_pruned": pruned, "n_failed": failed,
-            "gain_top1": gain}  # fmt: skip
+            "gain_top1": gain,
+            "test_top1_ci": None if test_hits is None else list(intervals.bootstrap_ci(test_hits)),
+            "gain_top1_ci": None if gain_hits is None else list(intervals.paired_bootstrap_ci(*gain_hits))}  # fmt: skip
 
 
 EXPECTED_COMPARISON = [
     _row("probe_simclr", "SimCLR -> linear probe", ["probe-simclr"], "probe-simclr", 1, 43.5, 42.0, 72.3,
-         (4, 2, 1, 1), 42.0 - 28.5),
+         (4, 2, 1, 1), 42.0 - 28.5, test_hits=SIMCLR_HITS, gain_hits=(SIMCLR_HITS, SCRATCH_HITS)),
     _row("probe_imagenet", "ImageNet-supervised -> linear probe", ["imagenet-a", "imagenet-b"], "imagenet-b", 1,
          52.5, 51.0, 81.5, (3, 3, 0, 0), 51.0 - 28.5),
     _row("probe_random", "random encoder -> linear probe", ["probe-random"], counts=(2, 0, 0, 2),
          reason="no complete trial; last failure (probe-random #1): CUDA out of memory"),
-    _row("scratch", "from scratch (supervised)", ["scratch"], "scratch", 0, 30.0, 28.5, 58.0, (2, 1, 1, 0), 0.0),
+    _row("scratch", "from scratch (supervised)", ["scratch"], "scratch", 0, 30.0, 28.5, 58.0, (2, 1, 1, 0), 0.0,
+         test_hits=SCRATCH_HITS, gain_hits=(SCRATCH_HITS, SCRATCH_HITS)),
     _row("finetune", "SimCLR fine-tuned", ["finetune-by-hand"], "finetune-by-hand", 0, 48.0, 47.5, 77.0,
-         (1, 1, 0, 0), 47.5 - 28.5),
+         (1, 1, 0, 0), 47.5 - 28.5, test_hits=FINETUNE_HITS),
 ]  # fmt: skip
 
 EXPECTED_SCALE = [

@@ -42,7 +42,14 @@ def test_note_and_figure_are_saved_and_replaced(url):
     note = optuna_dashboard.get_note(probe)
     assert note.startswith("My own notes: rerun with more epochs.\n\n" + dashboard.NOTE_START)
     assert note.count(dashboard.NOTE_START) == 1 and note.count(dashboard.NOTE_END) == 1
-    assert "| SimCLR \\-\\> linear probe | 42.00 | 72.30 | +13.50 | 43.50 | probe\\-simclr \\#1 | 4 (2/1/1) |" in note
+    (low, high), (gain_low, gain_high) = (stores.EXPECTED_COMPARISON[0][k] for k in ("test_top1_ci", "gain_top1_ci"))
+    simclr = (
+        f"| SimCLR \\-\\> linear probe | 42.00 \\[{low:.1f}, {high:.1f}\\] | 72.30 | "
+        f"+13.50 \\[{gain_low:+.1f}, {gain_high:+.1f}\\] | 43.50 | probe\\-simclr \\#1 | 4 (2/1/1) |"
+    )
+    assert simclr in note
+    assert "| ImageNet\\-supervised \\-\\> linear probe | 51.00 | 81.50 | +22.50 | 52.50 |" in note  # no per-image hits
+    assert "val top\\-1\\: the final epoch\\'s" in note and "95\\% bootstrap interval" in note
     assert "missing: no complete trial\\; last failure \\(probe\\-random \\#1\\)\\: CUDA out of memory" in note
     assert optuna_dashboard.get_note(optuna.load_study(study_name="simclr-scale", storage=storage)) == ""
 

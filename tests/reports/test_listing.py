@@ -98,12 +98,22 @@ def test_comparison_table():
     row = {"regime": "scratch", "label": "from scratch (supervised)", "status": "ok", "reason": None,
            "study": "p-scratch", "trial": 2, "test_top1": 10.0, "test_top5": 30.5, "gain_top1": 0.0,
            "n_trials": 3, "n_complete": 2, "n_pruned": 1, "n_failed": 0}  # fmt: skip
+    probe = {**row, "regime": "probe_simclr", "label": "SimCLR", "study": "p-probe", "trial": 0, "val_top1": 21.0,
+             "test_top1": 20.25, "test_top1_ci": [17.5, 23.0], "gain_top1": 10.25,
+             "gain_top1_ci": [7.75, 12.5]}  # fmt: skip
     missing = {**row, "regime": "probe_imagenet", "label": "ImageNet", "status": "missing",
                "reason": "no ImageNet-supervised probe study in this store", "test_top1": None, "test_top5": None,
                "gain_top1": None, "n_trials": 0, "n_complete": 0, "n_pruned": 0}  # fmt: skip
-    assert comparison_table([row, missing]).splitlines() == [
-        "regime                     test top-1  top-5  gain vs scratch  trials (c/p/f)  status",
-        "from scratch (supervised)       10.00  30.50        reference       3 (2/1/0)  ok: p-scratch #2",
-        "ImageNet                            -      -                -       0 (0/0/0)  "
-        "missing: no ImageNet-supervised probe study in this store",
+    lines = comparison_table([row, probe, missing]).splitlines()
+    assert lines[:4] == [
+        "regime                     test top-1 [95% CI]  top-5  val top-1 (final epoch)  gain vs scratch [95% CI]  "
+        "trials (c/p/f)  status",
+        "from scratch (supervised)                10.00  30.50                        -                 reference  "
+        "     3 (2/1/0)  ok: p-scratch #2",
+        "SimCLR                      20.25 [17.5, 23.0]  30.50                    21.00      +10.25 [+7.8, +12.5]  "
+        "     3 (2/1/0)  ok: p-probe #0",
+        "ImageNet                                     -      -                        -                         -  "
+        "     0 (0/0/0)  missing: no ImageNet-supervised probe study in this store",
     ]
+    rule = " ".join(lines[4:])  # under the table: which val number, which interval
+    assert rule.startswith("val top-1: the final epoch's, in every regime") and "95% bootstrap interval" in rule

@@ -363,10 +363,12 @@ def test_simclr_params_from_config():
         PretrainConfig(crop_min_scale=0.2, jitter_strength=0.5, jitter_p=0.7, gray_p=0.1, blur_p=0.5)
     )
     assert kwargs["crop_scale"] == (0.2, 1.0) and kwargs["jitter_p"] == 0.7 and kwargs["gray_p"] == 0.1
-    assert kwargs["jitter"] == pytest.approx((0.2, 0.2, 0.2, 0.05)) and kwargs["blur_p"] == 0.5
+    # the paper's strength s: ColorJitter(0.8s, 0.8s, 0.8s, 0.2s), so s = 0.5 (its CIFAR setting) is 0.4, 0.4, 0.4, 0.1
+    assert kwargs["jitter"] == pytest.approx((0.4, 0.4, 0.4, 0.1)) and kwargs["blur_p"] == 0.5
+    assert A.simclr_params_from(PretrainConfig())["jitter"] == pytest.approx((0.4, 0.4, 0.4, 0.1))  # the default
     assert A.simclr_views(uint8_images(4, 32), **kwargs).shape == (4, 3, 32, 32)
-    with pytest.raises(UserError, match="jitter_strength"):
-        A.simclr_params_from(PretrainConfig(jitter_strength=6.0))
+    with pytest.raises(UserError, match="jitter_strength <= 2.5"):
+        A.simclr_views(uint8_images(4, 32), **A.simclr_params_from(PretrainConfig(jitter_strength=3.0)))
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """The linear protocol: accuracy on known problems, a float64 reference of the optimisation, the callback
-contract, test-set isolation, and a backbone that stays frozen (bit-identical, BatchNorm statistics included)."""
+contract, test-set isolation, per-image test hits, and a backbone that stays frozen (bit-identical, BatchNorm
+statistics included)."""
 
 import copy
 import dataclasses
@@ -212,7 +213,7 @@ def test_deterministic_for_a_seed(batch_size):
     cfg = ProbeConfig(probe_epochs=3, probe_batch_size=batch_size)
     runs = [linear_probe(train, val, test, cfg, num_classes=6, seed=s) for s in (7, 7, 8)]
     same = [dataclasses.replace(r, seconds=0.0) for r in runs]
-    assert same[0] == same[1]
+    assert same[0] == same[1] and torch.equal(same[0].test_correct, same[1].test_correct)
     assert same[0].history != same[2].history  # another seed: another init (and order)
 
 
@@ -224,8 +225,20 @@ def test_test_split_never_selects_anything():
     without = linear_probe(train, val, None, cfg, num_classes=6)
     assert with_test.history == scrambled.history == without.history
     assert with_test.val_top1 == without.val_top1 and with_test.best_epoch == without.best_epoch
-    assert without.test_top1 is None and without.test_top5 is None
+    assert without.test_top1 is None and without.test_top5 is None and without.test_correct is None
     assert scrambled.test_top1 < with_test.test_top1
+
+
+def test_test_correct_is_the_top1_hit_of_each_test_image_in_order():
+    train, val, (x_test, y_test) = blobs(seed=10, n_classes=10, spread=12.0)  # overlapping: some misses
+    cfg = ProbeConfig(probe_epochs=4, probe_batch_size=16)
+    r = linear_probe(train, val, (x_test, y_test), cfg, num_classes=10)
+    assert r.test_correct.dtype == torch.bool and r.test_correct.shape == (len(y_test),)
+    assert 0 < int(r.test_correct.sum()) < len(y_test)
+    assert r.test_top1 == pytest.approx(100.0 * r.test_correct.float().mean().item(), abs=1e-9)
+    order = torch.randperm(len(y_test), generator=torch.Generator().manual_seed(0))
+    shuffled = linear_probe(train, val, (x_test[order], y_test[order]), cfg, num_classes=10)
+    assert torch.equal(shuffled.test_correct, r.test_correct[order])  # one entry per image, in the split's order
 
 
 def test_inputs_unchanged_and_standardised_on_train_only():
@@ -302,6 +315,7 @@ def test_evaluate_encoder_leaves_backbone_frozen(tmp_path, cached):
     )
     assert frozen_violations(before, encoder.module) == []
     assert r.test_top1 is not None and 0 <= r.val_top1 <= 100 and r.seconds >= r.feature_seconds > 0
+    assert r.test_correct.shape == (len(splits["test"]),) and r.test_correct.dtype == torch.bool
     if cached:
         assert sorted(p.suffix for p in tmp_path.iterdir()) == [".pt"] * 3  # train, val, test; no .tmp
 
@@ -339,7 +353,7 @@ def test_evaluate_encoder_without_test_and_missing_split():
     del splits["test"]
     cfg, rt = ProbeConfig(probe_epochs=1), runtime("cpu", "fp32")
     r = evaluate_encoder(encoder, splits, cfg, rt=rt, cache_dir=None, data_key="k")
-    assert r.test_top1 is None
+    assert r.test_top1 is None and r.test_correct is None
     del splits["val"]
     with pytest.raises(ValueError, match="val"):
         evaluate_encoder(encoder, splits, cfg, rt=rt, cache_dir=None, data_key="k")

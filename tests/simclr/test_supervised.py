@@ -1,5 +1,6 @@
-"""Supervised training from scratch and fine-tuning on tiny learnable 8x8 data: it learns, selects on val,
-tests once with the best-val weights, fine-tunes every encoder weight, checkpoints, and stops on divergence."""
+"""Supervised training from scratch and fine-tuning on tiny learnable 8x8 data: it learns, reports the final
+epoch's model on val and (once) on test with per-image hits, fine-tunes every encoder weight, checkpoints the
+final model, and stops on divergence."""
 
 import math
 
@@ -8,6 +9,7 @@ import torch
 
 import simclr.supervised as supervised
 from errors import NonFiniteLoss, UserError
+from simclr.augment import eval_preprocess
 from simclr.config import SupervisedConfig
 from simclr.data import ImageSet
 from simclr.device import runtime
@@ -45,37 +47,58 @@ def test_from_scratch_learns_and_checkpoints(splits, tmp_path):
     assert {"epoch", "loss", "lr", "val_top1", "images_per_second", "step"} <= set(seen[0])
     assert result.val_top1 > 50 and result.test_top1 > 50  # chance is 10%
     assert result.val_top5 >= result.val_top1 and result.test_top5 >= result.test_top1
-    assert result.val_top1 == max(h["val_top1"] for h in result.history)
-    assert result.history[result.best_epoch - 1]["val_top1"] == result.val_top1
+    assert result.val_top1 == result.history[-1]["val_top1"] and result.best_epoch == 3  # the final epoch's
     assert result.steps == 3 * 10 and result.n_images == 160
     payload = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
     assert {"encoder", "fc", "stem", "mean", "std", "config"} <= set(payload)
     assert set(payload["fc"]) == {"weight", "bias"} and payload["stem"] == "cifar"
-    loaded = load_encoder(result.checkpoint)  # the checkpoint is probe-able
+    loaded = load_encoder(result.checkpoint)  # the checkpoint is probe-able, and is the final model
     assert loaded.digest == weights_digest(result.model.backbone) and loaded.mean == MEAN
+    assert payload["best_epoch"] == 3
+    for k, v in result.model.fc.state_dict().items():
+        torch.testing.assert_close(payload["fc"][k], v, rtol=0, atol=0)
 
 
-def test_test_is_evaluated_once_with_the_best_val_weights(splits, monkeypatch):
-    real_evaluate = supervised.evaluate
-    scripted = iter([20.0, 60.0, 40.0])  # per-epoch val top-1: epoch 2 is best
+def test_test_correct_is_the_top1_hit_of_each_test_image_in_order(splits):
+    result = train_supervised(config(epochs=1), splits, rt=RT, seed=0, mean=MEAN, std=STD)
+    test, model = splits["test"], result.model.eval()
+    with torch.no_grad():  # the reference: the model's argmax on each preprocessed test image
+        predicted = model(eval_preprocess(test.images, size=None, mean=MEAN, std=STD)).argmax(1)
+    assert result.test_correct.dtype == torch.bool and result.test_correct.shape == (len(test),)
+    assert torch.equal(result.test_correct, predicted == test.labels)
+    assert result.test_top1 == 100.0 * int(result.test_correct.sum()) / len(test)
+    without = train_supervised(config(epochs=1), {k: splits[k] for k in ("train", "val")}, rt=RT, mean=MEAN, std=STD)
+    assert without.test_correct is None and without.test_top1 is None
+
+
+def test_val_and_test_are_the_final_epochs_even_when_an_earlier_epoch_scored_higher(splits, monkeypatch):
+    real_hits = supervised.hits
+    scripted = iter([20.0, 60.0, 40.0])  # per-epoch val top-1: epoch 2 scores best, epoch 3 is reported
     snapshots, final_states = [], []
 
     def fake_evaluate(model, data, **kw):
-        state = {k: v.clone() for k, v in model.state_dict().items()}
-        if len(snapshots) < 3:
-            snapshots.append(state)
+        if len(snapshots) < 3:  # the per-epoch validations
+            snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
             return next(scripted), 0.0
-        final_states.append((data, state))
+        final_states.append((data, {k: v.clone() for k, v in model.state_dict().items()}))
         return real_evaluate(model, data, **kw)
 
+    def spy_hits(model, data, **kw):
+        final_states.append((data, {k: v.clone() for k, v in model.state_dict().items()}))
+        return real_hits(model, data, **kw)
+
+    real_evaluate = supervised.evaluate
     monkeypatch.setattr(supervised, "evaluate", fake_evaluate)
+    monkeypatch.setattr(supervised, "hits", spy_hits)
     result = train_supervised(config(), splits, rt=RT, seed=1, mean=MEAN, std=STD)
-    assert result.best_epoch == 2
-    assert [d for d, _ in final_states] == [splits["val"], splits["test"]]  # test exactly once, at the end
-    for _, state in final_states:
-        for k, v in snapshots[1].items():
+    assert result.best_epoch == 3 and [h["val_top1"] for h in result.history] == [20.0, 60.0, 40.0]
+    datas = [d for d, _ in final_states]
+    assert datas[-1] is splits["test"] and sum(d is splits["test"] for d in datas) == 1  # test once, at the end
+    assert any(d is splits["val"] for d in datas)
+    for _, state in final_states:  # val and test both with the epoch-3 weights
+        for k, v in snapshots[2].items():
             torch.testing.assert_close(state[k], v, rtol=0, atol=0)
-    assert any(not torch.equal(snapshots[2][k], v) for k, v in snapshots[1].items())  # epoch 3 did differ
+    assert any(not torch.equal(snapshots[1][k], v) for k, v in snapshots[2].items())  # epoch 2 did differ
 
 
 @pytest.mark.parametrize("resolution", [None, 12])

@@ -61,7 +61,7 @@ def test_keys_without_objective_says_which_objectives_use_each_key():
     [
         ("simclr", "temperature", 0.0, "must be > 0"),
         ("simclr", "data_fraction", 1.5, "must be in (0, 1]"),
-        ("simclr", "jitter_strength", 6.0, "hue jitter"),
+        ("simclr", "jitter_strength", 3.0, "hue jitter"),
         ("simclr", "optimizer", "nesterov", "choose from sgd, lars, adam"),
         ("simclr", "pretrain_data", "banana", "cifar10, cifar100 or folder:PATH"),
         ("linear_probe", "probe_batch_size", -1, "must be >= 0"),

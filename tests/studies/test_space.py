@@ -241,7 +241,21 @@ def test_samplers_are_seeded(name):
 @pytest.mark.parametrize(
     "text, objective, sets, expected",
     [
-        ("median", "simclr", {"monitor_every": 5}, {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 5}),
+        # never inside warm-up: the first kNN report at or after its end (10 warm-up epochs, a report every 5)
+        ("median", "simclr", {"monitor_every": 5}, {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 10}),
+        (
+            "median",
+            "simclr",
+            {"monitor_every": 2, "warmup_epochs": 3},
+            {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 4},
+        ),
+        (
+            "median",
+            "simclr",
+            {"monitor_every": 1, "warmup_epochs": 0.5},
+            {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 1},
+        ),
+        ("median", "supervised", {"warmup_epochs": 5}, {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 5}),
         ("median:1:0", "linear_probe", {}, {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0}),
         (
             "hyperband",
