@@ -265,6 +265,10 @@ class Outcome:
     seconds: dict[str, float] = field(default_factory=dict)  # study -> how long its optimize took
     interrupted: bool = False
 
+    def merged(self, other: Outcome) -> Outcome:
+        return Outcome([*self.ran, *other.ran], {**self.failed, **other.failed}, {**self.seconds, **other.seconds},
+                       self.interrupted or other.interrupted)  # fmt: skip
+
 
 def ensure_study(storage: optuna.storages.BaseStorage, planned: PlannedStudy, artifacts_dir: str | None,
                  url: str) -> optuna.Study:  # fmt: skip
@@ -363,4 +367,13 @@ def run_comparison(
         for line in budget_lines(plans, sizes, estimate):
             say(line)
     storage = known if known is not None else open_storage(url, create=True)
-    return storage, plans, run_plans(plans, storage, options, url=url, artifacts_dir=artifacts_dir, say=say)
+    outcome = run_plans(plans, storage, options, url=url, artifacts_dir=artifacts_dir, say=say)
+    seeds = int(plans[1].spec().config["seeds"])
+    if seeds > 1 and not outcome.interrupted:  # each regime's selected configuration with other seeds
+        from objectives.seeds import seed_plans
+
+        extra = seed_plans(storage, prefix, preset, seeds)
+        say(f"seeds: each regime's selected configuration with {seeds - 1} more seed(s): {len(extra)} studies")
+        more = run_plans(extra, storage, options, url=url, artifacts_dir=artifacts_dir, say=say)
+        plans, outcome = [*plans, *extra], outcome.merged(more)
+    return storage, plans, outcome

@@ -31,7 +31,8 @@ from typing import Any
 from errors import UserError
 from simclr.config import check_value, objective_keys
 
-_SMOKE_DATA = {"probe_fraction": 0.05, "test_fraction": 0.05}  # CIFAR-100: 2,200 probe-train, 300 val, 500 test
+# CIFAR-100: 2,200 probe-train, 300 val, 500 test images; one seed (the spread needs the default preset's three)
+_SMOKE_DATA = {"probe_fraction": 0.05, "test_fraction": 0.05, "seeds": 1}
 _SMOKE_PROBE = {"probe_epochs": 30, "probe_batch_size": 0}  # full batch on cached features: seconds
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -54,6 +55,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "default": {
         "simclr": {
+            "seeds": 3,
             "epochs": 100,
             "batch_size": 256,
             "optimizer": "sgd",
@@ -62,12 +64,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "monitor_every": 5,
             "monitor_size": 5000,
         },
-        "linear_probe": {"probe_epochs": 100, "resolution": 224},
-        "supervised": {"epochs": 200, "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4},
+        "linear_probe": {"seeds": 3, "probe_epochs": 100, "resolution": 224},
+        "supervised": {"seeds": 3, "epochs": 200, "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4},
         "finetune": {"epochs": 30, "batch_size": 128, "lr": 0.01, "resolution": 96},
     },
     "paper": {
         "simclr": {
+            "seeds": 3,
             "epochs": 1000,
             "batch_size": 1024,
             "optimizer": "lars",
@@ -81,8 +84,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "monitor_every": 10,
             "monitor_size": 5000,
         },
-        "linear_probe": {"probe_epochs": 100, "resolution": 224},
-        "supervised": {"epochs": 200, "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4},
+        "linear_probe": {"seeds": 3, "probe_epochs": 100, "resolution": 224},
+        "supervised": {"seeds": 3, "epochs": 200, "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4},
         "finetune": {"epochs": 100, "batch_size": 128, "lr": 0.01, "weight_decay": 5e-4, "resolution": 224},
     },
 }

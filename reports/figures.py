@@ -54,20 +54,21 @@ def comparison_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
         if r["status"] == "ok" else f"{_text(r['label'])}<br>missing: {_text(r['reason'])}"
         for r in rows
     ]  # fmt: skip
-    cis = [r.get("test_top1_ci") if r["test_top1"] is not None else None for r in rows]
-    pairs = list(zip(cis, values, strict=True))
-    error_y = None
-    if any(cis):
-        error_y = {"type": "data", "symmetric": False, "color": "#444",
-                   "array": [None if ci is None else ci[1] - v for ci, v in pairs],
-                   "arrayminus": [None if ci is None else v - ci[0] for ci, v in pairs]}  # fmt: skip
     fig = go.Figure(go.Bar(x=labels, y=values, text=bar_text, textposition="outside", hovertext=hover,
-                           hoverinfo="text", marker_color="#1f77b4", cliponaxis=False, error_y=error_y))  # fmt: skip
+                           hoverinfo="text", marker_color="#1f77b4", cliponaxis=False, showlegend=False))  # fmt: skip
+    cis = [(label, v, r.get("test_top1_ci")) for label, v, r in zip(labels, values, rows, strict=True)]
+    cis = [(label, v, ci) for label, v, ci in cis if v is not None and ci is not None]
+    if cis:  # whiskers only where an interval is known (a None in one error_y array still draws a flat one)
+        fig.add_trace(go.Scatter(
+            x=[c[0] for c in cis], y=[c[1] for c in cis], mode="markers", marker={"opacity": 0}, showlegend=False,
+            hoverinfo="skip", name="95% interval", error_y={"type": "data", "symmetric": False, "color": "#444",
+            "array": [ci[1] - v for _, v, ci in cis], "arrayminus": [v - ci[0] for _, v, ci in cis]},
+        ))  # fmt: skip
     for label, row in zip(labels, rows, strict=True):
         if row["test_top1"] is None:
             why = "missing" if row["status"] == "missing" else "no test_top1"
             fig.add_annotation(x=label, y=0, text=why, showarrow=False, yshift=12, font={"color": "#d62728"})
-    top = max([v for v in values if v is not None] + [ci[1] for ci in cis if ci is not None], default=1.0)
+    top = max([v for v in values if v is not None] + [ci[1] for _, _, ci in cis], default=1.0)
     fig.update_yaxes(range=[0, top * 1.2])
     return _layout(fig, "Test top-1 per regime (best trial by validation top-1)", "", "test top-1 (%)")
 

@@ -38,8 +38,8 @@ h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
 th, td { border: 1px solid #ddd; padding: 0.2rem 0.5rem; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; position: sticky; top: 0; } td.text, th.text { text-align: left; }
-tr.missing td { color: #b00; } .ci { color: #555; white-space: nowrap; } ul.note { margin: 0.5rem 0; }
-table.comparison { width: 100%; } table.comparison th, table.comparison td { white-space: normal; }
+tr.missing td { color: #b00; } .ci { color: #555; display: block; } ul.note { margin: 0.5rem 0; }
+table.comparison { width: 100%; } table.comparison th { white-space: normal; }
 td.status { white-space: normal; overflow-wrap: anywhere; min-width: 16rem; text-align: left; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(600px, 1fr)); gap: 1rem; }
 figure { margin: 0; min-width: 0; } .note { color: #777; font-style: italic; }
@@ -232,7 +232,7 @@ def _num(value: float | int | None, sign: str = "") -> str:
 
 
 def _ci(interval: Sequence[float] | None, sign: str = "") -> str:
-    """ " [low, high]" of a 95% interval, to one decimal; "" without one."""
+    """ " [low, high]" of a 95% interval, to one decimal, under the number (a narrow column); "" without one."""
     return "" if interval is None else f' <span class="ci">[{interval[0]:{sign}.1f}, {interval[1]:{sign}.1f}]</span>'
 
 

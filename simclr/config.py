@@ -85,6 +85,7 @@ class Search:
     log: bool = False
     choices: tuple = ()
     relative: bool = False
+    only: tuple[str, ...] = ()  # the objectives that search it by default (empty: every objective with the key)
 
     def resolve(self, value: object) -> tuple:
         """("float"|"int", low, high, log) or ("choice", values) for a configured `value`."""
@@ -149,6 +150,8 @@ class RunConfig:
                          choices=("auto", "bf16", "fp16", "fp32"))  # fmt: skip
     channels_last: bool = key(True, "NHWC convolutions: faster with bf16 on CPU and on tensor cores")
     compile: bool = key(False, "torch.compile the training step (pays off on long runs only)")
+    seeds: int = key(1, "compare: each regime's selected configuration runs with this many seeds (seed, seed+1, ...)",
+                     ge=1)  # fmt: skip
 
 
 @dataclass
@@ -199,14 +202,17 @@ class PretrainConfig:
     knn_temperature: float = key(0.1, "temperature of the kNN monitor's weights", **POSITIVE)
 
 
+PROBE = ("linear_probe",)  # SimCLR trials probe with fixed settings: only the probe studies search them
+
+
 @dataclass
 class ProbeConfig:
     probe_epochs: int = key(100, "epochs of the linear probe", **POSITIVE)
     probe_optimizer: str = key("sgd", "sgd | adam", choices=("sgd", "adam"))
-    probe_lr: float = key(0.1, "probe learning rate, on standardised features (probe-train mean/std)",
-                          search=Search("float", 1 / 30, 10, log=True, relative=True), **POSITIVE)  # fmt: skip
-    probe_weight_decay: float = key(1e-5, "L2 on the linear layer's weight",
-                                    search=Search("float", 1e-7, 1e-2, log=True), **NON_NEGATIVE)  # fmt: skip
+    probe_lr: float = key(0.1, "probe learning rate, on standardised features (probe-train mean/std)", **POSITIVE,
+                          search=Search("float", 1 / 30, 10, log=True, relative=True, only=PROBE))  # fmt: skip
+    probe_weight_decay: float = key(1e-5, "L2 on the linear layer's weight", **NON_NEGATIVE,
+                                    search=Search("float", 1e-7, 1e-2, log=True, only=PROBE))  # fmt: skip
     probe_batch_size: int = key(1024, "probe minibatch (0 = full batch)", **NON_NEGATIVE)
 
 
@@ -283,7 +289,10 @@ def defaults(objective: str) -> dict[str, object]:
 
 def default_search(objective: str) -> dict[str, Search]:
     """The keys an objective searches when nothing else is said, with their declared ranges."""
-    return {k: spec.search for k, spec in objective_keys(objective).items() if spec.search is not None}
+    keys = objective_keys(objective).items()
+    return {
+        k: spec.search for k, spec in keys if spec.search and (not spec.search.only or objective in spec.search.only)
+    }
 
 
 def check_value(objective: str, name: str, value: object) -> None:

@@ -26,7 +26,8 @@ SCHEMA_CHANGES = {
 DIRECTION = "maximize"  # every objective value is a validation top-1 in percent
 
 OBJECTIVES = ("simclr", "linear_probe", "supervised", "finetune")
-ROLES = ("simclr_scale", "simclr_hparams", "probe_simclr", "probe_imagenet", "probe_random", "scratch", "finetune")
+ROLES = ("simclr_scale", "simclr_hparams", "probe_simclr", "probe_imagenet", "probe_random", "scratch", "finetune",
+         "seeds_simclr", "seeds_probe_imagenet", "seeds_probe_random", "seeds_scratch")  # fmt: skip
 
 # Study user attrs.
 OBJECTIVE = "objective"  # str: one of OBJECTIVES

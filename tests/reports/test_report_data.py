@@ -8,12 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 
 import reports
 from errors import UserError
-from reports import rows, study_info
+from reports import intervals, rows, study_info
 from storage import schema
 from tests.reports import stores
 
@@ -41,6 +42,48 @@ def test_selection_is_on_validation_not_test(studies):
     simclr = rows.comparison_rows(list(studies.values()))[0]
     # trial #0 has the higher test top-1 (45.0) but the lower validation top-1
     assert (simclr["trial"], simclr["test_top1"]) == (1, 42.0)
+
+
+def test_comparison_intervals(studies):
+    got = {r["regime"]: r for r in rows.comparison_rows(list(studies.values()))}
+    simclr, scratch, finetune = got["probe_simclr"], got["scratch"], got["finetune"]
+    assert simclr["test_top1_ci"][0] < 42.0 < simclr["test_top1_ci"][1]
+    assert simclr["gain_top1_ci"][0] < 13.5 < simclr["gain_top1_ci"][1]
+    assert scratch["gain_top1_ci"] == [0.0, 0.0]  # paired with itself
+    assert finetune["test_top1_ci"] is not None and finetune["gain_top1_ci"] is None  # 400 images vs 200: unpaired
+    assert got["probe_imagenet"]["test_top1_ci"] is None and got["probe_imagenet"]["gain_top1_ci"] is None
+    assert got["probe_random"]["test_top1_ci"] is None  # missing regime
+    kept = [s for name, s in studies.items() if name != "scratch"]
+    assert all(r["gain_top1_ci"] is None for r in rows.comparison_rows(kept))  # no reference, no gain
+
+
+def scratch_row(trial):
+    study = rows.StudyData("s", {"role": "scratch"}, "maximize", [trial])
+    return next(r for r in rows.comparison_rows([study]) if r["regime"] == "scratch")
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"test_top1": 40.0},  # no per-image results
+        {"test_top1": 40.0, schema.TEST_CORRECT: "not packed"},  # unreadable
+        {"test_top1": 40.0, schema.TEST_CORRECT: schema.pack_correct(np.arange(10) < 5)},  # counts 50%, not 40%
+        {schema.TEST_CORRECT: schema.pack_correct(np.arange(10) < 4)},  # hits without the number they count
+    ],
+)
+def test_no_interval_unless_the_hits_count_the_shown_top1(attrs):
+    trial = optuna.trial.create_trial(value=1.0, user_attrs=attrs)
+    row = scratch_row(trial)
+    assert row["status"] == "ok" and row["test_top1_ci"] is None and row["gain_top1_ci"] is None
+    assert rows.per_image_hits(trial) is None
+
+
+def test_interval_of_a_single_trial_is_its_bootstrap():
+    hits = np.arange(10) < 4
+    trial = optuna.trial.create_trial(
+        value=1.0, user_attrs={"test_top1": 40.0, "test_correct": schema.pack_correct(hits)}
+    )
+    assert scratch_row(trial)["test_top1_ci"] == list(intervals.bootstrap_ci(hits))
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import pytest
 
 import reports
 from reports.html import script_json
+from storage import schema
 from tests.reports import stores
 
 PLOTLY_JS = plotly.offline.get_plotlyjs()
@@ -123,6 +124,20 @@ def test_user_made_studies_of_every_shape(tmp_path):
     assert data["comparison"] == [] and data["scale"] == []
     text = report.write_html(tmp_path / "report.html").read_text(encoding="utf-8")
     assert "Comparison</h2>" not in text and "Study empty</h2>" in text
+
+
+def test_comparison_shows_intervals_and_says_the_rule(page):
+    mine = own_markup(page)
+    simclr, scratch = stores.EXPECTED_COMPARISON[0], stores.EXPECTED_COMPARISON[3]
+    low, high = simclr["test_top1_ci"]
+    gain_low, gain_high = simclr["gain_top1_ci"]
+    assert f'<td>42.00 <span class="ci">[{low:.1f}, {high:.1f}]</span></td>' in mine
+    assert f'<td>+13.50 <span class="ci">[{gain_low:+.1f}, {gain_high:+.1f}]</span></td>' in mine
+    assert f'<td>28.50 <span class="ci">[{scratch["test_top1_ci"][0]:.1f}, ' in mine
+    assert "<td>51.00</td>" in mine  # the ImageNet probe stored no per-image hits: no interval
+    assert "<th>test top-1 [95% CI]</th>" in mine and "<th>val top-1 (final epoch)</th>" in mine
+    assert "val top-1: the final epoch&#x27;s, in every regime" in mine and "95% bootstrap interval" in mine
+    assert schema.pack_correct(stores.SIMCLR_HITS) not in mine  # the bits stay out of the trial table
 
 
 def test_missing_regime_in_words(page):

@@ -302,3 +302,29 @@ def test_format_table_rows():
     assert lines[0].split()[:3] == ["regime", "test", "top-1"]
     assert lines[1].split()[-6:] == ["reference", "3", "(2/1/0)", "ok:", "p-scratch", "#2"]
     assert lines[2].endswith("missing: offline") and " - " in lines[2]
+
+
+def test_seeds_rerun_each_regimes_selected_configuration(tmp_path, data_dir, offline):
+    """seeds=2: after the six studies, one grid study per regime runs the selected configuration with seed + 1;
+    the SimCLR one pretrains anew with the hparams study's best config and probes with the tuned probe."""
+    url, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "report.html"
+    r = run_compare(url, data_dir, out, "seeds=2")
+    assert r.rc == 0, r.err
+    names = {s.study_name for s in optuna.get_all_study_summaries(url)}
+    # the ImageNet probe cannot run offline: no selection, so no seeds study for it
+    assert {"cmp-seeds-simclr", "cmp-seeds-probe_random", "cmp-seeds-scratch"} <= names
+    assert "cmp-seeds-probe_imagenet" not in names
+    for regime, source, objective in (("simclr", "cmp-hparams", "simclr"), ("scratch", "cmp-scratch", "supervised"),
+                                      ("probe_random", "cmp-probe-random", "linear_probe")):  # fmt: skip
+        seeds = optuna.load_study(study_name=f"cmp-seeds-{regime}", storage=url)
+        selected = optuna.load_study(study_name=source, storage=url)
+        spec = schema.read_spec(seeds.user_attrs)
+        assert spec.objective == objective and spec.role == f"seeds_{regime}"
+        (trial,) = seeds.trials
+        assert trial.state.name == "COMPLETE" and trial.params == {"seed": 1}
+        for key, value in selected.best_trial.params.items():
+            assert spec.config[key] == value, (regime, key)  # the selected configuration, every key fixed
+    probe = optuna.load_study(study_name="cmp-probe-simclr", storage=url).best_trial.params
+    assert schema.read_spec(optuna.load_study(study_name="cmp-seeds-simclr", storage=url).user_attrs).config[
+        "probe_lr"
+    ] == pytest.approx(probe["probe_lr"])
