@@ -108,7 +108,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from simclr.config import keys_text
+    from simclr.keys import keys_text
 
     print(keys_text(args.objective))
     return 0

@@ -140,6 +140,17 @@ def test_comparison_shows_intervals_and_says_the_rule(page):
     assert schema.pack_correct(stores.SIMCLR_HITS) not in mine  # the bits stay out of the trial table
 
 
+def test_comparison_figure_whiskers_where_an_interval_is_known():
+    from reports import figures
+
+    fig = figures.comparison_figure(stores.EXPECTED_COMPARISON)
+    (whiskers,) = [t for t in fig.data if t.type == "scatter"]
+    simclr, scratch, finetune = (stores.EXPECTED_COMPARISON[i] for i in (0, 3, 4))
+    assert list(whiskers.x) == [simclr["label"], scratch["label"], finetune["label"]]  # not ImageNet: no hits stored
+    assert whiskers.error_y.arrayminus[0] == pytest.approx(42.0 - simclr["test_top1_ci"][0])
+    assert whiskers.error_y.array[0] == pytest.approx(simclr["test_top1_ci"][1] - 42.0)
+
+
 def test_missing_regime_in_words(page):
     mine = own_markup(page)
     assert "no study (role" not in mine

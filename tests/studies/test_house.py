@@ -16,7 +16,8 @@ import pytest
 
 from errors import UserError
 from objectives.space import default_space
-from simclr.config import SECTIONS, check_value, defaults, key_rows, objective_keys
+from simclr.config import SECTIONS, check_value, defaults, objective_keys
+from simclr.keys import key_rows
 from tests.studies.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
