@@ -480,6 +480,7 @@ def test_postgres_store_create_show_delete():
     assert run_cli("show", name, "--storage", url).rc == 2
 
 
+@pytest.mark.slow
 def test_sigterm_fails_the_running_trial_cleanly_and_queues_it_again(filled_store, tmp_path):
     url = f"sqlite:///{tmp_path / 't.db'}"
     sets = [s for s in tiny_sets("simclr", filled_store.data_dir) if not s.startswith("epochs=")] + ["epochs=200"]

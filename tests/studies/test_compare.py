@@ -83,6 +83,7 @@ def comparison(url: str) -> dict[str, dict]:
     return {r["regime"]: r for r in rows.comparison_rows(rows.load_studies(url))}
 
 
+@pytest.mark.slow
 def test_compare_end_to_end_offline_then_with_imagenet_weights(tmp_path, data_dir, offline):
     url, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "report.html"
     r = run_compare(url, data_dir, out)
@@ -144,6 +145,7 @@ def test_compare_end_to_end_offline_then_with_imagenet_weights(tmp_path, data_di
     assert "ok: cmp-probe-imagenet #0" in r.out
 
 
+@pytest.mark.slow
 def test_interrupted_then_resumed_reruns_no_finished_trial(tmp_path, data_dir, offline, monkeypatch):
     import simclr.pretrain
 
@@ -304,6 +306,7 @@ def test_format_table_rows():
     assert lines[2].endswith("missing: offline") and " - " in lines[2]
 
 
+@pytest.mark.slow
 def test_seeds_rerun_each_regimes_selected_configuration(tmp_path, data_dir, offline):
     """seeds=2: after the six studies, one grid study per regime runs the selected configuration with seed + 1;
     the SimCLR one pretrains anew with the hparams study's best config and probes with the tuned probe."""

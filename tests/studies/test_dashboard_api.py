@@ -16,6 +16,8 @@ import pytest
 from storage import schema
 from tests.studies.conftest import REPO
 
+pytestmark = pytest.mark.slow  # end-to-end: several processes or a whole study each
+
 
 def free_port() -> int:
     with socket.socket() as s:

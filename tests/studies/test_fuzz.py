@@ -27,6 +27,8 @@ import study
 from storage import open_storage
 from tests.studies.conftest import run_cli
 
+pytestmark = pytest.mark.slow  # end-to-end: several processes or a whole study each
+
 EXAMPLES = int(os.environ.get("STUDY_FUZZ_EXAMPLES", "40"))
 EXPLORE = "STUDY_FUZZ_EXAMPLES" in os.environ
 READ_ONLY = {"list", "show", "report", "optimize", "dashboard"}  # as fuzzed here: they never change a store

@@ -120,6 +120,7 @@ def test_an_unwritable_work_dir_stops_optimize(tmp_path, data_dir):
 # progress and learning curves
 
 
+@pytest.mark.slow
 def test_optimize_into_a_log_file_writes_a_line_per_epoch_and_per_trial(tmp_path, data_dir):
     url = f"sqlite:///{tmp_path / 's.db'}"
     create(url, "s", "supervised", "--set", *[s for s in tiny_sets("supervised", data_dir) if "epochs" not in s],
@@ -220,6 +221,7 @@ def test_enqueue_queues_a_configuration_the_next_optimize_runs(tmp_path, data_di
 # checkpoints
 
 
+@pytest.mark.slow
 def test_only_the_best_k_checkpoints_are_kept(tmp_path, data_dir):
     url = f"sqlite:///{tmp_path / 's.db'}"
     create(url, "s", "supervised", "--pruner", "none", "--set", *tiny_sets("supervised", data_dir))

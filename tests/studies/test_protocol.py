@@ -98,6 +98,7 @@ def test_pruning_never_fires_inside_warm_up():
     assert default.pruner["n_warmup_steps"] == 10  # 10 warm-up epochs, the monitor every 5
 
 
+@pytest.mark.slow
 def test_a_probe_study_keeps_the_encoder_pinned_at_creation(filled_store, tmp_path):
     shutil.copy(filled_store.path, tmp_path / "p.db")
     shutil.copytree(filled_store.artifacts, tmp_path / "p_artifacts")

@@ -29,6 +29,8 @@ from storage import schema, store
 from tests.studies.conftest import REPO, run_cli, tiny_sets
 from tests.studies.workers import create, store_for, trials, wait_all, worker
 
+pytestmark = pytest.mark.slow  # end-to-end: several processes or a whole study each
+
 FAST_HEARTBEAT = ("--heartbeat", "1", "--grace-period", "2")
 
 

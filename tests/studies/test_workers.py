@@ -21,6 +21,8 @@ from storage import open_storage, schema
 from tests.studies.conftest import REPO, run_cli
 from tests.studies.workers import create, delete_studies, store_for, trials, unique_name, wait_all, worker
 
+pytestmark = pytest.mark.slow  # end-to-end: several processes or a whole study each
+
 KINDS = ["sqlite", "journal", "postgres"]
 N_WORKERS = 3
 GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # probe_lr: 6 grid points
