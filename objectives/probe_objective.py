@@ -56,6 +56,7 @@ class LinearProbeObjective(EncoderObjective):
                 schema.VAL_TOP5: result.val_top5,
                 schema.TEST_TOP1: result.test_top1,
                 schema.TEST_TOP5: result.test_top5,
+                schema.TEST_CORRECT: None if result.test_correct is None else schema.pack_correct(result.test_correct),
                 schema.STEPS: cfg.probe_epochs * batches,
                 schema.IMAGES_PER_SECOND: n_train * cfg.probe_epochs / train_seconds,
                 "feature_seconds": result.feature_seconds,

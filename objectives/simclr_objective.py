@@ -128,6 +128,7 @@ class SimCLRObjective(DataObjective):
                 schema.VAL_TOP5: probe.val_top5,
                 schema.TEST_TOP1: probe.test_top1,
                 schema.TEST_TOP5: probe.test_top5,
+                schema.TEST_CORRECT: None if probe.test_correct is None else schema.pack_correct(probe.test_correct),
                 "probe_seconds": probe.seconds,
             },
         )

@@ -52,6 +52,9 @@ class SupervisedObjective(DataObjective):
                     schema.VAL_TOP5: result.val_top5,
                     schema.TEST_TOP1: result.test_top1,
                     schema.TEST_TOP5: result.test_top5,
+                    schema.TEST_CORRECT: None
+                    if result.test_correct is None
+                    else schema.pack_correct(result.test_correct),
                     schema.STEPS: result.steps,
                     schema.IMAGES_PER_SECOND: result.images_per_second,
                     "best_epoch": result.best_epoch,

@@ -87,7 +87,18 @@ def scale_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
     ticks = [f"{x / 1000:g}k" if by_images and x >= 1000 else f"{x:g}" for x in xs]
     fig.update_xaxes(type="log", tickvals=xs, ticktext=ticks)  # the measured sizes, not log-axis minor ticks
     x_title = "pretraining images (log)" if by_images else "pretraining data fraction (log)"
-    return _layout(fig, "SimCLR: linear-probe top-1 vs pretraining data", x_title, "top-1 (%)")
+    equal = {r.get("equal", "epochs") for r in rows}
+    steps = sorted({int(r["steps"]) for r in rows if r.get("steps")})
+    how = (
+        ("at equal optimiser steps" + (f" ({steps[0]:,})" if len(steps) == 1 else ""))
+        if equal == {"steps"}
+        else (
+            "at equal epochs (points differ in compute)"
+            if equal == {"epochs"}
+            else "mixed: equal steps and equal epochs"
+        )
+    )
+    return _layout(fig, f"SimCLR: linear-probe top-1 vs pretraining data, {how}", x_title, "top-1 (%)")
 
 
 def _scale_traces(fig: go.Figure, rows: list[dict[str, Any]], by_images: bool, color: str, prefix: str) -> None:

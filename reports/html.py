@@ -21,6 +21,7 @@ import plotly.io
 import plotly.offline
 
 from reports import figures, rows, study_info
+from reports.protocol import protocol_text
 from reports.text import COMPARISON_RULE
 
 if TYPE_CHECKING:
@@ -122,8 +123,9 @@ def _header(page: _Page, report: Report) -> None:
 
 
 def _comparison(page: _Page, comparison: list[dict[str, Any]]) -> None:
-    columns = ["regime", "test top-1 [95% CI]", "test top-5", "gain over scratch (pts) [95% CI]",
-               "val top-1 (final epoch)", "best trial", "trials", "complete", "pruned", "failed", "status"]  # fmt: skip
+    columns = ["regime", "input", "test top-1 [95% CI]", "test top-5", "gain over scratch (pts) [95% CI]",
+               "over seeds: test top-1 / gain (mean ± sd)", "val top-1 (final epoch)", "best trial", "trials",
+               "complete", "pruned", "failed", "status"]  # fmt: skip
     body = []
     for r in comparison:
         scratch = r["regime"] == rows.SCRATCH and r["test_top1"] is not None
@@ -131,23 +133,40 @@ def _comparison(page: _Page, comparison: list[dict[str, Any]]) -> None:
         test = _num(r["test_top1"]) + _ci(r.get("test_top1_ci"))
         best = f"{_e(r['study'])} #{r['trial']}" if r["status"] == "ok" else ""
         status = "ok" if r["status"] == "ok" else f"missing: {_e(r['reason'])}"  # reasons are words, paths, URLs
+        resolution = f"{r['resolution']}px" if r.get("resolution") else ""
         body.append(
-            f'<tr class="{_e(r["status"])}"><td class="text">{_e(r["label"])}</td><td>{test}</td>'
-            f"<td>{_num(r['test_top5'])}</td><td>{gain}</td><td>{_num(r['val_top1'])}</td>"
+            f'<tr class="{_e(r["status"])}"><td class="text">{_e(r["label"])}</td><td>{resolution}</td>'
+            f"<td>{test}</td><td>{_num(r['test_top5'])}</td><td>{gain}</td><td>{_e(_seeds_cell(r))}</td>"
+            f"<td>{_num(r['val_top1'])}</td>"
             f'<td class="text">{best}</td><td>{r["n_trials"]}</td><td>{r["n_complete"]}</td><td>{r["n_pruned"]}</td>'
             f'<td>{r["n_failed"]}</td><td class="status">{status}</td></tr>'
+            f'<tr class="protocol"><td></td><td class="text" colspan="{len(columns) - 1}">'
+            f"{_e(protocol_text(r.get('protocol') or {}, r.get('seeds')))}</td></tr>"
         )
     page.add('<h2 id="comparison">Comparison</h2>', f'<p class="meta">{_e(COMPARISON_RULE)}</p>',
-             _table(columns, body, "comparison", text_columns=(0, 5, 10)))  # fmt: skip
+             _table(columns, body, "comparison", text_columns=(0, 7, 12)))  # fmt: skip
     page.figure(figures.comparison_figure(comparison))
 
 
+def _seeds_cell(r: dict[str, Any]) -> str:
+    """ "42.10 ± 0.80 / +3.20 ± 1.10 (3 seeds)"; "1 seed" when the configuration ran once."""
+    seeds, gain = r.get("seeds") or {}, r.get("gain_seeds") or {}
+    if not seeds.get("n"):
+        return ""
+    if seeds["n"] == 1:
+        return "1 seed"
+    top1 = f"{seeds['mean']:.2f} ± {seeds['sd']:.2f}"
+    diff = f"{gain['mean']:+.2f} ± {gain['sd']:.2f}" if gain.get("n", 0) > 1 and gain.get("sd") is not None else "-"
+    return f"{top1} / {diff} ({seeds['n']} seeds)"
+
+
 def _scale(page: _Page, scale: list[dict[str, Any]]) -> None:
-    columns = ["study", "data fraction", "pretraining images", "best val top-1", "its test top-1", "mean", "min",
-               "max", "complete", "pruned", "failed", "best trial"]  # fmt: skip
+    columns = ["study", "data fraction", "pretraining images", "steps", "epochs", "images seen", "best val top-1",
+               "its test top-1", "mean", "min", "max", "complete", "pruned", "failed", "best trial"]  # fmt: skip
     body = [
         f'<tr><td class="text">{_e(r["study"])}</td><td>{r["data_fraction"]:g}</td>'
-        f"<td>{_num(r['n_pretrain_images'])}</td><td>{_num(r['best_value'])}</td><td>{_num(r['test_top1'])}</td>"
+        f"<td>{_num(r['n_pretrain_images'])}</td><td>{_num(r.get('steps'))}</td><td>{_num(r.get('epochs'))}</td>"
+        f"<td>{_num(r.get('images_seen'))}</td><td>{_num(r['best_value'])}</td><td>{_num(r['test_top1'])}</td>"
         f"<td>{_num(r['mean'])}</td><td>{_num(r['min'])}</td><td>{_num(r['max'])}</td><td>{r['count']}</td>"
         f"<td>{r['n_pruned']}</td><td>{r['n_failed']}</td>"
         f'<td class="text">{"#" + str(r["trial"]) if r["trial"] is not None else ""}</td></tr>'

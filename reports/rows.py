@@ -19,7 +19,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from errors import UserError
-from reports import intervals
+from reports import intervals, protocol
 from storage import open_storage, schema
 from storage.optuna_private import study_id
 
@@ -81,6 +81,8 @@ class StudyData:
         """The comparison regime this study plays: its `role` attr, else guessed from objective and encoder."""
         if self.role in REGIMES or self.role in SIMCLR_ROLES:
             return self.role
+        if self.role.startswith("seeds_"):  # a selected configuration's other seeds: the regime's spread, not a pick
+            return None
         if self.objective == "linear_probe":
             encoder = self.encoder or "random"  # EncoderConfig's default
             return {"imagenet": "probe_imagenet", "random": "probe_random"}.get(encoder, "probe_simclr")
@@ -168,7 +170,12 @@ def comparison_rows(studies: Sequence[StudyData]) -> list[dict[str, Any]]:
         row["gain_top1"] = row["test_top1"] - scratch["test_top1"] if both else None
         paired = both and hits is not None and scratch_hits is not None and hits.size == scratch_hits.size
         row["gain_top1_ci"] = list(intervals.paired_bootstrap_ci(hits, scratch_hits)) if paired else None
-    return [r for r, _ in built]
+    rows = [r for r, _ in built]
+    protocol.add_seeds(rows, studies)
+    for row in rows:
+        row["protocol"] = protocol.protocol(row, studies)
+        row["resolution"] = row["protocol"].get("resolution")
+    return rows
 
 
 def _regime_row(regime: str, members: list[StudyData]) -> tuple[dict[str, Any], np.ndarray | None]:
@@ -273,12 +280,16 @@ def _scale_row(study: StudyData, fraction: float, trials: list[FrozenTrial]) -> 
         "data_fraction": fraction, "n_pretrain_images": None, "count": len(values),
         "n_pruned": counts["pruned"], "n_failed": counts["failed"], "best_value": None, "test_top1": None,
         "study": study.name, "trial": None, "mean": None, "min": None, "max": None,
+        "steps": None, "epochs": None, "images_seen": None,
+        "equal": "steps" if float(study.config.get("equal_steps_as") or 0) > 0 else "epochs",
     }  # fmt: skip
     best = best_trial(complete, study.maximize)
     if best is not None:
         row.update(
             best_value=objective_value(best), test_top1=_number_attr(best, schema.TEST_TOP1), trial=best.number,
             mean=sum(values) / len(values), min=min(values), max=max(values),
+            steps=_int_attr(best, schema.STEPS), epochs=_number_attr(best, schema.EPOCHS),
+            images_seen=_int_attr(best, schema.IMAGES_SEEN),
         )  # fmt: skip
         images.insert(0, _number_attr(best, schema.N_PRETRAIN_IMAGES))
     known = [n for n in images if n is not None]
@@ -332,6 +343,11 @@ def json_safe(value: Any) -> Any:
 def _number_attr(trial: FrozenTrial, key: str) -> float | None:
     value = trial.user_attrs.get(key)
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value) else None
+
+
+def _int_attr(trial: FrozenTrial, key: str) -> int | None:
+    value = _number_attr(trial, key)
+    return None if value is None else int(value)
 
 
 def _finite(value: float | None) -> bool:

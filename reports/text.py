@@ -13,6 +13,7 @@ from typing import Any
 
 from errors import UserError
 from reports import intervals
+from reports.protocol import protocol_text
 from storage import schema
 
 
@@ -113,8 +114,8 @@ def comparison_table(rows: Sequence[dict[str, Any]]) -> str:
             return "-"
         return f"{value:{sign}.2f}" + ("" if ci is None else f" [{ci[0]:{sign}.1f}, {ci[1]:{sign}.1f}]")
 
-    header = ("regime", "test top-1 [95% CI]", "top-5", "val top-1 (final epoch)", "gain vs scratch [95% CI]",
-              "trials (c/p/f)", "status")  # fmt: skip
+    header = ("regime", "input", "test top-1 [95% CI]", "top-5", "val top-1 (final epoch)",
+              "gain vs scratch [95% CI]", "seeds: mean ± sd", "trials (c/p/f)", "status")  # fmt: skip
     table = [header]
     for r in rows:
         scratch = r["regime"] == "scratch" and r["status"] == "ok"
@@ -122,14 +123,19 @@ def comparison_table(rows: Sequence[dict[str, Any]]) -> str:
         status = f"ok: {r['study']} #{r['trial']}" if r["status"] == "ok" else f"missing: {r['reason']}"
         trials = f"{r['n_trials']} ({r['n_complete']}/{r['n_pruned']}/{r['n_failed']})"
         test = num(r["test_top1"], ci=r.get("test_top1_ci"))
-        table.append((r["label"], test, num(r["test_top5"]), num(r.get("val_top1")), gain, trials, status))
+        seeds = r.get("seeds") or {}
+        spread = f"{seeds['mean']:.2f} ± {seeds['sd']:.2f} (n={seeds['n']})" if seeds.get("sd") is not None else "-"
+        resolution = f"{r['resolution']}px" if r.get("resolution") else "-"
+        table.append((r["label"], resolution, test, num(r["test_top5"]), num(r.get("val_top1")), gain, spread, trials,
+                      status))  # fmt: skip
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     lines = []
     for row in table:
         numbers = [cell.rjust(width) for cell, width in zip(row[1:-1], widths[1:], strict=True)]
         cells = [row[0].ljust(widths[0]), *numbers]
         lines.append("  ".join([*cells, row[-1]]))
-    return "\n".join([*lines, textwrap.fill(COMPARISON_RULE, width=110)])
+    protocols = [f"  {r['label']}: {protocol_text(r.get('protocol') or {}, r.get('seeds'))}" for r in rows]
+    return "\n".join([*lines, textwrap.fill(COMPARISON_RULE, width=110), "protocol:", *protocols])
 
 
 def trials_csv(trials: Sequence[dict[str, Any]]) -> str:

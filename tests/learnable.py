@@ -66,10 +66,11 @@ def _draw(glyph: np.ndarray, rng: np.random.Generator, size: int, clutter: int, 
     img = np.empty((3, size, size))
     img[:] = rng.uniform(0, 255, 3)[:, None, None]  # background
     for _ in range(clutter):  # behind the plate: the glyph is never covered
-        h, w = rng.integers(2, 8, size=2)
+        h, w = rng.integers(max(1, size // 16), size // 4, size=2)  # 2-7 px at 32x32: about a cell
         top, left = rng.integers(0, size - 1, size=2)
         img[:, top : top + h, left : left + w] = rng.uniform(0, 255, 3)[:, None, None]
-    cell = int(rng.integers(3, min(5, size // (GRID + 1)) + 1))  # 3-5 px at 32x32
+    smallest = max(2, round(size * 3 / 32))  # cells of 3-5 px at 32x32, 2 px at 16x16
+    cell = int(rng.integers(smallest, max(smallest, size // (GRID + 1)) + 1))
     span = cell * (GRID + 1)  # the plate: the glyph plus half a cell of margin on each side
     top, left = rng.integers(0, size - span + 1, size=2)
     plate = rng.uniform(0, 255, 3)
@@ -92,11 +93,11 @@ def make_learnable(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 3, size, size) uint8 images and (N,) int64 labels, N = n_per_class * n_classes, classes shuffled.
 
-    `seed` draws the nuisance (and the order); the glyphs are fixed per class. size >= 18 (a 3-px glyph).
+    `seed` draws the nuisance (and the order); the glyphs are fixed per class. size >= 12 (2-px cells).
     About 2k images per second on one core.
     """
-    if size < 3 * (GRID + 1):
-        raise ValueError(f"size must be >= {3 * (GRID + 1)}, got {size}")
+    if size < 2 * (GRID + 1):
+        raise ValueError(f"size must be >= {2 * (GRID + 1)}, got {size}")
     rng = np.random.default_rng(seed)
     shapes = glyphs(n_classes)
     labels = np.repeat(np.arange(n_classes), n_per_class)

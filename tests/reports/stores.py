@@ -49,7 +49,7 @@ def _trial(state=COMPLETE, value=None, params=None, dists=None, **attrs):
 def _study(storage, name, trials, *, objective, role=None, encoder=None, config=None):
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
     study.set_user_attr("objective", objective)
-    study.set_user_attr("schema", 1)
+    study.set_user_attr("schema", schema.SCHEMA_VERSION)
     study.set_user_attr("config", json.dumps(config or {}))
     study.set_user_attr("space", "{}")
     if role:

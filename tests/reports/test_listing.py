@@ -97,23 +97,20 @@ def test_details_of_a_missing_study(url):
 def test_comparison_table():
     row = {"regime": "scratch", "label": "from scratch (supervised)", "status": "ok", "reason": None,
            "study": "p-scratch", "trial": 2, "test_top1": 10.0, "test_top5": 30.5, "gain_top1": 0.0,
-           "n_trials": 3, "n_complete": 2, "n_pruned": 1, "n_failed": 0}  # fmt: skip
+           "n_trials": 3, "n_complete": 2, "n_pruned": 1, "n_failed": 0, "resolution": 32,
+           "seeds": {"n": 3, "mean": 10.5, "sd": 0.75}}  # fmt: skip
     probe = {**row, "regime": "probe_simclr", "label": "SimCLR", "study": "p-probe", "trial": 0, "val_top1": 21.0,
-             "test_top1": 20.25, "test_top1_ci": [17.5, 23.0], "gain_top1": 10.25,
-             "gain_top1_ci": [7.75, 12.5]}  # fmt: skip
-    missing = {**row, "regime": "probe_imagenet", "label": "ImageNet", "status": "missing",
+             "test_top1": 20.25, "test_top1_ci": [17.5, 23.0], "gain_top1": 10.25, "seeds": {"n": 1},
+             "gain_top1_ci": [7.75, 12.5], "protocol": {"labels": "none", "resolution": 32, "trials": 3}}  # fmt: skip
+    missing = {**row, "regime": "probe_imagenet", "label": "ImageNet", "status": "missing", "resolution": None,
                "reason": "no ImageNet-supervised probe study in this store", "test_top1": None, "test_top5": None,
-               "gain_top1": None, "n_trials": 0, "n_complete": 0, "n_pruned": 0}  # fmt: skip
+               "gain_top1": None, "n_trials": 0, "n_complete": 0, "n_pruned": 0, "seeds": None}  # fmt: skip
     lines = comparison_table([row, probe, missing]).splitlines()
-    assert lines[:4] == [
-        "regime                     test top-1 [95% CI]  top-5  val top-1 (final epoch)  gain vs scratch [95% CI]  "
-        "trials (c/p/f)  status",
-        "from scratch (supervised)                10.00  30.50                        -                 reference  "
-        "     3 (2/1/0)  ok: p-scratch #2",
-        "SimCLR                      20.25 [17.5, 23.0]  30.50                    21.00      +10.25 [+7.8, +12.5]  "
-        "     3 (2/1/0)  ok: p-probe #0",
-        "ImageNet                                     -      -                        -                         -  "
-        "     0 (0/0/0)  missing: no ImageNet-supervised probe study in this store",
-    ]
-    rule = " ".join(lines[4:])  # under the table: which val number, which interval
-    assert rule.startswith("val top-1: the final epoch's, in every regime") and "95% bootstrap interval" in rule
+    header = lines[0].split("  ")
+    assert [h.strip() for h in header if h.strip()][:3] == ["regime", "input", "test top-1 [95% CI]"]
+    assert lines[1].split()[:5] == ["from", "scratch", "(supervised)", "32px", "10.00"]
+    assert "10.50 ± 0.75 (n=3)" in lines[1] and "reference" in lines[1] and lines[1].endswith("ok: p-scratch #2")
+    assert "20.25 [17.5, 23.0]" in lines[2] and "+10.25 [+7.8, +12.5]" in lines[2] and "21.00" in lines[2]
+    assert lines[3].startswith("ImageNet") and lines[3].endswith("missing: no ImageNet-supervised probe study in "
+                                                                 "this store")  # fmt: skip
+    assert "protocol:" in lines and "  SimCLR: none; input 32x32; 3 trials; 1 seed" in lines

@@ -1,0 +1,63 @@
+"""The comparison's spread over seeds (paired with scratch by seed) and the protocol line of each regime."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import optuna
+import pytest
+
+from reports import rows
+from reports.protocol import protocol, protocol_text
+
+
+def study(name, role, objective, trials, config=None):
+    attrs = {"objective": objective, "role": role, "config": json.dumps(config or {"seed": 0})}
+    return rows.StudyData(name, attrs, "maximize", trials)
+
+
+def trial(number, value, test, seed=None, **attrs):
+    frozen = optuna.trial.create_trial(
+        value=value,
+        params={"seed": seed} if seed is not None else {},
+        distributions={"seed": optuna.distributions.CategoricalDistribution([1, 2])} if seed is not None else {},
+        user_attrs={"test_top1": test, **attrs},
+    )
+    frozen.number = number  # as a study numbers it
+    return frozen
+
+
+def test_seeds_mean_sd_and_the_gain_paired_by_seed():
+    studies = [
+        study("p-probe", "probe_random", "linear_probe", [trial(0, 50.0, 20.0)], {"seed": 0, "encoder": "random"}),
+        study("p-seeds-probe", "seeds_probe_random", "linear_probe", [trial(0, 1, 22.0, 1), trial(1, 1, 27.0, 2)]),
+        study("p-scratch", "scratch", "supervised", [trial(0, 40.0, 10.0)]),
+        study("p-seeds-scratch", "seeds_scratch", "supervised", [trial(0, 1, 11.0, 1), trial(1, 1, 15.0, 2)]),
+    ]
+    got = {r["regime"]: r for r in rows.comparison_rows(studies)}
+    probe, scratch = got["probe_random"], got["scratch"]
+    assert probe["trial"] == 0 and probe["test_top1"] == 20.0  # the seeds studies play no regime of their own
+    assert probe["seeds"]["n"] == 3 and probe["seeds"]["mean"] == pytest.approx(23.0)
+    assert probe["seeds"]["sd"] == pytest.approx(statistics.stdev([20.0, 22.0, 27.0]))
+    gains = [20.0 - 10.0, 22.0 - 11.0, 27.0 - 15.0]  # seed 0 with seed 0, 1 with 1, 2 with 2
+    assert probe["gain_seeds"]["mean"] == pytest.approx(statistics.fmean(gains))
+    assert probe["gain_seeds"]["sd"] == pytest.approx(statistics.stdev(gains))
+    assert scratch["seeds"]["mean"] == pytest.approx(12.0) and scratch["gain_seeds"]["mean"] == 0.0
+
+
+def test_protocol_line_names_labels_input_pretraining_epochs_trials_and_seeds():
+    simclr = study("p-hparams", "simclr_hparams", "simclr",
+                   [trial(3, 30.0, 29.0, n_pretrain_images=1000, steps=40)])  # fmt: skip
+    probe = study("p-probe-simclr", "probe_simclr", "linear_probe", [trial(0, 44.0, 42.0, encoder="trial:p-hparams:3")],
+                  {"seed": 0, "encoder": "best:p-hparams", "probe_epochs": 30, "image_size": 32})  # fmt: skip
+    imagenet = study("p-probe-imagenet", "probe_imagenet", "linear_probe", [trial(0, 50.0, 48.0)],
+                     {"seed": 0, "encoder": "imagenet", "resolution": 64, "probe_epochs": 30})  # fmt: skip
+    scratch = study("p-scratch", "scratch", "supervised", [trial(0, 20.0, 19.0)], {"seed": 0, "epochs": 3})
+    got = {r["regime"]: r for r in rows.comparison_rows([simclr, probe, imagenet, scratch])}
+    assert got["probe_imagenet"]["resolution"] == 64 and got["probe_simclr"]["resolution"] == 32
+    line = protocol_text(got["probe_simclr"]["protocol"], got["probe_simclr"]["seeds"])
+    assert line == ("CIFAR-100 labels for the linear layer only (pretraining: none); input 32x32; SimCLR on 1,000 "
+                    "images, 40 steps (p-hparams #3); 30 probe epochs; 1 trials; 1 seed")  # fmt: skip
+    assert "ImageNet-1k" in protocol_text(got["probe_imagenet"]["protocol"])
+    assert protocol(got["scratch"], [scratch])["epochs"] == 3
