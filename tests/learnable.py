@@ -61,25 +61,59 @@ def _contrasting_colour(rng: np.random.Generator, against: np.ndarray) -> np.nda
             return colour
 
 
-def _draw(glyph: np.ndarray, rng: np.random.Generator, size: int, clutter: int, noise: float) -> np.ndarray:
-    """One (3, size, size) float image of `glyph` with fresh nuisance (see the module docstring)."""
+def _layout(glyph: np.ndarray, rng: np.random.Generator, size: int, clutter: int, paint) -> np.ndarray:
+    """One (3, size, size) float image: background, clutter, plate, glyph, each filled with paint(layer)."""
     img = np.empty((3, size, size))
-    img[:] = rng.uniform(0, 255, 3)[:, None, None]  # background
+    img[:] = paint("background")[:, None, None]
     for _ in range(clutter):  # behind the plate: the glyph is never covered
         h, w = rng.integers(max(1, size // 16), size // 4, size=2)  # 2-7 px at 32x32: about a cell
         top, left = rng.integers(0, size - 1, size=2)
-        img[:, top : top + h, left : left + w] = rng.uniform(0, 255, 3)[:, None, None]
+        img[:, top : top + h, left : left + w] = paint("clutter")[:, None, None]
     smallest = max(2, round(size * 3 / 32))  # cells of 3-5 px at 32x32, 2 px at 16x16
     cell = int(rng.integers(smallest, max(smallest, size // (GRID + 1)) + 1))
     span = cell * (GRID + 1)  # the plate: the glyph plus half a cell of margin on each side
     top, left = rng.integers(0, size - span + 1, size=2)
-    plate = rng.uniform(0, 255, 3)
+    plate = paint("plate")
     img[:, top : top + span, left : left + span] = plate[:, None, None]
     mask = np.kron(glyph, np.ones((cell, cell), dtype=bool))  # (5 cell, 5 cell)
     y, x = top + cell // 2, left + cell // 2
     region = img[:, y : y + GRID * cell, x : x + GRID * cell]
-    region[:, mask] = _contrasting_colour(rng, plate)[:, None]
-    return img + rng.normal(0, noise, img.shape)
+    region[:, mask] = paint("glyph")[:, None]
+    return img
+
+
+def _random_painter(rng: np.random.Generator):
+    """Every layer its own uniform random RGB colour (the glyph contrasting with the plate)."""
+    last = {}
+
+    def paint(layer: str) -> np.ndarray:
+        colour = _contrasting_colour(rng, last["plate"]) if layer == "glyph" else rng.uniform(0, 255, 3)
+        last[layer] = colour
+        return colour
+
+    return paint
+
+
+def _tinted_painter(rng: np.random.Generator):
+    """Layers differ in brightness only; one random hue and saturation tints the whole image."""
+    import colorsys
+
+    tint = 255 * np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0, 0.8), 1.0))
+    last = {}
+
+    def paint(layer: str) -> np.ndarray:
+        value = rng.uniform(0.1, 1.0)
+        while layer == "glyph" and abs(value - last["plate"]) < MIN_CONTRAST / 255:
+            value = rng.uniform(0.1, 1.0)
+        last[layer] = value
+        return value * tint
+
+    return paint
+
+
+def _draw(glyph, rng, size, clutter, noise, colours):
+    paint = _random_painter(rng) if colours == "random" else _tinted_painter(rng)
+    return _layout(glyph, rng, size, clutter, paint) + rng.normal(0, noise, (3, size, size))
 
 
 def make_learnable(
@@ -90,6 +124,7 @@ def make_learnable(
     size: int = 32,
     clutter: int = 8,
     noise: float = 8.0,
+    colours: str = "random",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 3, size, size) uint8 images and (N,) int64 labels, N = n_per_class * n_classes, classes shuffled.
 
@@ -102,7 +137,7 @@ def make_learnable(
     shapes = glyphs(n_classes)
     labels = np.repeat(np.arange(n_classes), n_per_class)
     rng.shuffle(labels)
-    images = np.stack([_draw(shapes[c], rng, size, clutter, noise) for c in labels])
+    images = np.stack([_draw(shapes[c], rng, size, clutter, noise, colours) for c in labels])
     return torch.from_numpy(np.clip(images, 0, 255).round().astype(np.uint8)), torch.from_numpy(labels)
 
 

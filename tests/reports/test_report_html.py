@@ -84,6 +84,7 @@ def test_figures_of_every_section(page):
     assert "missing: no complete trial; last failure (probe-random #1): CUDA out of memory" in page
 
 
+@pytest.mark.slow
 def test_thousand_trials_written_fast(tmp_path):
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
     stores.fill_large(storage, n_trials=1000, n_studies=4)  # creating 1,000 SQLite trials takes ~25 s here

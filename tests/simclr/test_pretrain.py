@@ -41,6 +41,7 @@ def knn_of(encoder, bank: ImageSet, queries: ImageSet) -> float:
     return knn_accuracy(f_bank, bank.labels, f_query, queries.labels, k=20, temperature=0.1)
 
 
+@pytest.mark.slow
 def test_learns_loss_falls_and_knn_beats_random_encoder():
     # 20 classes of 8x8 images: colour alone does not separate them, so the random encoder is far from 100%
     train, bank, queries = image_set(10, 20, seed=0), image_set(10, 20, seed=1), image_set(5, 20, seed=2)
@@ -79,6 +80,7 @@ def _stop_after_first_checkpoint(path, epoch):
     raise Stop
 
 
+@pytest.mark.slow
 def test_resume_repeats_uninterrupted_run(small, tmp_path):
     cfg = config(checkpoint_every=1)
     full = pretrain(cfg, small, rt=RT, seed=3)  # uninterrupted (checkpointing does not change training)
@@ -96,6 +98,7 @@ def test_resume_repeats_uninterrupted_run(small, tmp_path):
     assert resumed.steps == full.steps and resumed.epochs_done == 2
 
 
+@pytest.mark.slow
 def test_checkpoint_format_and_frequency(small, tmp_path):
     saved = []
     result = pretrain(
@@ -132,6 +135,7 @@ def test_checkpoint_format_and_frequency(small, tmp_path):
     assert loaded.digest == result.encoder.digest and loaded.mean == MEAN and loaded.stem == "cifar"
 
 
+@pytest.mark.slow
 def test_resume_with_a_different_config_is_refused(small, tmp_path):
     pretrain(config(epochs=1), small, rt=RT, checkpoint_dir=tmp_path)
     with pytest.raises(UserError, match="batch_size"):

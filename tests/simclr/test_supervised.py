@@ -38,6 +38,7 @@ def config(**changes) -> SupervisedConfig:
     return SupervisedConfig(**{**base, **changes})
 
 
+@pytest.mark.slow
 def test_from_scratch_learns_and_checkpoints(splits, tmp_path):
     seen = []
     result = train_supervised(
@@ -59,6 +60,7 @@ def test_from_scratch_learns_and_checkpoints(splits, tmp_path):
         torch.testing.assert_close(payload["fc"][k], v, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_test_correct_is_the_top1_hit_of_each_test_image_in_order(splits):
     result = train_supervised(config(epochs=1), splits, rt=RT, seed=0, mean=MEAN, std=STD)
     test, model = splits["test"], result.model.eval()
@@ -71,6 +73,7 @@ def test_test_correct_is_the_top1_hit_of_each_test_image_in_order(splits):
     assert without.test_correct is None and without.test_top1 is None
 
 
+@pytest.mark.slow
 def test_val_and_test_are_the_final_epochs_even_when_an_earlier_epoch_scored_higher(splits, monkeypatch):
     real_hits = supervised.hits
     scripted = iter([20.0, 60.0, 40.0])  # per-epoch val top-1: epoch 2 scores best, epoch 3 is reported
@@ -102,6 +105,7 @@ def test_val_and_test_are_the_final_epochs_even_when_an_earlier_epoch_scored_hig
 
 
 @pytest.mark.parametrize("resolution", [None, 12])
+@pytest.mark.slow
 def test_finetune_trains_a_copy_of_every_encoder_weight(splits, resolution):
     base = load_encoder("random", seed=0, mean=MEAN, std=STD)
     encoder = Encoder(base.module, "random", "cifar", MEAN, STD, resolution, base.digest)
@@ -114,6 +118,7 @@ def test_finetune_trains_a_copy_of_every_encoder_weight(splits, resolution):
     assert math.isfinite(result.val_top1) and result.test_top1 is not None
 
 
+@pytest.mark.slow
 def test_non_finite_loss_from_absurd_lr(splits):
     with pytest.raises(NonFiniteLoss) as info:
         train_supervised(config(epochs=5, optimizer="sgd", lr=1e6), splits, rt=RT, mean=MEAN, std=STD)

@@ -301,8 +301,8 @@ def test_format_table_rows():
                "test_top1": None, "test_top5": None, "gain_top1": None, "n_trials": 0, "n_complete": 0,
                "n_pruned": 0}  # fmt: skip
     lines = comparison_table([row, missing]).splitlines()
-    assert lines[0].split()[:3] == ["regime", "test", "top-1"]
-    assert lines[1].split()[-6:] == ["reference", "3", "(2/1/0)", "ok:", "p-scratch", "#2"]
+    assert lines[0].split()[:4] == ["regime", "input", "test", "top-1"]
+    assert lines[1].split()[-7:] == ["reference", "-", "3", "(2/1/0)", "ok:", "p-scratch", "#2"]
     assert lines[2].endswith("missing: offline") and " - " in lines[2]
 
 

@@ -55,6 +55,7 @@ def test_compare_plans_the_scale_study_at_equal_steps_unless_told_otherwise():
     assert plan("p", preset="default")[1].spec().config["equal_steps_as"] == 0.0  # the hparams study: epochs
 
 
+@pytest.mark.slow
 def test_scale_trials_record_steps_epochs_and_images_seen(tmp_path, data_dir):
     url = f"sqlite:///{tmp_path / 's.db'}"
     sets = [s for s in tiny_sets("simclr", data_dir) if not s.startswith(("data_fraction", "batch_size"))]
