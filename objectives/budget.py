@@ -82,10 +82,10 @@ def work(planned: PlannedStudy, sizes: Sizes) -> tuple[float, float]:
     config = make_config(planned.objective, planned.spec().config)
     probe_images = sizes.probe_train + sizes.probe_val + sizes.test
     if planned.objective == "simclr":
-        if planned.sampler == "grid":
+        if planned.sampler == "grid" and not config.pretrain.equal_steps_as:
             fractions = [float(v) for v in planned.spec().space["data_fraction"].choices]
             pretrain = sum(fractions) * sizes.pretrain / max(fractions)  # the largest is the full fraction
-        else:
+        else:  # equal steps: every scale point costs what the full fraction's run costs
             pretrain = planned.trials * sizes.pretrain
         cfg = config.pretrain
         epochs, every = cfg.epochs, cfg.monitor_every
