@@ -9,6 +9,7 @@ other key fixed to the selected trial's config (the study's config with its para
     ImageNet/random the linear probe with the probe study's best parameters (the seed draws the probe's init and
                     batches, and the random encoder's weights)
     scratch         supervised training with the scratch study's best config
+    scale curve     PREFIX-scale's grid again, over (data_fraction, seed): a spread at every point
 
 The selected trial itself is the first seed. Created once the regime's study has a complete trial; a resumed
 compare reuses a seeds study as it is (its configuration was fixed by the selection it was made from).
@@ -72,18 +73,28 @@ def seed_plans(storage: optuna.storages.BaseStorage, prefix: str, preset: str, s
         grid = ",".join(str(base + k) for k in range(1, seeds))
         regime = "simclr" if role == "simclr_hparams" else role
         sets = tuple(_as_set(k, v) for k, v in config.items())
-        plans.append(
-            PlannedStudy(
-                f"{prefix}-seeds-{regime}",
-                objective,
-                f"seeds_{regime}",
-                seeds - 1,
-                sets,
-                preset,
-                prefix,
-                params=(f"seed=choice:{grid}",),
-                sampler="grid",
-                pruner="none",
-            )  # fmt: skip
-        )
-    return plans
+        plans.append(PlannedStudy(f"{prefix}-seeds-{regime}", objective, f"seeds_{regime}", seeds - 1, sets, preset,
+                                   prefix, params=(f"seed=choice:{grid}",), sampler="grid", pruner="none"))  # fmt: skip
+    scale = _scale_plan(storage, prefix, preset, seeds)
+    return plans + ([scale] if scale is not None else [])
+
+
+def _scale_plan(storage: optuna.storages.BaseStorage, prefix: str, preset: str, seeds: int) -> PlannedStudy | None:
+    """The scale curve's other seeds: every data_fraction of PREFIX-scale again with seed + 1, ..., a grid over
+    (data_fraction, seed) with the scale study's config, so each point of the curve gets a spread."""
+    name = f"{prefix}-scale"
+    try:
+        attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(name))
+    except KeyError:
+        return None
+    spec = schema.read_spec(attrs, name)
+    fractions = getattr(spec.space.get("data_fraction"), "choices", None)
+    if not fractions:
+        return None
+    config = {k: v for k, v in spec.config.items() if k != "data_fraction"}
+    base = int(config.pop("seed"))
+    grid = ",".join(str(base + k) for k in range(1, seeds))
+    params = (f"data_fraction=choice:{','.join(map(repr, fractions))}", f"seed=choice:{grid}")
+    return PlannedStudy(f"{prefix}-seeds-scale", "simclr", "seeds_scale", len(fractions) * (seeds - 1),
+                        tuple(_as_set(k, v) for k, v in config.items()), preset, prefix, params=params,
+                        sampler="grid", pruner="none")  # fmt: skip

@@ -119,6 +119,13 @@ def _scale_traces(fig: go.Figure, rows: list[dict[str, Any]], by_images: bool, c
     if any(t is not None for t in tests):
         fig.add_trace(go.Scatter(x=xs, y=tests, mode="lines+markers", name=f"{prefix}best trial: test top-1",
                                  line={"color": color, "dash": "dash"}, **group))  # fmt: skip
+    seeded = [(x, r["seeds"]) for x, r in zip(xs, rows, strict=True) if (r.get("seeds") or {}).get("sd") is not None]
+    if seeded:  # a band of mean ± sd over seeds where the point ran with several (compare's seeds_scale study)
+        band_x = [x for x, _ in seeded] + [x for x, _ in reversed(seeded)]
+        band_y = [sd["mean"] + sd["sd"] for _, sd in seeded] + [sd["mean"] - sd["sd"] for _, sd in reversed(seeded)]
+        fig.add_trace(go.Scatter(x=band_x, y=band_y, fill="toself", mode="lines", line={"width": 0},
+                                 fillcolor=color, opacity=0.15, name=f"{prefix}mean ± sd over seeds",
+                                 legendgroup=group["legendgroup"], hoverinfo="skip"))  # fmt: skip
 
 
 def history_figure(info: dict[str, Any]) -> go.Figure:

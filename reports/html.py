@@ -148,6 +148,14 @@ def _comparison(page: _Page, comparison: list[dict[str, Any]]) -> None:
     page.figure(figures.comparison_figure(comparison))
 
 
+def _spread(seeds: dict[str, Any] | None) -> str:
+    if not seeds or not seeds.get("n"):
+        return ""
+    if seeds.get("sd") is None:
+        return "1 seed"
+    return f"{seeds['mean']:.2f} ± {seeds['sd']:.2f} ({seeds['n']} seeds)"
+
+
 def _seeds_cell(r: dict[str, Any]) -> str:
     """ "42.10 ± 0.80 / +3.20 ± 1.10 (3 seeds)"; "1 seed" when the configuration ran once."""
     seeds, gain = r.get("seeds") or {}, r.get("gain_seeds") or {}
@@ -162,11 +170,13 @@ def _seeds_cell(r: dict[str, Any]) -> str:
 
 def _scale(page: _Page, scale: list[dict[str, Any]]) -> None:
     columns = ["study", "data fraction", "pretraining images", "steps", "epochs", "images seen", "best val top-1",
-               "its test top-1", "mean", "min", "max", "complete", "pruned", "failed", "best trial"]  # fmt: skip
+               "its test top-1", "over seeds (mean ± sd)", "mean", "min", "max", "complete", "pruned", "failed",
+               "best trial"]  # fmt: skip
     body = [
         f'<tr><td class="text">{_e(r["study"])}</td><td>{r["data_fraction"]:g}</td>'
         f"<td>{_num(r['n_pretrain_images'])}</td><td>{_num(r.get('steps'))}</td><td>{_num(r.get('epochs'))}</td>"
         f"<td>{_num(r.get('images_seen'))}</td><td>{_num(r['best_value'])}</td><td>{_num(r['test_top1'])}</td>"
+        f"<td>{_e(_spread(r.get('seeds')))}</td>"
         f"<td>{_num(r['mean'])}</td><td>{_num(r['min'])}</td><td>{_num(r['max'])}</td><td>{r['count']}</td>"
         f"<td>{r['n_pruned']}</td><td>{r['n_failed']}</td>"
         f'<td class="text">{"#" + str(r["trial"]) if r["trial"] is not None else ""}</td></tr>'

@@ -267,8 +267,27 @@ def scale_rows(studies: Sequence[StudyData]) -> list[dict[str, Any]]:
             fraction = data_fraction(study, trial)
             if fraction is not None:
                 groups.setdefault(fraction, []).append(trial)
-        rows += [_scale_row(study, fraction, groups[fraction]) for fraction in sorted(groups)]
+        seeds = _seed_values_by_fraction(study, studies)
+        for fraction in sorted(groups):
+            row = _scale_row(study, fraction, groups[fraction])
+            values = ([row["best_value"]] if row["best_value"] is not None else []) + seeds.get(fraction, [])
+            row["seeds"] = protocol.spread(values)  # the point's spread over seeds (compare's seeds_scale study)
+            rows.append(row)
     return rows
+
+
+def _seed_values_by_fraction(scale: StudyData, studies: Sequence[StudyData]) -> dict[float, list[float]]:
+    """Validation top-1 of the scale curve's re-runs with other seeds (role seeds_scale, same comparison)."""
+    comparison = scale.user_attrs.get(schema.COMPARISON)
+    values: dict[float, list[float]] = {}
+    for study in studies:
+        if study.role != "seeds_scale" or study.user_attrs.get(schema.COMPARISON) != comparison:
+            continue
+        for trial in study.complete():
+            fraction = data_fraction(study, trial)
+            if fraction is not None:
+                values.setdefault(fraction, []).append(objective_value(trial))
+    return values
 
 
 def _scale_row(study: StudyData, fraction: float, trials: list[FrozenTrial]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ DIRECTION = "maximize"  # every objective value is a validation top-1 in percent
 
 OBJECTIVES = ("simclr", "linear_probe", "supervised", "finetune")
 ROLES = ("simclr_scale", "simclr_hparams", "probe_simclr", "probe_imagenet", "probe_random", "scratch", "finetune",
-         "seeds_simclr", "seeds_probe_imagenet", "seeds_probe_random", "seeds_scratch")  # fmt: skip
+         "seeds_simclr", "seeds_probe_imagenet", "seeds_probe_random", "seeds_scratch", "seeds_scale")  # fmt: skip
 
 # Study user attrs.
 OBJECTIVE = "objective"  # str: one of OBJECTIVES

@@ -61,3 +61,24 @@ def test_protocol_line_names_labels_input_pretraining_epochs_trials_and_seeds():
                     "images, 40 steps (p-hparams #3); 30 probe epochs; 1 trials; 1 seed")  # fmt: skip
     assert "ImageNet-1k" in protocol_text(got["probe_imagenet"]["protocol"])
     assert protocol(got["scratch"], [scratch])["epochs"] == 3
+
+
+def test_scale_points_get_a_spread_over_seeds():
+    def point(number, value, fraction, seed=None):
+        frozen = trial(number, value, value - 1, seed, data_fraction=fraction)
+        return frozen
+
+    scale = study("p-scale", "simclr_scale", "simclr", [point(0, 30.0, 0.1), point(1, 40.0, 1.0)])
+    seeds = study("p-seeds-scale", "seeds_scale", "simclr", [point(0, 32.0, 0.1, 1), point(1, 34.0, 0.1, 2),
+                                                             point(2, 41.0, 1.0, 1)])  # fmt: skip
+    for s in (scale, seeds):
+        s.user_attrs["comparison"] = "p"
+    got = {r["data_fraction"]: r for r in rows.scale_rows([scale, seeds])}
+    assert list(got) == [0.1, 1.0]  # the seeds study adds no curve of its own
+    assert got[0.1]["seeds"]["n"] == 3 and got[0.1]["seeds"]["mean"] == pytest.approx(32.0)
+    assert got[0.1]["seeds"]["sd"] == pytest.approx(statistics.stdev([30.0, 32.0, 34.0]))
+    assert got[1.0]["seeds"]["n"] == 2 and got[1.0]["best_value"] == 40.0
+    from reports.figures import scale_figure
+
+    names = [t.name for t in scale_figure(list(got.values())).data]
+    assert "mean ± sd over seeds" in names
