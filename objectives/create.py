@@ -185,11 +185,14 @@ def new_study(
 
 def create_study(storage: optuna.storages.BaseStorage, name: str, spec: schema.StudySpec) -> optuna.Study:
     """A new study holding `spec` in its attrs (UserError if the name is taken); nothing is left on failure."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line; restored after
     try:
         study = optuna.create_study(storage=storage, study_name=name, direction=schema.DIRECTION)
     except optuna.exceptions.DuplicatedStudyError:
         raise UserError(f"a study named {name!r} already exists") from None
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     try:
         schema.write_spec(study, spec)
         study.set_user_attr(PROVENANCE, json.dumps(provenance(), sort_keys=True))
