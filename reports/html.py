@@ -42,6 +42,8 @@ th { background: #f4f4f4; position: sticky; top: 0; } td.text, th.text { text-al
 tr.missing td { color: #b00; } .ci { color: #555; display: block; } ul.note { margin: 0.5rem 0; }
 table.comparison { width: 100%; } table.comparison th { white-space: normal; }
 td.status { white-space: normal; overflow-wrap: anywhere; min-width: 16rem; text-align: left; }
+tr.protocol td { white-space: normal; color: #555; font-size: 0.8rem; border-top: none; }
+table.scale th { white-space: normal; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(600px, 1fr)); gap: 1rem; }
 figure { margin: 0; min-width: 0; } .note { color: #777; font-style: italic; }
 .figure { width: 100%; min-height: 380px; border: 1px solid #eee; }
@@ -123,9 +125,10 @@ def _header(page: _Page, report: Report) -> None:
 
 
 def _comparison(page: _Page, comparison: list[dict[str, Any]]) -> None:
-    columns = ["regime", "input", "test top-1 [95% CI]", "test top-5", "gain over scratch (pts) [95% CI]",
-               "over seeds: test top-1 / gain (mean ± sd)", "val top-1 (final epoch)", "best trial", "trials",
-               "complete", "pruned", "failed", "status"]  # fmt: skip
+    seeded = any((r.get("seeds") or {}).get("n", 0) > 1 for r in comparison)  # a column only when seeds ran
+    columns = ["regime", "input", "test top-1 [95% CI]", "top-5", "gain vs scratch [95% CI]",
+               *(["seeds: test top-1 / gain (mean ± sd)"] if seeded else []), "val top-1 (final epoch)",
+               "best trial", "trials (c/p/f)", "status"]  # fmt: skip
     body = []
     for r in comparison:
         scratch = r["regime"] == rows.SCRATCH and r["test_top1"] is not None
@@ -134,17 +137,17 @@ def _comparison(page: _Page, comparison: list[dict[str, Any]]) -> None:
         best = f"{_e(r['study'])} #{r['trial']}" if r["status"] == "ok" else ""
         status = "ok" if r["status"] == "ok" else f"missing: {_e(r['reason'])}"  # reasons are words, paths, URLs
         resolution = f"{r['resolution']}px" if r.get("resolution") else ""
+        seeds = f"<td>{_e(_seeds_cell(r))}</td>" if seeded else ""
         body.append(
             f'<tr class="{_e(r["status"])}"><td class="text">{_e(r["label"])}</td><td>{resolution}</td>'
-            f"<td>{test}</td><td>{_num(r['test_top5'])}</td><td>{gain}</td><td>{_e(_seeds_cell(r))}</td>"
-            f"<td>{_num(r['val_top1'])}</td>"
-            f'<td class="text">{best}</td><td>{r["n_trials"]}</td><td>{r["n_complete"]}</td><td>{r["n_pruned"]}</td>'
-            f'<td>{r["n_failed"]}</td><td class="status">{status}</td></tr>'
+            f"<td>{test}</td><td>{_num(r['test_top5'])}</td><td>{gain}</td>{seeds}<td>{_num(r['val_top1'])}</td>"
+            f'<td class="text">{best}</td><td>{r["n_trials"]} ({r["n_complete"]}/{r["n_pruned"]}/'
+            f'{r["n_failed"]})</td><td class="status">{status}</td></tr>'
             f'<tr class="protocol"><td></td><td class="text" colspan="{len(columns) - 1}">'
             f"{_e(protocol_text(r.get('protocol') or {}, r.get('seeds')))}</td></tr>"
         )
     page.add('<h2 id="comparison">Comparison</h2>', f'<p class="meta">{_e(COMPARISON_RULE)}</p>',
-             _table(columns, body, "comparison", text_columns=(0, 7, 12)))  # fmt: skip
+             _table(columns, body, "comparison", text_columns=(0, len(columns) - 3, len(columns) - 1)))  # fmt: skip
     page.figure(figures.comparison_figure(comparison))
 
 
@@ -169,20 +172,21 @@ def _seeds_cell(r: dict[str, Any]) -> str:
 
 
 def _scale(page: _Page, scale: list[dict[str, Any]]) -> None:
+    seeded = any((r.get("seeds") or {}).get("n", 0) > 1 for r in scale)  # a column only when seeds ran
     columns = ["study", "data fraction", "pretraining images", "steps", "epochs", "images seen", "best val top-1",
-               "its test top-1", "over seeds (mean ± sd)", "mean", "min", "max", "complete", "pruned", "failed",
-               "best trial"]  # fmt: skip
+               "its test top-1", *(["over seeds (mean ± sd)"] if seeded else []), "mean [min, max]",
+               "trials (c/p/f)", "best trial"]  # fmt: skip
     body = [
         f'<tr><td class="text">{_e(r["study"])}</td><td>{r["data_fraction"]:g}</td>'
         f"<td>{_num(r['n_pretrain_images'])}</td><td>{_num(r.get('steps'))}</td><td>{_num(r.get('epochs'))}</td>"
         f"<td>{_num(r.get('images_seen'))}</td><td>{_num(r['best_value'])}</td><td>{_num(r['test_top1'])}</td>"
-        f"<td>{_e(_spread(r.get('seeds')))}</td>"
-        f"<td>{_num(r['mean'])}</td><td>{_num(r['min'])}</td><td>{_num(r['max'])}</td><td>{r['count']}</td>"
-        f"<td>{r['n_pruned']}</td><td>{r['n_failed']}</td>"
+        + (f"<td>{_e(_spread(r.get('seeds')))}</td>" if seeded else "")
+        + f"<td>{_num(r['mean'])} [{_num(r['min'])}, {_num(r['max'])}]</td>"
+        f"<td>{r['count'] + r['n_pruned'] + r['n_failed']} ({r['count']}/{r['n_pruned']}/{r['n_failed']})</td>"
         f'<td class="text">{"#" + str(r["trial"]) if r["trial"] is not None else ""}</td></tr>'
         for r in scale
     ]
-    page.add('<h2 id="scale">Data scale</h2>', _table(columns, body, "scale", text_columns=(0, 11)))
+    page.add('<h2 id="scale">Data scale</h2>', _table(columns, body, "scale", text_columns=(0, len(columns) - 1)))
     if any(r["count"] for r in scale):
         page.figure(figures.scale_figure(scale))
     else:

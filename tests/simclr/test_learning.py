@@ -1,20 +1,21 @@
 """Proof that SimCLR pretraining learns at CPU scale, and that the kNN monitor ranks encoders as the probe does.
 
-Dataset (tests/learnable.py): 20 glyph classes (chance 5%) at 16x16 -- the glyph is the class; brightness,
-tint, clutter and position are nuisance. 2,000 unlabelled pretraining images; the monitor's bank and the probe's
-train split are the same 1,000 labelled images (50 a class), its queries and the probe's val split 500 more, as
-in the `simclr` objective (bank = probe-train, queries = probe-val). 16x16 rather than CIFAR's 32x32: the CIFAR
-stem does not downsample, so a step costs in proportion to pixels (measured: 32x32 trains 3x slower per image).
+Dataset (tests/learnable.py): 20 glyph classes (chance 5%) at 16x16 -- the glyph is the class; brightness, tint,
+clutter and position are nuisance. 2,000 unlabelled pretraining images; the monitor's bank and the probe's train
+split are the same 1,000 labelled images (50 a class), its queries and the probe's val split 500 more, as in the
+`simclr` objective (bank = probe-train, queries = probe-val). 16x16 rather than CIFAR's 32x32: the CIFAR stem
+does not downsample, so a step costs in proportion to pixels (measured: 32x32 trains 3x slower per image).
 
-Budget: 8 epochs of 32 steps at batch 64 (256 Adam steps, 16,000 images, two views each), the monitor every 2
-epochs, then the linear probe (100 full-batch epochs) of 5 encoders. Measured on 2 shared AMD EPYC cores with
-native bf16: the whole file in ~2.5 minutes when the cores are free, up to ~6 minutes when other jobs share
-them; a CPU without native bf16 runs fp32 (~3x slower per step, DESIGN.md).
+Budget: 6 epochs of 32 steps at batch 64 (192 Adam steps, 12,000 images, two views each), the monitor and a
+checkpoint after every epoch, then the linear probe (100 full-batch epochs) of 7 encoders: the random start and
+epochs 1-6. Measured on 2 AMD EPYC cores with native bf16: ~2 minutes when the cores are free (150 training
+images/s); 9 minutes while another job's `study.py compare` shared them (26 images/s). Without native bf16 the
+run is fp32 (DESIGN.md: ~3x slower per step).
 
-Margin: the first run gave probe(random) 10.4% -> probe(trained) 32.2%, a gain of 21.8 points. MARGIN is
-that gain halved and rounded down (10 points); it was fixed before the runs that followed and not tuned
-after them. The monitor thresholds were set the same way (first run: the trained encoder's monitor 32.6%,
-the random one's 14.2%).
+Thresholds were fixed from the first run of this configuration (random: monitor 14.4%, probe 11.2%; epoch 6:
+monitor 26.6%, probe 26.4%; Spearman 0.99) with a safety factor of 2, and not tuned after: the probe must gain
+MARGIN = 7 points (half the 15.2 measured), the monitor must rise 6 points (half of 12.2) and end at least 10
+points above chance (half of 21.6).
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ from tests.learnable import glyphs, make_learnable, write_cifar100_archive
 
 N_CLASSES, SIZE, SEED = 20, 16, 0
 CHANCE = 100.0 / N_CLASSES
-MARGIN = 10.0  # probe points the trained encoder must gain over the random one (see the module docstring)
+MARGIN = 7.0  # probe points the trained encoder must gain over the random one (see the module docstring)
+MONITOR_RISE = 6.0  # monitor points from the random encoder to the trained one
+MONITOR_OVER_CHANCE = 10.0  # monitor points of the trained encoder above chance
 CONFIG = PretrainConfig(
-    epochs=8,
-    batch_size=64,  # small batches: twice the steps of 128 for the same images, and learning here is step-bound
+    epochs=6,
+    batch_size=64,  # measured: at batch 32 (same steps, half the images) the monitor stayed at random for 128 steps
     optimizer="adam",
     lr=2e-3,
     weight_decay=1e-6,
@@ -47,8 +50,8 @@ CONFIG = PretrainConfig(
     temperature=0.2,
     crop_min_scale=0.5,  # a 16x16 image's 0.08 crop is a 4-pixel square: no glyph left to match
     jitter_strength=1.0,  # the paper's ImageNet strength: hue +-0.2 hides most of an image's tint
-    monitor_every=2,
-    checkpoint_every=2,
+    monitor_every=1,
+    checkpoint_every=1,
     knn_k=20,
 )
 PROBE = ProbeConfig(probe_epochs=100, probe_batch_size=0, probe_lr=0.1)
@@ -81,7 +84,7 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 @pytest.fixture(scope="module")
 def stages(tmp_path_factory: pytest.TempPathFactory) -> list[Stage]:
-    """One SimCLR run; the random encoder it starts from and the encoders of its checkpoints (epochs 2-8), each
+    """One SimCLR run; the random encoder it starts from and the encoders of its checkpoints (every epoch), each
     with the monitor the run reported and the linear probe's val top-1."""
     torch.set_num_threads(2)  # the budget's two cores, whatever the host has
     started = time.perf_counter()
@@ -106,7 +109,7 @@ def stages(tmp_path_factory: pytest.TempPathFactory) -> list[Stage]:
         std=std,
     )
     monitors = {h["epoch"]: h["knn_top1"] for h in result.history if "knn_top1" in h}
-    assert sorted(monitors) == sorted(saved) == [2, 4, 6, 8]
+    assert sorted(monitors) == sorted(saved) == list(range(1, CONFIG.epochs + 1))
     # the run's starting point, through the same monitor function the loop calls
     monitors[0] = knn_monitor(
         build_model(CONFIG, SEED),
@@ -145,10 +148,10 @@ def test_monitor_ranks_encoders_as_the_linear_probe_does(stages):
 
 @pytest.mark.slow
 def test_monitor_of_the_trained_encoder_is_well_above_chance_and_rises(stages):
-    monitors = [s.monitor for s in stages]
-    assert monitors[-1] >= 3 * CHANCE, stages  # first run: 6.5x chance
-    assert monitors[-1] - monitors[0] >= MARGIN, stages  # rises over the run, from the random encoder's
-    assert monitors[-1] > monitors[1], stages  # and from the first monitored epoch's
+    monitors = [s.monitor for s in stages]  # random, epoch 1, ..., epoch 6
+    assert monitors[-1] >= CHANCE + MONITOR_OVER_CHANCE, stages
+    assert monitors[-1] - monitors[0] >= MONITOR_RISE, stages  # above the random encoder it started from
+    assert monitors[-1] > monitors[1], stages  # and above the first monitored epoch
 
 
 def test_spearman_against_hand_computed_values():
