@@ -41,7 +41,7 @@ from errors import UserError, first_line
 from objectives import build_spec
 from objectives.create import check_name, create_study, data_dir_default, pin_encoder
 from objectives.presets import PRESETS
-from objectives.run import RunOptions, counts, requeue_grid_points, run_study
+from objectives.run import RunOptions, requeue_grid_points, run_study, uses_budget
 from simclr.config import objectives_using
 from storage import display_url, open_artifacts, open_storage, schema, store, store_exists
 
@@ -216,9 +216,9 @@ def check_existing(storage: optuna.storages.BaseStorage, plans: Sequence[Planned
 def remaining(planned: PlannedStudy, trials: Sequence[FrozenTrial]) -> tuple[int, int]:
     """(trials that count, trials left to run): grid points for the scale study, trials for the others."""
     if planned.sampler == "grid":
-        done = len({t.system_attrs.get("grid_id") for t in trials if counts(t)} - {None})
+        done = len({t.system_attrs.get("grid_id") for t in trials if uses_budget(t)} - {None})
     else:
-        done = sum(counts(t) for t in trials)
+        done = sum(uses_budget(t) for t in trials)
     return done, max(0, planned.trials - done)
 
 

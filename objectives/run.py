@@ -123,7 +123,7 @@ class TrialProgress:
             self.bar.close()
 
 
-def counts(trial: FrozenTrial) -> bool:
+def uses_budget(trial: FrozenTrial) -> bool:
     """Whether a trial uses up budget: finished, or failed for a reason it would fail for again (diverged, out of
     memory, a bad value: the same parameters with the same seed would fail again). A FAIL "interrupted" (Ctrl-C,
     SIGTERM) or without an error (a killed worker: the heartbeat retry re-runs it) does not count, nor does a grid
@@ -151,7 +151,7 @@ def requeue_grid_points(study: optuna.Study) -> list[float]:
             points.setdefault(int(trial.system_attrs["grid_id"]), []).append(trial)
     queued = []
     for _, trials in sorted(points.items()):
-        if any(counts(t) or t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials):
+        if any(uses_budget(t) or t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials):
             continue
         last = max(trials, key=lambda t: t.number)
         queue_retry(study, last)
