@@ -161,7 +161,10 @@ def new_study(
     settings unless told otherwise (--preset, --data-dir, --set)."""
     if name is not None:
         check_name(name)
-    storage = open_storage(url) if store_exists(url) else None
+    try:
+        storage = open_storage(url) if store_exists(url) else None
+    except UserError:  # a server database without Optuna's tables yet: created below, after the checks
+        storage = None
     encoder = _encoder_of(sets)
     if encoder is not None:
         kind, ref, _ = parse_encoder(encoder)

@@ -10,15 +10,15 @@ everything else is nuisance drawn afresh for every image:
 - clutter: rectangles of about a cell's size behind the plate, so edges and corners are no cue;
 - geometry: the plate anywhere in the frame; at 32x32, cells of 3-5 pixels (glyphs of 15-25); pixel noise.
 
-A random encoder's features follow the nuisance (its linear probe: 10% on 20 classes, chance 5%; a kNN on them
-15%): global average pooling of random filters keeps local statistics, which every class shares, and loses the
-arrangement of cells, which is the class. SimCLR's views (random resized crop, flip, colour jitter, grayscale)
-keep the glyph and redraw most of the nuisance, so a contrastive encoder gains by encoding the glyph: at 16x16 its
-probe reached 34% after 256 steps (tests/simclr/test_learning.py has the budget).
+A random encoder's features follow the nuisance (at 16x16, 20 classes, chance 5%: its linear probe 11%, the
+standardised kNN monitor 14%): global average pooling of random filters keeps local statistics, which every class
+shares, and loses the arrangement of cells, which is the class. SimCLR's views (random resized crop, flip, colour
+jitter, grayscale) keep the glyph and redraw most of the nuisance, so a contrastive encoder gains by encoding the
+glyph: its probe reached 26% after 192 steps (tests/simclr/test_learning.py has the setting and budget).
 
 Tried and dropped: every layer its own uniform random RGB colour. Colour is then each image's fingerprint, which
-crops keep and colour jitter (hue +-0.1) does not hide: in the same budget SimCLR learned colour and its probe
-fell below the random encoder's.
+crops keep and colour jitter only partly hides: with the same setting the probe gained 4.6 points (10.0% to
+14.6%) instead of 15.2.
 
 `write_cifar100_archive` stores such a dataset in the official CIFAR-100 python layout (the format
 tests.fakedata writes), so a study can run on it through the real loaders.

@@ -8,9 +8,10 @@ does not downsample, so a step costs in proportion to pixels (measured: 32x32 tr
 
 Budget: 6 epochs of 32 steps at batch 64 (192 Adam steps, 12,000 images, two views each), the monitor and a
 checkpoint after every epoch, then the linear probe (100 full-batch epochs) of 7 encoders: the random start and
-epochs 1-6. Measured on 2 AMD EPYC cores with native bf16: ~2 minutes when the cores are free (150 training
-images/s); 9 minutes while another job's `study.py compare` shared them (26 images/s). Without native bf16 the
-run is fp32 (DESIGN.md: ~3x slower per step).
+epochs 1-6. On 2 AMD EPYC cores with native bf16, measured while other jobs shared them (a `study.py compare`,
+a test suite): 7-9 minutes for the whole file (26-35 training images/s). Free cores train 150 images/s and
+extract 1,100 feature vectors/s at 16x16, which puts the file near 2 minutes. Without native bf16 the run is fp32
+(DESIGN.md: ~3x slower per step).
 
 Thresholds were fixed from the first run of this configuration (random: monitor 14.4%, probe 11.2%; epoch 6:
 monitor 26.6%, probe 26.4%; Spearman 0.99) with a safety factor of 2, and not tuned after: the probe must gain

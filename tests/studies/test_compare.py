@@ -112,7 +112,11 @@ def test_compare_end_to_end_offline_then_with_imagenet_weights(tmp_path, data_di
     assert IMAGENET_FILE in studies["cmp-probe-imagenet"].user_attrs[schema.STUDY_ERROR]
     # the printed table: one row per regime; ImageNet missing with the reason; then the report's path
     table = r.out[r.out.index("regime") :].splitlines()
-    assert len(table) == 1 + 4 + 1 and table[-1] == f"report: {out}" and out.is_file()
+    assert table[-1] == f"report: {out}" and out.is_file()
+    protocol = table.index("protocol:")  # the rule under the table, then one protocol line per regime
+    assert [line.split(":")[0].strip() for line in table[protocol + 1 : protocol + 5]] == [
+        line[:40].split("  ")[0] for line in table[1:5]
+    ]
     assert "reference" in table[4] and table[1].startswith("SimCLR -> linear probe")
     assert "missing: cmp-probe-imagenet could not run: ImageNet ResNet-18 weights" in table[2]
     got = comparison(url)
