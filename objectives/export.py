@@ -14,9 +14,10 @@ from typing import Any
 import optuna
 
 from errors import UserError
+from objectives import open_study
 from objectives.create import chosen_trial
 from objectives.space import parse_set
-from storage import schema, store
+from storage import schema
 
 LOAD_EXAMPLE = """\
 import torch, torchvision
@@ -40,7 +41,7 @@ def export_encoder(storage, artifacts, name: str, number: int | None, out: str |
     from simclr.models import load_checkpoint, resnet18
 
     out = Path(out)
-    study = store.load_study(storage, name)
+    study, spec = open_study(storage, name)  # UserError for a study not made by study.py
     trial = chosen_trial(study, number)
     artifact_id = trial.user_attrs.get(schema.CHECKPOINT)
     if not artifact_id:
@@ -53,7 +54,6 @@ def export_encoder(storage, artifacts, name: str, number: int | None, out: str |
     if not isinstance(state, dict):
         raise UserError(f"checkpoint {artifact_id} holds no encoder weights")
     resnet18(stem).load_state_dict(state)  # strict: what we write loads into the documented model
-    spec = schema.read_spec(study.user_attrs, name)
     info = {
         "study": name,
         "trial": trial.number,
@@ -98,8 +98,7 @@ def enqueue(storage, name: str, sets: Sequence[str]) -> dict[str, Any]:
     """Queue a trial of study `name` with the given values of its searched parameters (Optuna's enqueue_trial);
     parameters not given are sampled as usual. UserError for a key that is fixed in the study, not a key of its
     objective, or a value outside its search range. Returns the queued parameters."""
-    study = store.load_study(storage, name)
-    spec = schema.read_spec(study.user_attrs, name)
+    study, spec = open_study(storage, name)  # UserError for a study not made by study.py
     params: dict[str, Any] = {}
     for text in sets:
         key, value = parse_set(spec.objective, text)

@@ -268,3 +268,12 @@ def test_a_closed_pipe_is_not_a_traceback(filled_store):
     r = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
     assert r.stdout.startswith("study ssl") and r.stdout.count("\n") == 1
     assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("argv", [["enqueue", "foreign", "--set", "lr=0.1"], ["export", "foreign", "--out", "e.pt"]])
+def test_a_study_not_made_by_study_py_is_one_line_not_a_traceback(tmp_path, argv):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    optuna.create_study(storage=url, study_name="foreign").optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    argv = [a if a != "e.pt" else str(tmp_path / "e.pt") for a in argv]
+    check_refused(run_cli(*argv, "--storage", url), "was not created by study.py")
+    assert len(optuna.load_study(study_name="foreign", storage=url).trials) == 1  # nothing queued
