@@ -5,7 +5,7 @@
     python study.py optimize NAME [--trials N] [--timeout SECONDS] [--device auto|cpu|cuda|cuda:K]
     python study.py list | show NAME [--json|--csv|--best] | delete NAME [--force] | keys [OBJECTIVE] | dashboard
     python study.py enqueue NAME --set KEY=VALUE ... | export NAME [--trial N] --out F | report [NAME ...] [--out F]
-    python study.py compare [--preset smoke|default|paper] [--prefix NAME] [--set KEY=VALUE ...] [--out FILE]
+    python study.py compare [--preset smoke|default|paper] [--time-budget 15m] [--set KEY=VALUE ...] [--out FILE]
 
 Every command takes --storage URL (else $STUDY_STORAGE, else sqlite:///studies.db) and --artifacts DIR, before or
 after its name. Exit codes: 0 done; 1 `optimize` ran but no trial completed; 2 bad input (one line on stderr, the
@@ -167,7 +167,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     with progress_lines(options.progress == "lines"):
         storage, plans, outcome = run_comparison(args.prefix, preset=args.preset, sets=args.set, trials=args.trials,
                                                  data_dir=args.data_dir, url=url, artifacts_dir=args.artifacts,
-                                                 options=options, say=say)  # fmt: skip
+                                                 options=options, say=say, time_budget=args.time_budget)  # fmt: skip
     if outcome.interrupted:
         say("interrupted: run the same command again to continue where it stopped")
         return 130
@@ -246,6 +246,7 @@ def commands() -> dict[str, tuple]:
             arg("--prefix", default="compare", help="study names PREFIX-scale, PREFIX-hparams, ..."), data,
             sets("fix a config key in every study whose objective has it"),
             arg("--trials", type=int, help="trials of the hparams, probe and scratch studies (default: preset's)"),
+            arg("--time-budget", metavar="DURATION", help="size the plan to fit, e.g. 15m, 2h, none (smoke: 15m)"),
             *run, arg("--out", default="report.html", help="the HTML report (default report.html)")]),
     }  # fmt: skip
 

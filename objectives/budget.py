@@ -12,6 +12,7 @@ from typing import Any
 from objectives import make_objective
 from objectives.compare import PlannedStudy
 from simclr.config import make_config
+from storage import store
 
 
 @dataclass
@@ -98,14 +99,32 @@ def work(planned: PlannedStudy, sizes: Sizes) -> tuple[float, float]:
     return 0.0, cost * probe_images  # features are extracted once per encoder and cached
 
 
-def estimate_seconds(plans: Sequence[PlannedStudy], sizes: Sizes, train_rate: float) -> dict[str, float]:
+def estimate_seconds(
+    plans: Sequence[PlannedStudy], sizes: Sizes, train_rate: float, learned: dict[str, float] | None = None
+) -> dict[str, float]:
     """Rough seconds per study: training passes at `train_rate`, forward passes 4x faster (measured: 100 and 400
-    images/s on 2 CPU cores), plus 10 s of loading data. An upper bound where trials are pruned."""
+    images/s on 2 CPU cores), plus 10 s of loading data, times what earlier runs on this machine measured against
+    their estimate (`learned`: objective -> actual / estimated). An upper bound where trials are pruned."""
     out = {}
     for planned in plans:
         train, forward = work(planned, sizes)
-        out[planned.name] = 10.0 + train / train_rate + forward / (4 * train_rate)
+        ratio = (learned or {}).get(planned.objective, 1.0)
+        out[planned.name] = ratio * (10.0 + train / train_rate + forward / (4 * train_rate))
     return out
+
+
+def seeds_seconds(plans: Sequence[PlannedStudy], estimate: dict[str, float], seeds: int) -> float:
+    """The seeds studies' cost (seeds > 1): each regime's selected configuration `seeds - 1` more times, i.e. one
+    trial's share of its study, and the scale grid `seeds - 1` more times."""
+    if seeds <= 1:
+        return 0.0
+    total = 0.0
+    for planned in plans:
+        if planned.role == "probe_simclr":
+            continue  # each SimCLR seed probes its own encoder inside the simclr trial
+        share = estimate[planned.name] if planned.sampler == "grid" else estimate[planned.name] / planned.trials
+        total += (seeds - 1) * share
+    return total
 
 
 def _images(n: float) -> str:
@@ -146,3 +165,102 @@ def budget_lines(plans: Sequence[PlannedStudy], sizes: Sizes, estimate: dict[str
         total = sum(estimate.values()) / 60
         lines.append(f"  rough total: ~{total:.0f} min if nothing is pruned (a cost model calibrated by a speed test)")
     return lines
+
+
+def size_plan(prefix: str, *, preset: str, sets: Sequence[str], trials: int | None, known, budget_s: float | None,
+              device: str, say) -> tuple[list[PlannedStudy], dict | None, str | None]:  # fmt: skip
+    """The comparison's plan sized to `budget_s` (objectives.sizing), printed with its estimate per study.
+
+    Returns (plans, the time plan to store on new studies, this machine's cost-model key or None when nothing is
+    left to run). A comparison whose studies exist keeps the plan stored with them (or the preset's full plan when
+    they were made without one): a resumed run never resizes, on this machine or another."""
+    import torch
+
+    from objectives import compare, costs, sizing
+
+    stored = compare.stored_time_plan(known, prefix)
+    start = compare.start_knobs(preset, sets, trials)
+    full = compare.plan(prefix, preset=preset, sets=sets, trials=trials)
+    names = set(store.study_names(known)) if known is not None else set()
+    resumed = stored is not None or any(p.name in names for p in full)
+    knobs = sizing.Knobs.from_json(stored["knobs"]) if stored else start
+    plans = compare.plan(prefix, preset=preset, sets=sets, trials=trials, knobs=knobs) if resumed else full
+    existing = compare.check_existing(known, plans) if known is not None else []
+    if existing:
+        say(f"resuming: {len(existing)} of these studies exist; finished trials are kept, only what is left runs")
+        if stored and stored.get("budget_s") != budget_s:
+            say(f"  keeping the plan stored with them (sized for {_budget_text(stored.get('budget_s'))})")
+    if not compare.work_left(known, plans):
+        return plans, stored, None
+    sizes, rt = preflight(plans, device)  # data and device first: a UserError creates nothing
+    rate, machine = speed_test(rt), costs.machine_key(rt.describe(), torch.get_num_threads())
+    learned = costs.learned(machine)
+    seeds = int(plans[1].spec().config["seeds"])
+
+    def estimate(k: sizing.Knobs) -> dict[str, float]:
+        planned = compare.plan(prefix, preset=preset, sets=sets, trials=trials, knobs=k)
+        seconds = estimate_seconds(planned, sizes, rate, learned)
+        return {**seconds, **({f"{prefix}-seeds-*": seeds_seconds(planned, seconds, seeds)} if seeds > 1 else {})}
+
+    if resumed:
+        time_plan, seconds = stored, estimate(knobs)
+    else:
+        sized = sizing.fit(start, estimate, budget_s)
+        plans, seconds = (
+            compare.plan(prefix, preset=preset, sets=sets, trials=trials, knobs=sized.knobs),
+            sized.estimate,
+        )
+        time_plan = {"budget_s": budget_s, "knobs": sized.knobs.to_json(), "cuts": sized.cuts, "estimate_s": seconds,
+                     "machine": machine, "learned": learned}  # fmt: skip
+    corrected = f"; corrected by {len(learned)} measured run(s) here" if learned else ""
+    say(f"budget ({rt.describe()}, {preset} preset, time budget {_budget_text(budget_s)}{corrected}):")
+    for line in budget_lines(plans, sizes, seconds):
+        say(line)
+    if time_plan and time_plan.get("cuts"):
+        say("  sized to fit: " + "; ".join(time_plan["cuts"]))
+    return plans, time_plan, machine
+
+
+def _budget_text(budget_s: float | None) -> str:
+    from objectives.sizing import format_duration
+
+    return "none (the preset's full plan)" if budget_s is None else format_duration(budget_s)
+
+
+def time_lines(plans: Sequence[PlannedStudy], time_plan: dict | None, seconds: dict[str, float],
+               wall: float) -> list[str]:  # fmt: skip
+    """Estimated vs actual minutes per study that ran in this command, and the whole command's wall time."""
+    from objectives.sizing import format_duration
+
+    estimate = (time_plan or {}).get("estimate_s", {})
+    width = max(len(p.name) for p in plans)
+    lines = ["time: estimated (before pruning) vs actual, this run:"]
+    for planned in plans:
+        if planned.name in seconds:
+            guess = estimate.get(planned.name)
+            guess_text = f"~{guess / 60:5.1f} min" if guess else "      -  "
+            lines.append(f"  {planned.name:<{width}}  {guess_text}  {seconds[planned.name] / 60:5.1f} min")
+    budget = (time_plan or {}).get("budget_s")
+    within = (
+        ""
+        if budget is None
+        else f" (budget {format_duration(budget)}: "
+        + ("within it)" if wall <= budget else f"{format_duration(wall - budget)} over)")
+    )
+    lines.append(f"  wall time {format_duration(wall)}{within}")
+    return lines
+
+
+def learn_from(machine: str | None, plans: Sequence[PlannedStudy], time_plan: dict | None,
+               outcome) -> dict[str, float]:  # fmt: skip
+    """Fold the studies that ran their whole budget into this machine's cost model (objectives.costs)."""
+    from objectives import costs
+
+    estimate = (time_plan or {}).get("estimate_s", {})
+    measured: dict[str, tuple[float, float]] = {}
+    for planned in plans:
+        same_machine = machine and (time_plan or {}).get("machine") == machine  # estimates made here
+        if same_machine and planned.name in outcome.whole and estimate.get(planned.name):
+            guess, actual = measured.get(planned.objective, (0.0, 0.0))
+            measured[planned.objective] = (guess + estimate[planned.name], actual + outcome.seconds[planned.name])
+    return costs.learn(machine, measured) if measured else {}

@@ -28,20 +28,30 @@ the reason in its "error" study attr, which the report shows for the missing reg
 
 from __future__ import annotations
 
-import math
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
 
 from errors import UserError, first_line
 from objectives import build_spec
 from objectives.create import check_name, create_study, data_dir_default, pin_encoder
 from objectives.presets import PRESETS
-from objectives.run import RunOptions, requeue_grid_points, run_study, uses_budget
+from objectives.resume import (  # noqa: F401  (spec_difference, check_existing: part of compare's interface)
+    add_wall_seconds,
+    check_existing,
+    remaining,
+    set_study_error,
+    simclr_encoder,
+    spec_difference,
+    stored_time_plan,
+    work_left,
+)
+from objectives.run import RunOptions, requeue_grid_points, run_study
+from objectives.sizing import Knobs
 from simclr.config import objectives_using
 from storage import display_url, open_artifacts, open_storage, schema, store, store_exists
 
@@ -133,11 +143,34 @@ def _scale_sets(simclr_sets: Sequence[str], full: float) -> tuple[str, ...]:
     return tuple(sets)
 
 
-def plan(prefix: str, *, preset: str, sets: Sequence[str] = (), trials: int | None = None) -> list[PlannedStudy]:
+def start_knobs(preset: str, sets: Sequence[str] = (), trials: int | None = None) -> Knobs:
+    """The preset's plan as sizing knobs (objectives.sizing); a knob the user fixed (--set, --trials) is None."""
+    per_objective, user = _split_sets(sets), {text.partition("=")[0].strip() for text in sets}
+    simclr = build_spec("simclr", preset=preset, sets=per_objective["simclr"]).config
+    supervised = build_spec("supervised", preset=preset, sets=per_objective["supervised"]).config
+    budget, epochs = BUDGETS[preset], "epochs" not in user
+    return Knobs(None if trials else budget.hparams, None if trials else budget.regime,
+                 int(simclr["epochs"]) if epochs else None, int(supervised["epochs"]) if epochs else None,
+                 float(simclr["data_fraction"]) if "data_fraction" not in user else None)  # fmt: skip
+
+
+def _knob_sets(per_objective: dict[str, list[str]], knobs: Knobs | None) -> None:
+    if knobs is None:
+        return
+    sized = (("simclr", "epochs", knobs.simclr_epochs), ("supervised", "epochs", knobs.supervised_epochs),
+             ("simclr", "data_fraction", knobs.data_fraction))  # fmt: skip
+    for objective, key, value in sized:
+        if value is not None:
+            per_objective[objective].append(f"{key}={value!r}")
+
+
+def plan(
+    prefix: str, *, preset: str, sets: Sequence[str] = (), trials: int | None = None, knobs: Knobs | None = None
+) -> list[PlannedStudy]:
     """The comparison's studies in run order, every spec validated (UserError on bad input; no store touched).
 
     `trials` overrides the preset's budgets of the hyperparameter study, the probes and scratch; the scale study
-    always runs one trial per grid point.
+    always runs one trial per grid point. `knobs` is a sized plan (objectives.sizing) applied over the preset.
     """
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
@@ -146,6 +179,9 @@ def plan(prefix: str, *, preset: str, sets: Sequence[str] = (), trials: int | No
     per_objective = _split_sets(sets)
     budget = BUDGETS[preset]
     n_hparams, n_regime = (trials, trials) if trials else (budget.hparams, budget.regime)
+    _knob_sets(per_objective, knobs)  # a sized plan (compare --time-budget)
+    n_hparams = knobs.hparams_trials if knobs and knobs.hparams_trials else n_hparams
+    n_regime = knobs.regime_trials if knobs and knobs.regime_trials else n_regime
     common: dict[str, Any] = {"preset": preset, "comparison": prefix}
     simclr_sets = tuple(per_objective["simclr"])
     full = float(build_spec("simclr", preset=preset, sets=simclr_sets).config["data_fraction"])
@@ -171,90 +207,6 @@ def plan(prefix: str, *, preset: str, sets: Sequence[str] = (), trials: int | No
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Resuming: what is stored must be what compare would create; what is left of each budget
-
-
-def spec_difference(stored: schema.StudySpec, wanted: schema.StudySpec, *, ignore: Sequence[str] = ()) -> str | None:
-    """The first difference between a stored spec and the one compare would create (config keys in `ignore` are
-    not compared), with the count of the others; None when they agree."""
-    pairs: list[tuple[str, Any, Any]] = [
-        (name, getattr(stored, name), getattr(wanted, name))
-        for name in ("objective", "preset", "role", "comparison", "sampler", "pruner")
-    ]
-    pairs.append(("space", schema.space_to_json(stored.space), schema.space_to_json(wanted.space)))
-    keys = sorted(set(stored.config) | set(wanted.config))
-    pairs += [(key, stored.config.get(key), wanted.config.get(key)) for key in keys if key not in ignore]
-    diffs = [f"{name}: stored {a!r}, this command {b!r}" for name, a, b in pairs if a != b]
-    if not diffs:
-        return None
-    return diffs[0] + (f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else "")
-
-
-def check_existing(storage: optuna.storages.BaseStorage, plans: Sequence[PlannedStudy]) -> list[str]:
-    """The plans' studies already in the store; UserError when one was made with other settings."""
-    names = set(store.study_names(storage))
-    existing = []
-    for planned in plans:
-        if planned.name not in names:
-            continue
-        attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(planned.name))
-        try:
-            stored = schema.read_spec(attrs, planned.name)
-        except schema.SchemaError as e:
-            raise UserError(f"{e}; use another --prefix") from None
-        ignore = ("encoder",) if planned.role == "probe_simclr" else ()  # chosen when the study was created
-        diff = spec_difference(stored, planned.spec(), ignore=ignore)
-        if diff:
-            raise UserError(
-                f"study {planned.name!r} exists with other settings ({diff}); resume with the same --preset and --set, "
-                "or start a new comparison with another --prefix"
-            )
-        existing.append(planned.name)
-    return existing
-
-
-def remaining(planned: PlannedStudy, trials: Sequence[FrozenTrial]) -> tuple[int, int]:
-    """(trials that count, trials left to run): grid points for the scale study, trials for the others."""
-    if planned.sampler == "grid":
-        done = len({t.system_attrs.get("grid_id") for t in trials if uses_budget(t)} - {None})
-    else:
-        done = sum(uses_budget(t) for t in trials)
-    return done, max(0, planned.trials - done)
-
-
-def work_left(storage: optuna.storages.BaseStorage | None, plans: Sequence[PlannedStudy]) -> bool:
-    """Whether any study is missing or has budget left (else compare only writes the report)."""
-    names = set(store.study_names(storage)) if storage is not None else set()
-    for planned in plans:
-        if planned.name not in names:
-            return True
-        trials = storage.get_all_trials(storage.get_study_id_from_name(planned.name), deepcopy=False)
-        if remaining(planned, trials)[1] > 0:
-            return True
-    return False
-
-
-def simclr_encoder(storage: optuna.storages.BaseStorage, prefix: str) -> str:
-    """best:PREFIX-hparams, or best:PREFIX-scale when only that one has a complete trial (when neither has, the
-    former: the probe study then records why it cannot run)."""
-    for name in (f"{prefix}-hparams", f"{prefix}-scale"):
-        try:
-            trials = storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False)
-        except KeyError:
-            continue
-        if any(t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value) for t in trials):
-            return f"best:{name}"
-    return f"best:{prefix}-hparams"
-
-
-def set_study_error(storage: optuna.storages.BaseStorage, name: str, reason: str) -> None:
-    """Record (or with "" clear) why a study could not run; reports show it for a missing regime."""
-    study_id = storage.get_study_id_from_name(name)
-    if reason or storage.get_study_user_attrs(study_id).get(schema.STUDY_ERROR):
-        storage.set_study_user_attr(study_id, schema.STUDY_ERROR, reason)
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Running
 
 
@@ -264,14 +216,15 @@ class Outcome:
     failed: dict[str, str] = field(default_factory=dict)  # study -> why it could not run
     seconds: dict[str, float] = field(default_factory=dict)  # study -> how long its optimize took
     interrupted: bool = False
+    whole: list[str] = field(default_factory=list)  # studies that ran their whole budget in this command
 
     def merged(self, other: Outcome) -> Outcome:
         return Outcome([*self.ran, *other.ran], {**self.failed, **other.failed}, {**self.seconds, **other.seconds},
-                       self.interrupted or other.interrupted)  # fmt: skip
+                       self.interrupted or other.interrupted, [*self.whole, *other.whole])  # fmt: skip
 
 
 def ensure_study(storage: optuna.storages.BaseStorage, planned: PlannedStudy, artifacts_dir: str | None,
-                 url: str) -> optuna.Study:  # fmt: skip
+                 url: str, time_plan: dict | None = None) -> optuna.Study:  # fmt: skip
     """The planned study: loaded when it exists (checked by check_existing), else created; a probe of the SimCLR
     encoder pinned to the trial its best:STUDY resolves to now (objectives.create.pin_encoder)."""
     if planned.name in store.study_names(storage):
@@ -279,6 +232,8 @@ def ensure_study(storage: optuna.storages.BaseStorage, planned: PlannedStudy, ar
     encoder = simclr_encoder(storage, planned.comparison) if planned.role == "probe_simclr" else None
     study = create_study(storage, planned.name, planned.spec(encoder))
     pin_encoder(storage, study, open_artifacts(url, artifacts_dir, create=False))
+    if time_plan:  # the sized plan travels with the studies: a resumed run keeps it on any machine
+        study.set_user_attr(schema.TIME_PLAN, json.dumps(time_plan))
     return study
 
 
@@ -290,13 +245,14 @@ def run_plans(
     url: str,
     artifacts_dir: str | None,
     say: Callable[[str], None],
+    time_plan: dict | None = None,
 ) -> Outcome:
     """Create or load each study and run what is left of its budget (objectives.run.run_study, in this process,
     on the one opened store). A study that cannot start (UserError) gets the reason recorded on it; an interrupt
-    stops all."""
+    stops all. A new study stores `time_plan` (the sized plan)."""
     outcome = Outcome()
     for k, planned in enumerate(plans, 1):
-        study = ensure_study(storage, planned, artifacts_dir, url)
+        study = ensure_study(storage, planned, artifacts_dir, url, time_plan)
         queued = requeue_grid_points(study) if planned.sampler == "grid" else []
         done, left = remaining(planned, study.get_trials(deepcopy=False))
         head = f"[{k}/{len(plans)}] {planned.name} ({planned.objective}, role {planned.role})"
@@ -320,6 +276,9 @@ def run_plans(
         set_study_error(storage, planned.name, "")
         outcome.ran.append(planned.name)
         outcome.seconds[planned.name] = time.perf_counter() - started
+        add_wall_seconds(study, outcome.seconds[planned.name])
+        if done == 0 and not summary.interrupted:
+            outcome.whole.append(planned.name)
         say(summary.line())
         say(f"[{k}/{len(plans)}] {planned.name}: {outcome.seconds[planned.name] / 60:.1f} min")
         if summary.interrupted:
@@ -339,41 +298,44 @@ def run_comparison(
     artifacts_dir: str | None,
     options: RunOptions,
     say: Callable[[str], None],
+    time_budget: str | None = None,
 ) -> tuple[optuna.storages.BaseStorage, list[PlannedStudy], Outcome]:
     """The whole comparison: plan (validated before any store or data is touched), check what a resumed run
-    finds, print the budget with a time estimate, then create and run each study. Returns the store, the plan
-    and the outcome; the caller writes the report."""
-    from objectives.budget import budget_lines, estimate_seconds, preflight, speed_test
+    finds, size the plan to `time_budget` (a duration such as "15m"; None: the preset's default) and print it with
+    a time estimate (objectives.budget), then create and run each study; afterwards estimated vs actual time, which
+    this machine's cost model learns from. Returns the store, the plan and the outcome; the caller writes the
+    report."""
+    from objectives.budget import learn_from, size_plan, time_lines
+    from objectives.sizing import preset_time_budget
 
+    started = time.perf_counter()
     check_name(prefix)
     options.check()
+    budget_s = preset_time_budget(time_budget, preset)
     data_dir = data_dir_default(data_dir)
     if data_dir is not None and not any(text.partition("=")[0].strip() == "data_dir" for text in sets):
         sets = [f"data_dir={data_dir}", *sets]
-    plans = plan(prefix, preset=preset, sets=sets, trials=trials)
+    plan(prefix, preset=preset, sets=sets, trials=trials)  # bad input fails here, before any store is opened
     known = open_storage(url) if store_exists(url) else None
-    existing = check_existing(known, plans) if known is not None else []
-    say(f"comparison {prefix!r}, preset {preset}, in {display_url(url)}: {len(plans)} studies")
-    if existing:
-        say(f"resuming: {len(existing)} of these studies exist; finished trials are kept, only what is left runs")
+    say(f"comparison {prefix!r}, preset {preset}, in {display_url(url)}")
     if options.threads is not None:
         import torch
 
         torch.set_num_threads(options.threads)
-    if work_left(known, plans):
-        sizes, rt = preflight(plans, options.device)  # data and device first: a UserError creates nothing
-        estimate = estimate_seconds(plans, sizes, speed_test(rt))
-        say(f"budget ({rt.describe()}, {preset} preset):")
-        for line in budget_lines(plans, sizes, estimate):
-            say(line)
+    plans, time_plan, machine = size_plan(prefix, preset=preset, sets=sets, trials=trials, known=known,
+                                          budget_s=budget_s, device=options.device, say=say)  # fmt: skip
     storage = known if known is not None else open_storage(url, create=True)
-    outcome = run_plans(plans, storage, options, url=url, artifacts_dir=artifacts_dir, say=say)
+    outcome = run_plans(plans, storage, options, url=url, artifacts_dir=artifacts_dir, say=say, time_plan=time_plan)
     seeds = int(plans[1].spec().config["seeds"])
     if seeds > 1 and not outcome.interrupted:  # each regime's selected configuration with other seeds
         from objectives.seeds import seed_plans
 
         extra = seed_plans(storage, prefix, preset, seeds)
         say(f"seeds: each regime's selected configuration with {seeds - 1} more seed(s): {len(extra)} studies")
-        more = run_plans(extra, storage, options, url=url, artifacts_dir=artifacts_dir, say=say)
+        more = run_plans(extra, storage, options, url=url, artifacts_dir=artifacts_dir, say=say, time_plan=time_plan)
         plans, outcome = [*plans, *extra], outcome.merged(more)
+    if outcome.seconds:
+        for line in time_lines(plans, time_plan, outcome.seconds, time.perf_counter() - started):
+            say(line)
+        learn_from(machine, plans, time_plan, outcome)
     return storage, plans, outcome

@@ -42,6 +42,8 @@ SAMPLER = "sampler"  # JSON str: {"name": "tpe", "seed": 0}; Optuna does not sto
 PRUNER = "pruner"  # JSON str: {"name": "median", "n_startup_trials": .., "n_warmup_steps": ..}
 ENCODER_TRIAL = "encoder_trial"  # int, probe/finetune over best:STUDY or trial:STUDY:N: the trial resolved at creation
 ENCODER_SHA256 = "encoder_sha256"  # str: sha256 of that trial's checkpoint file; a worker refuses other weights
+TIME_PLAN = "time_plan"  # JSON str, compare: the sized plan (budget_s, knobs, cuts, estimate_s per study, machine)
+WALL_SECONDS = "wall_seconds"  # float, compare: seconds its runs of this study took, summed over resumed runs
 STUDY_ERROR = "error"  # str, optional: why the study could not run (`compare` sets it; "" once it runs again)
 
 # Trial user attrs.

@@ -1,0 +1,115 @@
+"""What a resumed comparison finds in the store: whether its studies hold what `compare` would create, what is
+left of each budget, the SimCLR encoder to probe, the sized plan stored with the studies, and the wall time and
+error recorded on each (objectives.compare's module docstring says what counts toward a budget)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from errors import UserError
+from objectives.run import uses_budget
+from storage import schema, store
+
+if TYPE_CHECKING:
+    from objectives.compare import PlannedStudy
+
+
+def spec_difference(stored: schema.StudySpec, wanted: schema.StudySpec, *, ignore: Sequence[str] = ()) -> str | None:
+    """The first difference between a stored spec and the one compare would create (config keys in `ignore` are
+    not compared), with the count of the others; None when they agree."""
+    pairs: list[tuple[str, Any, Any]] = [
+        (name, getattr(stored, name), getattr(wanted, name))
+        for name in ("objective", "preset", "role", "comparison", "sampler", "pruner")
+    ]
+    pairs.append(("space", schema.space_to_json(stored.space), schema.space_to_json(wanted.space)))
+    keys = sorted(set(stored.config) | set(wanted.config))
+    pairs += [(key, stored.config.get(key), wanted.config.get(key)) for key in keys if key not in ignore]
+    diffs = [f"{name}: stored {a!r}, this command {b!r}" for name, a, b in pairs if a != b]
+    if not diffs:
+        return None
+    return diffs[0] + (f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else "")
+
+
+def check_existing(storage: optuna.storages.BaseStorage, plans: Sequence[PlannedStudy]) -> list[str]:
+    """The plans' studies already in the store; UserError when one was made with other settings."""
+    names = set(store.study_names(storage))
+    existing = []
+    for planned in plans:
+        if planned.name not in names:
+            continue
+        attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(planned.name))
+        try:
+            stored = schema.read_spec(attrs, planned.name)
+        except schema.SchemaError as e:
+            raise UserError(f"{e}; use another --prefix") from None
+        ignore = ("encoder",) if planned.role == "probe_simclr" else ()  # chosen when the study was created
+        diff = spec_difference(stored, planned.spec(), ignore=ignore)
+        if diff:
+            raise UserError(
+                f"study {planned.name!r} exists with other settings ({diff}); resume with the same --preset and --set, "
+                "or start a new comparison with another --prefix"
+            )
+        existing.append(planned.name)
+    return existing
+
+
+def remaining(planned: PlannedStudy, trials: Sequence[FrozenTrial]) -> tuple[int, int]:
+    """(trials that count, trials left to run): grid points for the scale study, trials for the others."""
+    if planned.sampler == "grid":
+        done = len({t.system_attrs.get("grid_id") for t in trials if uses_budget(t)} - {None})
+    else:
+        done = sum(uses_budget(t) for t in trials)
+    return done, max(0, planned.trials - done)
+
+
+def work_left(storage: optuna.storages.BaseStorage | None, plans: Sequence[PlannedStudy]) -> bool:
+    """Whether any study is missing or has budget left (else compare only writes the report)."""
+    names = set(store.study_names(storage)) if storage is not None else set()
+    for planned in plans:
+        if planned.name not in names:
+            return True
+        trials = storage.get_all_trials(storage.get_study_id_from_name(planned.name), deepcopy=False)
+        if remaining(planned, trials)[1] > 0:
+            return True
+    return False
+
+
+def simclr_encoder(storage: optuna.storages.BaseStorage, prefix: str) -> str:
+    """best:PREFIX-hparams, or best:PREFIX-scale when only that one has a complete trial (when neither has, the
+    former: the probe study then records why it cannot run)."""
+    for name in (f"{prefix}-hparams", f"{prefix}-scale"):
+        try:
+            trials = storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False)
+        except KeyError:
+            continue
+        if any(t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value) for t in trials):
+            return f"best:{name}"
+    return f"best:{prefix}-hparams"
+
+
+def set_study_error(storage: optuna.storages.BaseStorage, name: str, reason: str) -> None:
+    """Record (or with "" clear) why a study could not run; reports show it for a missing regime."""
+    study_id = storage.get_study_id_from_name(name)
+    if reason or storage.get_study_user_attrs(study_id).get(schema.STUDY_ERROR):
+        storage.set_study_user_attr(study_id, schema.STUDY_ERROR, reason)
+
+
+def stored_time_plan(storage: optuna.storages.BaseStorage | None, prefix: str) -> dict | None:
+    """The sized plan stored on the comparison's studies (the first found), or None."""
+    if storage is None:
+        return None
+    for study in storage.get_all_studies():
+        if study.user_attrs.get(schema.COMPARISON) == prefix and study.user_attrs.get(schema.TIME_PLAN):
+            return json.loads(study.user_attrs[schema.TIME_PLAN])
+    return None
+
+
+def add_wall_seconds(study: optuna.Study, seconds: float) -> None:
+    """Wall time spent running the study, summed over every compare that ran it (the report's "actual")."""
+    study.set_user_attr(schema.WALL_SECONDS, float(study.user_attrs.get(schema.WALL_SECONDS) or 0.0) + seconds)
