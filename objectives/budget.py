@@ -23,6 +23,17 @@ class Sizes:
     probe_train: int
     probe_val: int
     test: int
+    data_fraction: float = 0.0  # the data_fraction and probe_fraction these counts were taken at (0: unknown)
+    probe_fraction: float = 0.0
+
+    def at(self, config) -> Sizes:
+        """The counts a config with other fractions (a sized plan) would see, in proportion."""
+        pre = config.pretrain
+        d = (pre.equal_steps_as or pre.data_fraction) if pre is not None else self.data_fraction
+        p = config.data.probe_fraction
+        a = d / self.data_fraction if self.data_fraction else 1.0
+        b = p / self.probe_fraction if self.probe_fraction else 1.0
+        return Sizes(round(self.pretrain * a), round(self.probe_train * b), round(self.probe_val * b), self.test, d, p)
 
 
 def preflight(plans: Sequence[PlannedStudy], device: str) -> tuple[Sizes, Any]:
@@ -33,9 +44,8 @@ def preflight(plans: Sequence[PlannedStudy], device: str) -> tuple[Sizes, Any]:
     objective.prepare()
     config = objective.config
     splits = objective.data.probe_splits(config)
-    sizes = Sizes(
-        len(objective.data.pretrain_set(config)), len(splits["train"]), len(splits["val"]), len(splits["test"])
-    )
+    sizes = Sizes(len(objective.data.pretrain_set(config)), len(splits["train"]), len(splits["val"]),
+                  len(splits["test"]), config.pretrain.data_fraction, config.data.probe_fraction)  # fmt: skip
     return sizes, objective.runtime(config)
 
 
@@ -81,6 +91,7 @@ def work(planned: PlannedStudy, sizes: Sizes) -> tuple[float, float]:
     """(training image passes, forward-only image passes) of one study's full budget: a cost model in units of a
     CIFAR ResNet-18 image. Probe training on cached features is small and left out."""
     config = make_config(planned.objective, planned.spec().config)
+    sizes = sizes.at(config)
     probe_images = sizes.probe_train + sizes.probe_val + sizes.test
     if planned.objective == "simclr":
         if planned.sampler == "grid" and not config.pretrain.equal_steps_as:
@@ -168,7 +179,7 @@ def budget_lines(plans: Sequence[PlannedStudy], sizes: Sizes, estimate: dict[str
 
 
 def size_plan(prefix: str, *, preset: str, sets: Sequence[str], trials: int | None, known, budget_s: float | None,
-              device: str, say) -> tuple[list[PlannedStudy], dict | None, str | None]:  # fmt: skip
+              device: str, say, header: str = "") -> tuple[list[PlannedStudy], dict | None, str | None]:  # fmt: skip
     """The comparison's plan sized to `budget_s` (objectives.sizing), printed with its estimate per study.
 
     Returns (plans, the time plan to store on new studies, this machine's cost-model key or None when nothing is
@@ -185,7 +196,9 @@ def size_plan(prefix: str, *, preset: str, sets: Sequence[str], trials: int | No
     resumed = stored is not None or any(p.name in names for p in full)
     knobs = sizing.Knobs.from_json(stored["knobs"]) if stored else start
     plans = compare.plan(prefix, preset=preset, sets=sets, trials=trials, knobs=knobs) if resumed else full
-    existing = compare.check_existing(known, plans) if known is not None else []
+    existing = compare.check_existing(known, plans) if known is not None else []  # a UserError before any line
+    if header:
+        say(header)
     if existing:
         say(f"resuming: {len(existing)} of these studies exist; finished trials are kept, only what is left runs")
         if stored and stored.get("budget_s") != budget_s:

@@ -151,14 +151,16 @@ def start_knobs(preset: str, sets: Sequence[str] = (), trials: int | None = None
     budget, epochs = BUDGETS[preset], "epochs" not in user
     return Knobs(None if trials else budget.hparams, None if trials else budget.regime,
                  int(simclr["epochs"]) if epochs else None, int(supervised["epochs"]) if epochs else None,
-                 float(simclr["data_fraction"]) if "data_fraction" not in user else None)  # fmt: skip
+                 float(simclr["data_fraction"]) if "data_fraction" not in user else None,
+                 float(simclr["probe_fraction"]) if "probe_fraction" not in user else None)  # fmt: skip
 
 
 def _knob_sets(per_objective: dict[str, list[str]], knobs: Knobs | None) -> None:
     if knobs is None:
         return
+    probe = [(objective, "probe_fraction", knobs.probe_fraction) for objective in COMPARED]
     sized = (("simclr", "epochs", knobs.simclr_epochs), ("supervised", "epochs", knobs.supervised_epochs),
-             ("simclr", "data_fraction", knobs.data_fraction))  # fmt: skip
+             ("simclr", "data_fraction", knobs.data_fraction), *probe)  # fmt: skip
     for objective, key, value in sized:
         if value is not None:
             per_objective[objective].append(f"{key}={value!r}")
@@ -317,13 +319,13 @@ def run_comparison(
         sets = [f"data_dir={data_dir}", *sets]
     plan(prefix, preset=preset, sets=sets, trials=trials)  # bad input fails here, before any store is opened
     known = open_storage(url) if store_exists(url) else None
-    say(f"comparison {prefix!r}, preset {preset}, in {display_url(url)}")
     if options.threads is not None:
         import torch
 
         torch.set_num_threads(options.threads)
+    header = f"comparison {prefix!r}, preset {preset}, in {display_url(url)}"
     plans, time_plan, machine = size_plan(prefix, preset=preset, sets=sets, trials=trials, known=known,
-                                          budget_s=budget_s, device=options.device, say=say)  # fmt: skip
+                                          budget_s=budget_s, device=options.device, say=say, header=header)  # fmt: skip
     storage = known if known is not None else open_storage(url, create=True)
     outcome = run_plans(plans, storage, options, url=url, artifacts_dir=artifacts_dir, say=say, time_plan=time_plan)
     seeds = int(plans[1].spec().config["seeds"])

@@ -9,12 +9,14 @@ the plan is cut, one step at a time, in this order (each knob down to its floor 
     3. SimCLR epochs, down to 2                               (the scale study's equal steps follow from them)
     4. supervised (scratch) epochs, down to 2
     5. pretraining images (data_fraction) x0.75, down to half the preset's
+    6. CIFAR-100 images for the probes and scratch (probe_fraction) x0.75, down to 0.4 of the preset's (the test
+       images are never cut: they carry the confidence intervals)
 
 Trials go first: a trial fewer repeats no less of what each number means. Epochs next: every number is still a
-real training run, only shorter. Images last: they change what the scale curve spans. A knob that the user fixed
-(`--set epochs=...`, `--set data_fraction=...`, `--trials`) is never cut. When every knob is at its floor and the
-estimate is still over the budget, compare stops with how much more time the smallest plan needs (exit 2).
-A budget larger than the preset's estimate runs the preset's full plan: sizing never grows a plan.
+real training run, only shorter. Images last: they change what the scale curve spans and what the probes see. A
+knob that the user fixed (`--set epochs=...`, `--set data_fraction=...`, `--trials`) is never cut. When every knob
+is at its floor and the estimate is still over the budget, compare stops with how much more time the smallest plan
+needs (exit 2). A budget larger than the preset's estimate runs the preset's full plan: sizing never grows a plan.
 
 The sized plan (its knobs, the cuts, the estimate per study) is stored on every study of the comparison
 (`time_plan` study attr), so a resumed run keeps the same plan on any machine.
@@ -32,6 +34,7 @@ from errors import UserError
 MIN_TRIALS = 2
 MIN_EPOCHS = 2
 MIN_FRACTION_RATIO = 0.5  # of the preset's data_fraction
+MIN_PROBE_RATIO = 0.4  # of the preset's probe_fraction (smoke: 0.05 -> 0.02, 880 probe-train images)
 FRACTION_STEP = 0.75
 PRESET_TIME_BUDGETS = {"smoke": 15 * 60.0}  # seconds; default and paper run their full plan unless told
 
@@ -50,6 +53,7 @@ class Knobs:
     simclr_epochs: int | None
     supervised_epochs: int | None
     data_fraction: float | None
+    probe_fraction: float | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -64,10 +68,13 @@ def _fewer(floor: int) -> Callable[[int, Knobs], int | None]:
     return lambda value, start: value - 1 if value - 1 >= floor else None
 
 
-def _fraction(value: float, start: Knobs) -> float | None:
-    floor = (start.data_fraction or value) * MIN_FRACTION_RATIO
-    smaller = float(f"{max(value * FRACTION_STEP, floor):.4g}")
-    return smaller if smaller < value else None
+def _fraction(name: str, floor_ratio: float) -> Callable[[float, Knobs], float | None]:
+    def smaller(value: float, start: Knobs) -> float | None:
+        floor = (getattr(start, name) or value) * floor_ratio
+        new = float(f"{max(value * FRACTION_STEP, floor):.4g}")
+        return new if new < value else None
+
+    return smaller
 
 
 ORDER: tuple[tuple[str, str, Callable], ...] = (
@@ -75,7 +82,8 @@ ORDER: tuple[tuple[str, str, Callable], ...] = (
     ("regime_trials", "trials of each compared regime", _fewer(MIN_TRIALS)),
     ("simclr_epochs", "SimCLR epochs", _fewer(MIN_EPOCHS)),
     ("supervised_epochs", "scratch epochs", _fewer(MIN_EPOCHS)),
-    ("data_fraction", "pretraining data_fraction", _fraction),
+    ("data_fraction", "pretraining data_fraction", _fraction("data_fraction", MIN_FRACTION_RATIO)),
+    ("probe_fraction", "CIFAR-100 probe_fraction", _fraction("probe_fraction", MIN_PROBE_RATIO)),
 )
 
 

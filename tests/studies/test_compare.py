@@ -12,7 +12,7 @@ import pytest
 import torch
 import torchvision
 
-from objectives import compare
+from objectives import compare, run
 from reports import rows
 from reports.text import comparison_table
 from storage import schema
@@ -267,7 +267,7 @@ def _trial(state, error=None):
     ],
 )
 def test_which_trials_count_toward_the_budget(state, error, counted):
-    assert compare.uses_budget(_trial(optuna.trial.TrialState[state], error)) is counted
+    assert run.uses_budget(_trial(optuna.trial.TrialState[state], error)) is counted
 
 
 def test_plan_splits_sets_and_scales_the_grid():

@@ -1,0 +1,182 @@
+"""compare --time-budget: the plan sized by a (fake) cost model, stored with the studies, and the learned costs."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from errors import UserError
+from objectives import budget, compare, costs, sizing
+from storage import open_storage
+
+# The smoke preset's data sizes (objectives/presets.py): pretraining 1,000, probe 2,200/300/500.
+SIZES = budget.Sizes(pretrain=1000, probe_train=2200, probe_val=300, test=500, data_fraction=0.02, probe_fraction=0.05)
+
+
+def fake_estimate(rate: float, sets=()):
+    """The real cost model (objectives.budget.work) at a fake speed-test rate instead of a measured one."""
+
+    def estimate(knobs: sizing.Knobs) -> dict[str, float]:
+        plans = compare.plan("cmp", preset="smoke", sets=sets, knobs=knobs)
+        return budget.estimate_seconds(plans, SIZES, rate)
+
+    return estimate
+
+
+def test_a_large_budget_keeps_the_presets_full_plan():
+    start = compare.start_knobs("smoke")
+    assert start == sizing.Knobs(hparams_trials=3, regime_trials=3, simclr_epochs=5, supervised_epochs=3,
+                                 data_fraction=0.02, probe_fraction=0.05)  # fmt: skip
+    sized = sizing.fit(start, fake_estimate(rate=100.0), budget_s=10 * 3600)
+    assert sized.knobs == start and sized.cuts == []
+    assert [p.spec() for p in compare.plan("cmp", preset="smoke", knobs=sized.knobs)] == [
+        p.spec() for p in compare.plan("cmp", preset="smoke")
+    ]
+    assert sizing.fit(start, fake_estimate(rate=1.0), budget_s=None).knobs == start  # no budget: never cut
+
+
+@pytest.mark.parametrize("rate", [20.0, 40.0, 80.0])
+def test_a_tight_budget_cuts_trials_first_then_epochs_and_fits(rate):
+    start = compare.start_knobs("smoke")
+    estimate = fake_estimate(rate)
+    full = sum(estimate(start).values())
+    budget_s = 0.55 * full
+    sized = sizing.fit(start, estimate, budget_s)
+    assert sized.total <= budget_s < full
+    assert sized.total == pytest.approx(sum(estimate(sized.knobs).values()))
+    k = sized.knobs
+    if k.simclr_epochs < start.simclr_epochs:  # epochs only once both trial counts are at their floor
+        assert (k.hparams_trials, k.regime_trials) == (sizing.MIN_TRIALS, sizing.MIN_TRIALS)
+    if k.data_fraction < start.data_fraction:  # images last
+        assert k.simclr_epochs == k.supervised_epochs == sizing.MIN_EPOCHS
+    assert sized.cuts[0] == f"SimCLR hyperparameter trials 3 -> {k.hparams_trials}"
+    plans = compare.plan("cmp", preset="smoke", knobs=k)  # the sized plan is what compare creates
+    by_name = {p.name: p for p in plans}
+    assert by_name["cmp-hparams"].trials == k.hparams_trials
+    assert {by_name[f"cmp-{r}"].trials for r in ("probe-simclr", "probe-imagenet", "probe-random", "scratch")} == {
+        k.regime_trials
+    }  # the compared regimes keep one tuning budget
+    assert by_name["cmp-hparams"].spec().config["epochs"] == k.simclr_epochs
+    assert by_name["cmp-scratch"].spec().config["epochs"] == k.supervised_epochs
+
+
+def test_cuts_follow_the_documented_order_as_the_budget_shrinks():
+    start, estimate = compare.start_knobs("smoke"), fake_estimate(30.0)
+    full = sum(estimate(start).values())
+    previous, fitted = None, 0
+    for fraction in (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1):
+        try:
+            k = sizing.fit(start, estimate, fraction * full).knobs
+        except UserError:  # below the smallest plan: every smaller budget is refused too
+            break
+        fitted += 1
+        order = (k.hparams_trials, k.regime_trials, k.simclr_epochs, k.supervised_epochs, k.data_fraction,
+                 k.probe_fraction)  # fmt: skip
+        if previous is not None:  # a smaller budget never gives a larger knob
+            assert all(a <= b for a, b in zip(order, previous, strict=True))
+        previous = order
+    assert fitted >= 8  # the smallest plan costs at most a fifth of the preset's
+    assert previous[:5] == (2, 2, 2, 2, 0.01) and previous[5] < 0.05
+    with pytest.raises(
+        UserError,
+        match=r"\(SimCLR hyperparameter trials 2, trials of each compared regime 2, SimCLR "
+        r"epochs 2, scratch epochs 2, pretraining data_fraction 0.01, CIFAR-100 probe_fraction 0.02\)",
+    ):
+        sizing.fit(start, estimate, 1.0)  # every knob at its floor
+
+
+def test_too_small_a_budget_says_by_how_much():
+    start = compare.start_knobs("smoke")
+    with pytest.raises(UserError, match=r"--time-budget 30 s is too small for this machine: the smallest plan .* "
+                                        r"needs ~[\d.]+ min, [\d.]+ min more"):  # fmt: skip
+        sizing.fit(start, fake_estimate(rate=20.0), budget_s=30)
+
+
+def test_a_knob_the_user_fixed_is_never_cut():
+    sets = ("epochs=5", "data_fraction=0.02")
+    start = compare.start_knobs("smoke", sets, trials=None)
+    assert start.simclr_epochs is None and start.supervised_epochs is None and start.data_fraction is None
+    assert start.probe_fraction == 0.05
+    estimate = fake_estimate(30.0, sets)
+    sized = sizing.fit(start, estimate, 0.8 * sum(estimate(start).values()))
+    plans = compare.plan("cmp", preset="smoke", sets=sets, knobs=sized.knobs)
+    assert {p.spec().config["epochs"] for p in plans if p.objective in ("simclr", "supervised")} == {5}
+    assert compare.start_knobs("smoke", trials=4).hparams_trials is None  # --trials fixes the trial counts
+
+
+@pytest.mark.parametrize("text, seconds", [("15m", 900), ("2h", 7200), ("1h30m", 5400), ("90s", 90), ("600", 600),
+                                           ("0.5h", 1800), ("none", None), (None, None)])  # fmt: skip
+def test_parse_duration(text, seconds):
+    assert sizing.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "15 minutes", "m", "-5m", "0", "1x", "15m3"])
+def test_parse_duration_refuses(text):
+    with pytest.raises(UserError, match="--time-budget"):
+        sizing.parse_duration(text)
+
+
+def test_preset_default_budget():
+    assert sizing.preset_time_budget(None, "smoke") == 900
+    assert sizing.preset_time_budget(None, "default") is None
+    assert sizing.preset_time_budget("2h", "default") == 7200
+
+
+def _fake_machine(monkeypatch, rate: float):
+    runtime = SimpleNamespace(describe=lambda: "cpu fp32 channels_last")
+    monkeypatch.setattr(budget, "preflight", lambda plans, device: (SIZES, runtime))
+    monkeypatch.setattr(budget, "speed_test", lambda rt: rate)
+
+
+def test_the_sized_plan_is_stored_and_a_resumed_run_keeps_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDY_COSTS", str(tmp_path / "costs.json"))
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    lines: list[str] = []
+    _fake_machine(monkeypatch, rate=30.0)
+    plans, time_plan, machine = budget.size_plan("cmp", preset="smoke", sets=(), trials=None, known=None,
+                                                 budget_s=900, device="cpu", say=lines.append)  # fmt: skip
+    assert time_plan["budget_s"] == 900 and time_plan["cuts"] and machine.endswith("cpu fp32 channels_last")
+    assert sum(time_plan["estimate_s"].values()) <= 900
+    assert any(line.startswith("  sized to fit: SimCLR hyperparameter trials") for line in lines)
+    storage = open_storage(url, create=True)
+    for planned in plans:
+        if planned.role != "probe_simclr":  # its encoder does not exist yet; the others suffice
+            compare.ensure_study(storage, planned, None, url, time_plan)
+    assert compare.stored_time_plan(storage, "cmp") == json.loads(json.dumps(time_plan))
+    _fake_machine(monkeypatch, rate=1000.0)  # another, much faster machine; another budget
+    again, kept, _ = budget.size_plan("cmp", preset="smoke", sets=(), trials=None, known=storage,
+                                      budget_s=3600, device="cpu", say=lines.append)  # fmt: skip
+    assert kept["knobs"] == time_plan["knobs"] and [p.spec() for p in again] == [p.spec() for p in plans]
+    assert any("keeping the plan stored with them (sized for 15.0 min)" in line for line in lines)
+
+
+def test_time_lines_compare_estimate_and_actual():
+    plans = compare.plan("cmp", preset="smoke")
+    plan = {"budget_s": 900.0, "estimate_s": {"cmp-scale": 300.0, "cmp-scratch": 120.0}}
+    lines = budget.time_lines(plans, plan, {"cmp-scale": 360.0, "cmp-scratch": 60.0}, wall=1000.0)
+    assert lines[1].split() == ["cmp-scale", "~", "5.0", "min", "6.0", "min"]
+    assert lines[2].split() == ["cmp-scratch", "~", "2.0", "min", "1.0", "min"]
+    assert lines[-1] == "  wall time 16.7 min (budget 15.0 min: 1.7 min over)"
+
+
+def test_cost_model_learns_per_machine(tmp_path):
+    path = tmp_path / "costs.json"
+    assert costs.learned("m", path) == {}
+    costs.learn("m", {"simclr": (100.0, 50.0), "supervised": (10.0, 0.0)}, path)  # nothing learned from 0 s
+    assert costs.learned("m", path) == {"simclr": pytest.approx(0.5)}
+    # the next estimate was already corrected by 0.5; it came out 20% short: fold in half of that correction
+    costs.learn("m", {"simclr": (50.0, 60.0)}, path)
+    assert costs.learned("m", path)["simclr"] == pytest.approx(math.sqrt(0.5 * 0.6))
+    assert costs.learned("other machine", path) == {}
+    costs.learn("m", {"simclr": (1.0, 1e6)}, path)  # a broken clock is clamped, not learned as is
+    assert costs.learned("m", path)["simclr"] <= costs.RATIO_RANGE[1]
+    path.write_text("{not json")
+    assert costs.learned("m", path) == {}  # a damaged file only costs the correction
+    learned = {"simclr": 2.0}
+    slow = budget.estimate_seconds(compare.plan("cmp", preset="smoke"), SIZES, 50.0, learned)
+    fast = budget.estimate_seconds(compare.plan("cmp", preset="smoke"), SIZES, 50.0)
+    assert slow["cmp-hparams"] == pytest.approx(2 * fast["cmp-hparams"])
+    assert slow["cmp-scratch"] == pytest.approx(fast["cmp-scratch"])
