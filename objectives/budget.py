@@ -4,6 +4,7 @@ model that turns each planned study's budget into a rough time."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -142,39 +143,60 @@ def _images(n: float) -> str:
     return f"{n:,.0f}"
 
 
+def _steps(epochs: int, images: int, batch: int) -> int:
+    return epochs * math.ceil(images / batch)  # balanced batches: ceil(n / batch) steps an epoch
+
+
+def _study_line(planned: PlannedStudy, sizes: Sizes) -> str:
+    """What one study trains: epochs, steps at the configured batch size, images; what it searches."""
+    spec = planned.spec()
+    config = make_config(planned.objective, spec.config)
+    sizes, search = sizes.at(config), ", ".join(spec.space)
+    if planned.objective == "simclr":
+        cfg = config.pretrain
+        steps = _steps(cfg.epochs, sizes.pretrain, cfg.batch_size)
+        if planned.sampler == "grid":
+            fractions = [float(v) for v in spec.space["data_fraction"].choices]
+            scale = sizes.pretrain / max(fractions)
+            what = "data_fraction " + ", ".join(f"{f:g} (~{_images(f * scale)})" for f in fractions)
+            what += f", each {steps:,} steps" if cfg.equal_steps_as else ""
+        else:
+            what = f"{_images(sizes.pretrain)} pretraining images; search {search}"
+        probe = config.probe.probe_epochs
+        return f"{cfg.epochs} epochs = {steps:,} steps at batch {cfg.batch_size} (+ probe {probe}); {what}"
+    if planned.objective == "supervised":
+        cfg = config.supervised
+        steps = _steps(cfg.epochs, sizes.probe_train, cfg.batch_size)
+        images = _images(sizes.probe_train)
+        return f"{cfg.epochs} epochs = {steps:,} steps at batch {cfg.batch_size}; {images} images; search {search}"
+    encoder = planned.encoder + (f" at {config.encoder.resolution}px" if planned.encoder == "imagenet" else "")
+    images = _images(sizes.probe_train)
+    return f"{config.probe.probe_epochs} probe epochs; encoder {encoder}; {images} images; search {search}"
+
+
 def budget_lines(plans: Sequence[PlannedStudy], sizes: Sizes, estimate: dict[str, float] | None) -> list[str]:
-    """The budget printed before starting: per study its trials, epochs, images (and a rough time)."""
+    """The budget printed before starting: per study its trials, epochs, steps, images (and a rough time)."""
     width = max(len(s.name) for s in plans)
     lines = []
     for k, planned in enumerate(plans, 1):
-        spec = planned.spec()
-        config = make_config(planned.objective, spec.config)
-        if planned.objective == "simclr":
-            if planned.sampler == "grid":
-                fractions = [float(v) for v in spec.space["data_fraction"].choices]
-                scale = sizes.pretrain / max(fractions)
-                what = "data_fraction " + ", ".join(f"{f:g} (~{_images(f * scale)})" for f in fractions)
-            else:
-                what = f"{_images(sizes.pretrain)} pretraining images; search {', '.join(spec.space)}"
-            epochs = f"{config.pretrain.epochs} epochs (+ probe {config.probe.probe_epochs})"
-        elif planned.objective == "supervised":
-            what = f"{_images(sizes.probe_train)} training images; search {', '.join(spec.space)}"
-            epochs = f"{config.supervised.epochs} epochs"
-        else:
-            encoder = planned.encoder + (f" at {config.encoder.resolution}px" if planned.encoder == "imagenet" else "")
-            what = f"encoder {encoder}; {_images(sizes.probe_train)} images; search {', '.join(spec.space)}"
-            epochs = f"{config.probe.probe_epochs} probe epochs"
         time_text = f"  ~{estimate[planned.name] / 60:.1f} min" if estimate else ""
+        lines.append(f"  {k}/{len(plans)} {planned.name:<{width}}  {planned.trials:>3} trials  "
+                     f"{_study_line(planned, sizes)}{time_text}")  # fmt: skip
+    seeds = {name: v for name, v in (estimate or {}).items() if name.endswith("-seeds-*")}
+    for name, seconds in seeds.items():
         lines.append(
-            f"  {k}/{len(plans)} {planned.name:<{width}}  {planned.trials:>3} trials  {epochs}; {what}{time_text}"
+            f"  then {name}: each regime's selected configuration with the other seeds  ~{seconds / 60:.1f} min"
         )
+    probe = sizes.at(make_config(plans[-1].objective, plans[-1].spec().config))
     lines.append(
-        f"  data: probe-train {_images(sizes.probe_train)}, probe-val {_images(sizes.probe_val)}, "
-        f"test {_images(sizes.test)} images"
+        f"  data: probe-train {_images(probe.probe_train)}, probe-val {_images(probe.probe_val)}, "
+        f"test {_images(probe.test)} images"
     )
     if estimate:
         total = sum(estimate.values()) / 60
-        lines.append(f"  rough total: ~{total:.0f} min if nothing is pruned (a cost model calibrated by a speed test)")
+        lines.append(
+            f"  estimated total: ~{total:.1f} min if nothing is pruned (a cost model calibrated by a speed test)"
+        )
     return lines
 
 
