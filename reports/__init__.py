@@ -23,6 +23,7 @@ from errors import UserError
 from reports import rows, study_info
 from reports.listing import study_details, study_list
 from reports.rows import StudyData, json_safe
+from reports.timing import timing_info
 from storage import display_url
 from storage.optuna_private import storage_url
 
@@ -39,6 +40,7 @@ class Report:
     comparison: list[dict[str, Any]]
     scale: list[dict[str, Any]]
     importances: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> study_info.importance_info
+    timing: dict[str, Any] | None = None  # reports.timing.timing_info: budget, plan, estimated and actual time
 
     @property
     def has_comparison(self) -> bool:
@@ -55,6 +57,7 @@ class Report:
             "studies": self.summaries(),
             "comparison": self.comparison if self.has_comparison else [],
             "scale": self.scale,
+            "timing": self.timing,
         }
         if trials:
             out["trials"] = rows.trial_rows(self.studies)
@@ -104,6 +107,7 @@ def build_report(
         comparison=rows.comparison_rows(studies),
         scale=rows.scale_rows(studies),
         importances={s.name: study_info.importance_info(s) for s in studies},
+        timing=timing_info(studies),
     )
 
 

@@ -89,6 +89,8 @@ def render(report: Report) -> str:
         _comparison(page, report.comparison)
     if report.scale:
         _scale(page, report.scale)
+    if report.timing:
+        _timing(page, report.timing)
     for index, study in enumerate(report.studies):
         _study(page, index, study, report.importances[study.name])
     plotly_js = plotly.offline.get_plotlyjs().replace("</script", "<\\/script")
@@ -191,6 +193,22 @@ def _scale(page: _Page, scale: list[dict[str, Any]]) -> None:
         page.figure(figures.scale_figure(scale))
     else:
         page.add('<p class="note">No complete SimCLR trial yet: no curve.</p>')
+
+
+def _minutes(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def _timing(page: _Page, timing: dict[str, Any]) -> None:
+    budget = timing["budget_s"]
+    cuts = "; ".join(timing["cuts"]) or "nothing (the preset's full plan fits)"
+    lines = [f"time budget: {_minutes(budget) if budget else 'none (the preset full plan)'}; cut to fit: {cuts}",
+             f"estimated {_minutes(timing['estimate_s'])} (before pruning), took {_minutes(timing['actual_s'])} "
+             f"(wall time of the studies' runs); planned on: {timing['machine']}"]  # fmt: skip
+    body = [f'<tr><td class="text">{_e(r["study"])}</td><td>{_minutes(r["estimate_s"])}</td>'
+            f"<td>{_minutes(r['actual_s'])}</td></tr>" for r in timing["rows"]]  # fmt: skip
+    page.add('<h2 id="time">Time</h2>', *(f'<p class="meta">{_e(line)}</p>' for line in lines),
+             _table(["study", "estimated", "actual"], body, "timing", text_columns=(0,)))  # fmt: skip
 
 
 def _study(page: _Page, index: int, study: rows.StudyData, importance: dict[str, Any]) -> None:
