@@ -225,6 +225,7 @@ def test_interrupted_then_resumed_reruns_no_finished_trial(tmp_path, data_dir, o
         (["--threads", "0"], "--threads must be >= 1"),
         (["--prefix", "a\tb"], "study name"),
         (["--out", "/no/such/dir/report.html"], "directory /no/such/dir does not exist"),
+        (["--time-budget", "soon"], "--time-budget 'soon': give a duration like 15m"),
     ],
 )
 def test_bad_input_exit_2_one_line_no_store(tmp_path, args, message):
@@ -241,6 +242,16 @@ def test_missing_data_creates_nothing(tmp_path):
                 "download=false")  # fmt: skip
     last = r.err.splitlines()[-1]
     assert r.rc == 2 and last.startswith("error:") and "cifar-100-python.tar.gz" in last
+    assert not path.exists() and not (tmp_path / "s_artifacts").exists()
+
+
+def test_a_time_budget_too_small_for_this_machine_exit_2_no_store(tmp_path, data_dir):
+    path = tmp_path / "s.db"
+    r = run_cli("compare", "--storage", f"sqlite:///{path}", "--device", "cpu", "--prefix", "cmp", "--time-budget",
+                "1s", "--set", f"data_dir={data_dir}", *TINY)  # fmt: skip
+    last = r.err.splitlines()[-1]
+    assert r.rc == 2 and last.startswith("error: --time-budget 1 s is too small for this machine"), r.err
+    assert "more; raise --time-budget" in last
     assert not path.exists() and not (tmp_path / "s_artifacts").exists()
 
 
