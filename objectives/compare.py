@@ -218,7 +218,7 @@ class Outcome:
     failed: dict[str, str] = field(default_factory=dict)  # study -> why it could not run
     seconds: dict[str, float] = field(default_factory=dict)  # study -> how long its optimize took
     interrupted: bool = False
-    whole: list[str] = field(default_factory=list)  # studies that ran their whole budget in this command
+    whole: list[str] = field(default_factory=list)  # ran their whole budget here, nothing pruned: the cost model learns
 
     def merged(self, other: Outcome) -> Outcome:
         return Outcome([*self.ran, *other.ran], {**self.failed, **other.failed}, {**self.seconds, **other.seconds},
@@ -279,7 +279,7 @@ def run_plans(
         outcome.ran.append(planned.name)
         outcome.seconds[planned.name] = time.perf_counter() - started
         add_wall_seconds(study, outcome.seconds[planned.name])
-        if done == 0 and not summary.interrupted:
+        if done == 0 and not summary.interrupted and "PRUNED" not in summary.states:  # what the estimate models
             outcome.whole.append(planned.name)
         say(summary.line())
         say(f"[{k}/{len(plans)}] {planned.name}: {outcome.seconds[planned.name] / 60:.1f} min")
