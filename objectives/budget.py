@@ -247,7 +247,8 @@ def size_plan(prefix: str, *, preset: str, sets: Sequence[str], trials: int | No
         )
         time_plan = {"budget_s": budget_s, "knobs": sized.knobs.to_json(), "cuts": sized.cuts, "estimate_s": seconds,
                      "machine": machine, "learned": learned}  # fmt: skip
-    corrected = f"; corrected by {len(learned)} measured run(s) here" if learned else ""
+    factors = ", ".join(f"{k} x{v:.2f}" for k, v in sorted(learned.items()))
+    corrected = f"; corrected by what earlier runs here measured: {factors}" if learned else ""
     say(f"budget ({rt.describe()}, {preset} preset, time budget {_budget_text(budget_s)}{corrected}):")
     for line in budget_lines(plans, sizes, seconds):
         say(line)

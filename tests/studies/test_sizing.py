@@ -180,3 +180,17 @@ def test_cost_model_learns_per_machine(tmp_path):
     fast = budget.estimate_seconds(compare.plan("cmp", preset="smoke"), SIZES, 50.0)
     assert slow["cmp-hparams"] == pytest.approx(2 * fast["cmp-hparams"])
     assert slow["cmp-scratch"] == pytest.approx(fast["cmp-scratch"])
+
+
+def test_what_this_machine_measured_corrects_the_next_estimate(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDY_COSTS", str(tmp_path / "costs.json"))
+    _fake_machine(monkeypatch, rate=30.0)
+    kwargs = dict(preset="smoke", sets=(), trials=None, known=None, budget_s=None, device="cpu")
+    first: list[str] = []
+    _, plain, machine = budget.size_plan("cmp", say=first.append, **kwargs)
+    costs.learn(machine, {"simclr": (100.0, 200.0)})  # SimCLR took twice its estimate here
+    again: list[str] = []
+    _, corrected, _ = budget.size_plan("cmp", say=again.append, **kwargs)
+    assert corrected["estimate_s"]["cmp-scale"] == pytest.approx(2 * plain["estimate_s"]["cmp-scale"])
+    assert corrected["estimate_s"]["cmp-scratch"] == pytest.approx(plain["estimate_s"]["cmp-scratch"])
+    assert "corrected by" not in first[0] and "corrected by what earlier runs here measured: simclr x2.00" in again[0]
