@@ -1,6 +1,7 @@
 """The `supervised` objective (ResNet-18 from scratch on probe-train) and `finetune` (the study's encoder plus a
-new linear layer, all weights trained). Per-epoch probe-val top-1 is reported for pruning; the best-val epoch
-is kept and tested once; value = its probe-val top-1. The best model's checkpoint becomes an artifact.
+new linear layer, all weights trained). Per-epoch probe-val top-1 is reported for pruning; the final epoch's model
+is kept and tested once (one rule for every regime); value = its probe-val top-1. Its checkpoint becomes an
+artifact.
 """
 
 from __future__ import annotations

@@ -70,10 +70,16 @@ def init_weights_(model: nn.Module, generator: torch.Generator) -> nn.Module:
 
 
 class ProjectionHead(nn.Module):
-    """g(h) = W2 ReLU(BN(W1 h)): the SimCLR paper's MLP with one hidden layer (Chen et al. 2020, Sec. 2.1).
+    """g(h) = BN(W2 ReLU(BN(W1 h))): the SimCLR paper's MLP with one hidden layer (Chen et al. 2020, Sec. 2.1), with
+    batch normalisation on its output as in the reference implementation (google-research/simclr, model.py
+    `ProjectionHead`: the final layer has `use_bn=True`, no bias, no ReLU) and in lightly's SimCLRProjectionHead.
 
-    (N, in_dim) -> (N, out_dim). W1 has no bias because BatchNorm right after it would cancel it.
+    (N, in_dim) -> (N, out_dim). No Linear has a bias: BatchNorm right after each would cancel it. The output BN
+    is not a detail: without it our encoder learned markedly slower than lightly's recipe at the same budget
+    (bench/learning.py; docs/learning.md has the numbers), and the bisection pinned the gap on this layer.
     """
+
+    VERSION = 2  # 1: no output BatchNorm (and a bias on W2); checkpoints of version 1 cannot resume
 
     def __init__(self, in_dim: int = FEATURE_DIM, hidden_dim: int = 512, out_dim: int = 128):
         super().__init__()
@@ -81,7 +87,8 @@ class ProjectionHead(nn.Module):
             nn.Linear(in_dim, hidden_dim, bias=False),
             nn.BatchNorm1d(hidden_dim),
             nn.ReLU(inplace=True),
-            nn.Linear(hidden_dim, out_dim),
+            nn.Linear(hidden_dim, out_dim, bias=False),
+            nn.BatchNorm1d(out_dim),
         )
 
     def forward(self, h: Tensor) -> Tensor:

@@ -107,6 +107,7 @@ def _payload(cfg: PretrainConfig, run: _Run, mean: Sequence[float], std: Sequenc
     return {
         "encoder": _cpu_state(run.model.encoder),
         "head": _cpu_state(run.model.head),
+        "head_version": ProjectionHead.VERSION,
         "optimizer": run.optimizer.state_dict(),
         "scaler": run.scaler.state_dict(),
         "epoch": run.epoch,
@@ -126,6 +127,11 @@ def _restore(path: Path, cfg: PretrainConfig, run: _Run) -> None:
     saved = payload.get("config")
     if not isinstance(saved, dict) or "encoder" not in payload or "optimizer" not in payload:
         raise UserError(f"checkpoint {path} is not a SimCLR pretraining checkpoint (no config/optimizer)")
+    if payload.get("head_version", 1) != ProjectionHead.VERSION:
+        raise UserError(
+            f"cannot resume from {path}: it was written with an older projection head (no output BatchNorm); "
+            "run the trial afresh (its encoder still loads for probing)"
+        )
     changed = sorted(k for k, v in dataclasses.asdict(cfg).items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
     if changed:
         raise UserError(

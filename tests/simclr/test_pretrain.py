@@ -145,6 +145,17 @@ def test_resume_with_a_different_config_is_refused(small, tmp_path):
     assert done.epochs_done == 1 and done.steps == 2 and len(done.history) == 1  # nothing left to do
 
 
+def test_checkpoint_of_the_old_projection_head_is_refused_in_one_line(small, tmp_path):
+    """Checkpoints written before the head got its output BatchNorm cannot resume (their head has other
+    parameters); the error says so instead of a state_dict traceback."""
+    pretrain(config(epochs=1), small, rt=RT, checkpoint_dir=tmp_path)
+    old = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    assert old.pop("head_version") == 2
+    torch.save(old, tmp_path / "old.pt")
+    with pytest.raises(UserError, match="older projection head"):
+        pretrain(config(epochs=2), small, rt=RT, resume=tmp_path / "old.pt")
+
+
 def test_on_epoch_exception_stops_the_run(small, tmp_path):
     epochs = []
 

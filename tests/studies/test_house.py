@@ -148,6 +148,14 @@ def test_imports_point_one_way(package, forbidden):
         assert not imports_of(path) & forbidden, (path.name, imports_of(path) & forbidden)
 
 
+def test_the_application_never_imports_the_benchmark_only_libraries():
+    """lightly and scikit-learn are bench/'s references (bench/requirements.txt), not dependencies of the tool."""
+    application = [REPO / "study.py", REPO / "errors.py"]
+    application += [p for package in PACKAGES if package != "bench" for p in sorted((REPO / package).glob("*.py"))]
+    for path in application:
+        assert not imports_of(path) & {"lightly", "sklearn"}, path.name
+
+
 def test_modules_and_functions_stay_small():
     for path in source_files():
         source = path.read_text()
