@@ -6,17 +6,20 @@ split are the same 1,000 labelled images (50 a class), its queries and the probe
 `simclr` objective (bank = probe-train, queries = probe-val). 16x16 rather than CIFAR's 32x32: the CIFAR stem
 does not downsample, so a step costs in proportion to pixels (measured: 32x32 trains 3x slower per image).
 
-Budget: 6 epochs of 32 steps at batch 64 (192 Adam steps, 12,000 images, two views each), the monitor and a
-checkpoint after every epoch, then the linear probe (100 full-batch epochs) of 7 encoders: the random start and
-epochs 1-6. On 2 AMD EPYC cores with native bf16, measured while other jobs shared them (a `study.py compare`,
-a test suite): 7-9 minutes for the whole file (26-35 training images/s). Free cores train 150 images/s and
-extract 1,100 feature vectors/s at 16x16, which puts the file near 2 minutes. Without native bf16 the run is fp32
-(DESIGN.md: ~3x slower per step).
+Budget: 4 epochs of 32 steps at batch 64 (128 Adam steps, 8,000 images, two views each), the monitor and a
+checkpoint after every epoch, then the linear probe (100 full-batch epochs) of 5 encoders: the random start and
+epochs 1-4; the random start and the last epoch are also probed on 20 glyph classes pretraining never saw
+(transfer to new classes). Why 128 steps: bench/learning.py (docs/learning.md) held this setting against
+lightly's SimCLR recipe on the same images; the smallest budget it measured at which both implementations beat a
+random encoder by at least 5 points, in-domain and on new classes, was 64 steps (epoch 2 of a 6-epoch schedule).
+Run as a 2-epoch schedule (half of it warm-up) ours cleared that bar by only 6.6 points in-domain, too little for
+a threshold with a safety factor, so the test trains twice that budget. 3.5 minutes for the whole file on 2 AMD
+EPYC cores without native bf16 (fp32, 52 training images/s), nothing else running.
 
-Thresholds were fixed from the first run of this configuration (random: monitor 14.4%, probe 11.2%; epoch 6:
-monitor 26.6%, probe 26.4%; Spearman 0.99) with a safety factor of 2, and not tuned after: the probe must gain
-MARGIN = 7 points (half the 15.2 measured), the monitor must rise 6 points (half of 12.2) and end at least 10
-points above chance (half of 21.6).
+Thresholds were fixed from the first run of this configuration (random: monitor 14.4%, probe 11.4%, new classes
+9.6%; epoch 4: monitor 25.6%, probe 23.0%, new classes 26.2%) with a safety factor of 2, and not tuned after:
+the probe must gain MARGIN = 5 points (half the 11.6 measured, rounded down), 8 on the new classes (half of
+16.6), the monitor must rise 5.5 points (half of 11.2) and end at least 10 points above chance (half of 20.6).
 """
 
 from __future__ import annotations
@@ -38,11 +41,12 @@ from tests.learnable import glyphs, make_learnable, write_cifar100_archive
 
 N_CLASSES, SIZE, SEED = 20, 16, 0
 CHANCE = 100.0 / N_CLASSES
-MARGIN = 7.0  # probe points the trained encoder must gain over the random one (see the module docstring)
-MONITOR_RISE = 6.0  # monitor points from the random encoder to the trained one
+MARGIN = 5.0  # probe points the trained encoder must gain over the random one (see the module docstring)
+MONITOR_RISE = 5.5  # monitor points from the random encoder to the trained one
 MONITOR_OVER_CHANCE = 10.0  # monitor points of the trained encoder above chance
+TRANSFER_MARGIN = 8.0  # probe points on the 20 unseen classes (see the module docstring)
 CONFIG = PretrainConfig(
-    epochs=6,
+    epochs=4,
     batch_size=64,  # measured: at batch 32 (same steps, half the images) the monitor stayed at random for 128 steps
     optimizer="adam",
     lr=2e-3,
@@ -63,11 +67,15 @@ class Stage:
     name: str  # "random" or "epoch N"
     monitor: float  # knn_top1 of the monitor, percent
     probe: float  # linear-probe val top-1, percent
+    new_classes: float | None = None  # linear-probe val top-1 on classes pretraining never saw (random, last epoch)
 
 
-def image_set(n_per_class: int, seed: int) -> ImageSet:
-    x, y = make_learnable(n_per_class, N_CLASSES, seed=seed, size=SIZE)
-    return ImageSet(x, y, [f"glyph_{i}" for i in range(N_CLASSES)])
+def image_set(n_per_class: int, seed: int, first_class: int = 0) -> ImageSet:
+    """Glyph classes first_class .. first_class + N_CLASSES - 1, labelled 0 .. N_CLASSES - 1."""
+    x, y = make_learnable(n_per_class, first_class + N_CLASSES, seed=seed, size=SIZE)
+    keep = y >= first_class
+    names = [f"glyph_{i}" for i in range(first_class, first_class + N_CLASSES)]
+    return ImageSet(x[keep], y[keep] - first_class, names)
 
 
 def spearman(a: list[float], b: list[float]) -> float:
@@ -124,14 +132,19 @@ def stages(tmp_path_factory: pytest.TempPathFactory) -> list[Stage]:
     )
     saved[0] = load_encoder("random", seed=SEED, mean=mean, std=std)
     splits = {"train": bank, "val": queries}
+    unseen = {"train": image_set(50, SEED + 3, N_CLASSES), "val": image_set(25, SEED + 4, N_CLASSES)}
     out = []
     for epoch in sorted(saved):
         probe = evaluate_encoder(saved[epoch], splits, PROBE, rt=rt, cache_dir=None, data_key="learnable", seed=SEED)
         out.append(Stage("random" if epoch == 0 else f"epoch {epoch}", monitors[epoch], probe.val_top1))
+        if epoch in (0, CONFIG.epochs):  # transfer: the same encoder, probed on 20 classes it never saw
+            new = evaluate_encoder(saved[epoch], unseen, PROBE, rt=rt, cache_dir=None, data_key="unseen", seed=SEED)
+            out[-1].new_classes = new.val_top1
     seconds = time.perf_counter() - started
     print(f"\n{seconds:.0f} s ({result.images_per_second:.0f} images/s in training, {rt.describe()})")
     for s in out:
-        print(f"{s.name:>8}: monitor {s.monitor:5.1f}%  probe {s.probe:5.1f}%")
+        new = f"  new classes {s.new_classes:5.1f}%" if s.new_classes is not None else ""
+        print(f"{s.name:>8}: monitor {s.monitor:5.1f}%  probe {s.probe:5.1f}%{new}")
     return out
 
 
@@ -142,6 +155,12 @@ def test_pretraining_beats_the_random_encoder_by_the_margin(stages):
 
 
 @pytest.mark.slow
+def test_pretraining_transfers_to_classes_it_never_saw(stages):
+    random, trained = stages[0], stages[-1]
+    assert trained.new_classes - random.new_classes >= TRANSFER_MARGIN, stages
+
+
+@pytest.mark.slow
 def test_monitor_ranks_encoders_as_the_linear_probe_does(stages):
     rho = spearman([s.monitor for s in stages], [s.probe for s in stages])
     assert rho >= 0.8, (rho, stages)
@@ -149,7 +168,7 @@ def test_monitor_ranks_encoders_as_the_linear_probe_does(stages):
 
 @pytest.mark.slow
 def test_monitor_of_the_trained_encoder_is_well_above_chance_and_rises(stages):
-    monitors = [s.monitor for s in stages]  # random, epoch 1, ..., epoch 6
+    monitors = [s.monitor for s in stages]  # random, epoch 1, ..., the last epoch
     assert monitors[-1] >= CHANCE + MONITOR_OVER_CHANCE, stages
     assert monitors[-1] - monitors[0] >= MONITOR_RISE, stages  # above the random encoder it started from
     assert monitors[-1] > monitors[1], stages  # and above the first monitored epoch
