@@ -173,9 +173,10 @@ def random_rows(probes: list[ProbeSet], mean, std, seed: int, rows: list[dict], 
 
 def run_all(args: argparse.Namespace, epochs: dict[str, int]) -> tuple[list[dict], dict[str, int]]:
     """Every (pretraining set, seed): the random encoders, then each implementation; rows and image counts."""
-    tmp = Path(tempfile.mkdtemp(prefix="learning-"))
     glyph, glyph_probe, new_classes = glyph_data()
-    data = {"glyph": (glyph, glyph_probe), "digits": digits_data(tmp / "digits", args.digits_labels)}
+    with tempfile.TemporaryDirectory(prefix="learning-") as tmp:  # the digits' PNGs live only while they are read
+        digits = digits_data(Path(tmp) / "digits", args.digits_labels)
+    data = {"glyph": (glyph, glyph_probe), "digits": digits}
     probes = [glyph_probe, new_classes, data["digits"][1]]
     rows: list[dict] = []
     for name in args.data:
