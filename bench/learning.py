@@ -196,6 +196,14 @@ def run_all(args: argparse.Namespace, epochs: dict[str, int]) -> tuple[list[dict
     return rows, {name: len(data[name][0]) for name in args.data}
 
 
+def _epochs(p: argparse.ArgumentParser, text: str) -> tuple[str, int]:
+    """--epochs NAME=N: one line and exit 2 (argparse's) for anything else."""
+    name, _, n = text.partition("=")
+    if name not in EPOCHS or not n.isdigit() or int(n) < 1:
+        p.error(f"--epochs {text!r}: give NAME=N with NAME one of {', '.join(EPOCHS)} and N >= 1")
+    return name, int(n)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", nargs="+", default=["glyph", "digits"], choices=["glyph", "digits"])
@@ -220,7 +228,7 @@ def main() -> None:
             epochs |= run["epochs"]
             sizes |= run.get("images", {})
     else:
-        epochs = EPOCHS | {k: int(v) for k, v in (e.split("=") for e in args.epochs)}
+        epochs = EPOCHS | dict(_epochs(p, e) for e in args.epochs)
         started = time.perf_counter()
         rows, sizes = run_all(args, epochs)
         print(f"# {time.perf_counter() - started:.0f} s in all")

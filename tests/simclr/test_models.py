@@ -231,6 +231,7 @@ def test_projection_head_computes_what_lightlys_does():
     mapped = {k.replace("layers.", "net."): v for k, v in theirs.state_dict().items()}
     ours.load_state_dict(mapped)  # strict: every parameter and buffer has its counterpart
     h = torch.randn(32, 512)
-    for mode in ("train", "eval"):
-        getattr(ours, mode)(), getattr(theirs, mode)()
+    for training in (True, False):
+        ours.train(training)
+        theirs.train(training)
         torch.testing.assert_close(ours(h), theirs(h))
