@@ -9,7 +9,8 @@
 
 Every command takes --storage URL (else $STUDY_STORAGE, else sqlite:///studies.db) and --artifacts DIR, before or
 after its name. Exit codes: 0 done; 1 `optimize` ran but no trial completed; 2 bad input (one line on stderr, the
-store unchanged); 130 interrupted. This file only parses and dispatches to objectives/, storage/ and reports/.
+store unchanged); 130 interrupted. This file only parses (the table of subcommands and their arguments is
+cli_args.py) and dispatches to objectives/, storage/ and reports/.
 """
 
 from __future__ import annotations
@@ -41,12 +42,29 @@ def run_options(args: argparse.Namespace):
 
 
 def cmd_create(args: argparse.Namespace) -> int:
+    from comparison.regimes import ROLES
     from objectives.create import new_study
     from storage import resolve_url
 
-    print(new_study(resolve_url(args.storage), args.name, args.objective, data_dir=args.data_dir, preset=args.preset,
-                    artifacts_dir=args.artifacts, sets=args.set, params=args.param, sampler=args.sampler,
-                    pruner=args.pruner, seed=args.seed, role=args.role, comparison=args.comparison))  # fmt: skip
+    if args.role and args.role not in ROLES:  # the comparison's vocabulary: what the report reads a role as
+        raise UserError(f"unknown role {args.role!r}; choose from {', '.join(ROLES)}")
+    print(
+        new_study(
+            resolve_url(args.storage),
+            args.name,
+            args.objective,
+            data_dir=args.data_dir,
+            preset=args.preset,
+            artifacts_dir=args.artifacts,
+            sets=args.set,
+            params=args.param,
+            sampler=args.sampler,
+            pruner=args.pruner,
+            seed=args.seed,
+            role=args.role,
+            comparison=args.comparison,
+        )
+    )
     return 0
 
 
@@ -58,8 +76,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     options, url = run_options(args), resolve_url(args.storage)
     options.check()
     with progress_lines(options.progress == "lines"):
-        summary = run_study(open_storage(url, heartbeat=heartbeat), args.name, options, url=url,
-                            artifacts_dir=args.artifacts, say=say)  # fmt: skip
+        summary = run_study(
+            open_storage(url, heartbeat=heartbeat), args.name, options, url=url, artifacts_dir=args.artifacts, say=say
+        )
     say(summary.line() + ("; interrupted" if summary.interrupted else ""))
     return summary.exit_code
 
@@ -115,7 +134,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
-    from objectives.export import enqueue
+    from objectives.enqueue import enqueue
     from storage import open_storage
 
     params = enqueue(open_storage(args.storage), args.name, args.set)
@@ -156,7 +175,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     import reports
-    from objectives.compare import run_comparison
+    from comparison.plan import Request
+    from comparison.run import run_comparison
     from objectives.run import progress_lines
     from reports.dashboard import save_to_dashboard
     from reports.text import comparison_table
@@ -165,9 +185,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     reports.check_out(args.out)
     url, options = resolve_url(args.storage), run_options(args)
     with progress_lines(options.progress == "lines"):
-        storage, plans, outcome = run_comparison(args.prefix, preset=args.preset, sets=args.set, trials=args.trials,
-                                                 data_dir=args.data_dir, url=url, artifacts_dir=args.artifacts,
-                                                 options=options, say=say, time_budget=args.time_budget)  # fmt: skip
+        request = Request.of(args.prefix, preset=args.preset, sets=args.set, trials=args.trials, data_dir=args.data_dir)
+        storage, plans, outcome = run_comparison(
+            request,
+            url=url,
+            artifacts_dir=args.artifacts,
+            options=options,
+            say=say,
+            time_budget=args.time_budget,
+        )
     if outcome.interrupted:
         say("interrupted: run the same command again to continue where it stopped")
         return 130
@@ -181,86 +207,32 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-# The table of subcommands: name -> (handler, help, arguments as (flags, argparse keywords))
-
-
-def arg(*flags: str, **kw) -> tuple:
-    return flags, kw
-
-
-def sets(help_text: str) -> tuple:
-    return arg("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help=help_text)
+# Each subcommand's handler; its help and arguments are the table in cli_args.py.
+HANDLERS = {
+    "create": cmd_create,
+    "optimize": cmd_optimize,
+    "list": cmd_list,
+    "show": cmd_show,
+    "delete": cmd_delete,
+    "keys": cmd_keys,
+    "enqueue": cmd_enqueue,
+    "export": cmd_export,
+    "dashboard": cmd_dashboard,
+    "report": cmd_report,
+    "compare": cmd_compare,
+}
 
 
 def commands() -> dict[str, tuple]:
-    from objectives.presets import PRESETS
-    from objectives.space import SAMPLERS, SPEC_HELP
-    from storage.schema import OBJECTIVES
+    """name -> (handler, help, arguments as (flags, argparse keywords)), in the order of cli_args.COMMANDS."""
+    from cli_args import COMMANDS
 
-    name, flag = arg("name", metavar="NAME"), {"action": "store_true"}
-    data = arg("--data-dir", metavar="DIR", help="where the CIFAR archives are or are downloaded to (default: "
-               "$STUDY_DATA, else ./data; a probe of best:STUDY takes that study's data settings)")  # fmt: skip
-    run = [arg("--device", default="auto", help="auto, cpu, cuda, cuda:K or mps (one worker per GPU)"),
-           arg("--threads", type=int, help="torch CPU threads (default: all cores; cores/workers for several)"),
-           arg("--keep-checkpoints", type=int, default=3, metavar="K", help="checkpoints of the best K trials of a "
-               "study are kept (and those that may resume or that other studies probe); default 3"),
-           arg("--progress", choices=("bar", "lines", "none"), help="bars (default on a terminal), a line per epoch "
-               "and trial (default otherwise: logs, several workers on one terminal), or none")]  # fmt: skip
-    return {
-        "create": (cmd_create, "create a study (before starting workers)", [
-            arg("--objective", required=True, choices=OBJECTIVES), arg("--name", help="default: OBJECTIVE-DATE-TIME"),
-            arg("--preset", choices=list(PRESETS), help="fills config: smoke (minutes, CPU), default, paper"), data,
-            sets("fix a config key (`study.py keys OBJECTIVE` lists them)"),
-            arg("--param", action="extend", nargs="+", default=[], metavar="NAME=SPEC", help=SPEC_HELP),
-            arg("--sampler", default="tpe", choices=SAMPLERS), arg("--pruner", default="median",
-                help="median[:N_STARTUP[:N_WARMUP]], hyperband[:MIN_RESOURCE[:REDUCTION]] or none (default median)"),
-            arg("--seed", type=int, help="sampler seed (default: the config's seed)"),
-            arg("--role", default="", help="the regime this study plays in a comparison (for reports)"),
-            arg("--comparison", default="", help="the comparison this study belongs to (for reports)")]),
-        "optimize": (cmd_optimize, "run trials of a study (start one per GPU/machine)", [
-            name, arg("--trials", type=int, default=10, help="trials this worker runs (default 10)"),
-            arg("--timeout", type=float, help="stop starting trials after this many seconds"), *run,
-            arg("--work-dir", help="where trials keep temporary checkpoints (default: the system temp dir)"),
-            arg("--heartbeat", type=int, default=60, help="seconds between heartbeats of a running trial"),
-            arg("--grace-period", type=int, default=120, help="a trial silent this long is failed and retried"),
-            arg("--max-retry", type=int, default=3, help="retries of a trial whose worker died")]),
-        "list": (cmd_list, "list the studies in the store", [arg("--json", **flag)]),
-        "show": (cmd_show, "a study's settings and trials (--json, --csv and --best exclude each other)", [
-            name, arg("--json", **flag, help="study attrs and every trial, as JSON"),
-            arg("--csv", **flag, help="the trials table as CSV (pandas.read_csv reads it)"),
-            arg("--best", **flag, help="the best trial's whole config as --set options")]),
-        "delete": (cmd_delete, "delete a study and its artifacts", [name, arg("--force", **flag)]),
-        "keys": (cmd_keys, "every config key: type, default, range, search range, help",
-                 [arg("objective", nargs="?", choices=OBJECTIVES, help="only this objective's keys")]),
-        "enqueue": (cmd_enqueue, "queue a trial with given parameter values (the next optimize runs it)",
-                    [name, sets("a searched parameter's value")]),
-        "export": (cmd_export, "write a trial's encoder as a torchvision resnet18 state_dict", [
-            name, arg("--trial", type=int, help="default: the best"),
-            arg("--out", required=True, help="encoder.pt (+ encoder.json: config and scores)")]),
-        "dashboard": (cmd_dashboard, "browse the store with optuna-dashboard",
-                      [arg("--host", default="127.0.0.1"), arg("--port", type=int, default=8080)]),
-        "report": (cmd_report, "one HTML report over the store", [
-            arg("names", nargs="*", metavar="NAME"), arg("--out", default="report.html"), arg("--json", **flag)]),
-        "compare": (cmd_compare, "the whole comparison (resumable), then the report", [
-            arg("--preset", default="smoke", choices=list(PRESETS), help="budgets and config (default smoke)"),
-            arg("--prefix", default="compare", help="study names PREFIX-scale, PREFIX-hparams, ..."), data,
-            sets("fix a config key in every study whose objective has it"),
-            arg("--trials", type=int, help="trials of the hparams, probe and scratch studies (default: preset's)"),
-            arg("--time-budget", metavar="DURATION", help="size the plan to fit, e.g. 15m, 2h, none (smoke: 15m)"),
-            *run, arg("--out", default="report.html", help="the HTML report (default report.html)")]),
-    }  # fmt: skip
-
-
-def common(default=None) -> list[tuple]:
-    """--storage and --artifacts, before or after the command's name (the subcommand's copies default to
-    SUPPRESS, so a value given before the name is kept)."""
-    return [arg("--storage", metavar="URL", default=default, help="sqlite:///PATH, postgresql+psycopg://USER@HOST/DB"
-                " or journal:PATH (default: $STUDY_STORAGE, else sqlite:///studies.db)"),
-            arg("--artifacts", metavar="DIR", default=default, help="checkpoint directory (default: "
-                "$STUDY_ARTIFACTS, else <store>_artifacts beside the store file)")]  # fmt: skip
+    return {name: (HANDLERS[name], help_text, arguments) for name, (help_text, arguments) in COMMANDS.items()}
 
 
 def parser() -> argparse.ArgumentParser:
+    from cli_args import common
+
     main_parser = Parser(prog="study.py", description=__doc__.split("\n\n")[0])
     for flags, kw in common():
         main_parser.add_argument(*flags, **kw)
@@ -281,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     try:
         with store_errors(args.storage):
-            code = commands()[args.command][0](args)
+            code = HANDLERS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
         return code
     except UserError as e:

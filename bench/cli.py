@@ -27,8 +27,11 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 REPO = Path(__file__).resolve().parents[1]
-SPACE = {"lr": FloatDistribution(1e-4, 1.0, log=True), "temperature": FloatDistribution(0.1, 1.0),
-         "batch_size": CategoricalDistribution([128, 256, 512])}  # fmt: skip
+SPACE = {
+    "lr": FloatDistribution(1e-4, 1.0, log=True),
+    "temperature": FloatDistribution(0.1, 1.0),
+    "batch_size": CategoricalDistribution([128, 256, 512]),
+}
 
 
 def fill(url: str, n_studies: int, n_trials: int, seed: int = 0) -> None:
@@ -42,8 +45,14 @@ def fill(url: str, n_studies: int, n_trials: int, seed: int = 0) -> None:
     rng = random.Random(seed)
     for s in range(n_studies):
         study = optuna.create_study(storage=storage, study_name=f"simclr-{s:03d}", direction="maximize")
-        for key, value in {"objective": "simclr", "schema": 1, "preset": "smoke", "role": "simclr_hparams",
-                           "config": json.dumps({"epochs": 10}), "space": "{}"}.items():  # fmt: skip
+        for key, value in {
+            "objective": "simclr",
+            "schema": 1,
+            "preset": "smoke",
+            "role": "simclr_hparams",
+            "config": json.dumps({"epochs": 10}),
+            "space": "{}",
+        }.items():
             study.set_user_attr(key, value)
         study.add_trials([_trial(rng) for _ in range(n_trials)])
     storage.engine.dispose()
@@ -52,9 +61,18 @@ def fill(url: str, n_studies: int, n_trials: int, seed: int = 0) -> None:
 def _trial(rng: random.Random) -> optuna.trial.FrozenTrial:
     state = rng.choices([TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL], [0.7, 0.2, 0.1])[0]
     value = rng.uniform(20, 60)
-    attrs = {"val_top1": value, "val_top5": value + 25, "test_top1": value - 1, "test_top5": value + 24,
-             "n_train_images": 45000, "steps": 1760, "seconds": 95.0, "images_per_second": 4700.0, "device": "cpu",
-             "encoder": "trial:simclr:0"}  # fmt: skip
+    attrs = {
+        "val_top1": value,
+        "val_top5": value + 25,
+        "test_top1": value - 1,
+        "test_top5": value + 24,
+        "n_train_images": 45000,
+        "steps": 1760,
+        "seconds": 95.0,
+        "images_per_second": 4700.0,
+        "device": "cpu",
+        "encoder": "trial:simclr:0",
+    }
     epochs = 10 if state == TrialState.COMPLETE else 3
     return create_trial(
         state=state,
@@ -93,9 +111,12 @@ def main() -> None:
             "python study.py list": [sys.executable, "study.py", "list", "--storage", url],
             "optuna studies": [optuna_cli, "studies", "--storage", url],
             "reports.study_list(URL) alone": [
-                sys.executable, "-c", "import sys; from reports import study_list; study_list(sys.argv[1])", url,
+                sys.executable,
+                "-c",
+                "import sys; from reports import study_list; study_list(sys.argv[1])",
+                url,
             ],
-        }  # fmt: skip
+        }
         print(f"# {args.studies} studies x {args.trials} trials, SQLite; median of {args.runs} runs (whole process)")
         seconds = {name: median_seconds(command, args.runs) for name, command in commands.items()}
     reference = seconds["optuna studies"]

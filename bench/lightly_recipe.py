@@ -66,11 +66,11 @@ def lightly_transform(cfg: PretrainConfig, size: int, mean, std) -> SimCLRTransf
 
 
 def _optimizer(params, cfg: PretrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":  # ours is AdamW too (decoupled decay)
+    if cfg.optimizer == "adamw":  # decoupled decay, as ours
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    raise ValueError(f"the lightly recipe here runs adam or sgd, not {cfg.optimizer!r}")
+    raise ValueError(f"the lightly recipe here runs adamw or sgd, not {cfg.optimizer!r}")
 
 
 def train_lightly(

@@ -5,13 +5,14 @@ modules are imported only by `make_objective` (study.py optimize).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 
 from errors import UserError
-from objectives.presets import preset_config
+from objectives import registry
 from objectives.space import (
     build_space,
     make_pruner,
@@ -22,16 +23,10 @@ from objectives.space import (
     pruner_spec,
     sampler_spec,
 )
-from simclr.config import defaults
+from simclr.config import check_value, defaults, objective_keys
 from storage import schema
 
-OBJECTIVES = schema.OBJECTIVES
-_CLASSES = {
-    "simclr": ("objectives.simclr_objective", "SimCLRObjective"),
-    "linear_probe": ("objectives.probe_objective", "LinearProbeObjective"),
-    "supervised": ("objectives.supervised_objective", "SupervisedObjective"),
-    "finetune": ("objectives.supervised_objective", "FinetuneObjective"),
-}
+OBJECTIVES = registry.NAMES  # the registered objectives (objectives.registry)
 
 
 def build_spec(
@@ -40,6 +35,8 @@ def build_spec(
     preset: str | None = None,
     sets: Sequence[str] = (),
     params: Sequence[str] = (),
+    values: Mapping[str, Any] | None = None,
+    searched: Mapping[str, BaseDistribution] | None = None,
     sampler: str = "tpe",
     pruner: str = "median",
     seed: int | None = None,
@@ -53,19 +50,17 @@ def build_spec(
     --data-dir) <- --set; space = default space (scaled to the config) minus the
     --set keys, plus --param (grid: the --param choices only). The sampler seed defaults to the config seed.
     """
-    if objective not in OBJECTIVES:
-        raise UserError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
+    info = registry.get(objective)  # UserError for an unknown objective
     config = defaults(objective)
-    config.update(preset_config(preset, objective))
+    config.update(info.preset(preset))
     config.update({k: v for k, v in (base or {}).items() if k in config})
-    fixed = _parsed_once("--set", [parse_set(objective, text) for text in sets])
+    fixed = _parsed_once("--set", [parse_set(objective, text) for text in sets] + _checked(objective, values))
     config.update(fixed)
-    searched = _parsed_once("--param", [parse_param(objective, text) for text in params])
+    pairs = [parse_param(objective, text) for text in params] + _checked_space(objective, searched)
+    searched = _parsed_once("--param", pairs)
     seed = int(config["seed"]) if seed is None else int(seed)
     sampler_dict = sampler_spec(sampler, seed)
     space = build_space(objective, config, fixed, searched, sampler)
-    if role and role not in schema.ROLES:
-        raise UserError(f"unknown role {role!r}; choose from {', '.join(schema.ROLES)}")
     if "encoder" in config:
         parse_encoder(str(config["encoder"]))
     return schema.StudySpec(
@@ -78,6 +73,25 @@ def build_spec(
         role=role,
         comparison=comparison,
     )
+
+
+def _checked(objective: str, values: Mapping[str, Any] | None) -> list[tuple[str, Any]]:
+    """Typed config values as (key, value) pairs, each a key of the objective and in its declared range."""
+    known = objective_keys(objective)
+    for key, value in (values or {}).items():
+        if key not in known:
+            raise UserError(f"unknown config key {key!r} for objective {objective}")
+        check_value(objective, key, value)
+    return list((values or {}).items())
+
+
+def _checked_space(objective: str, searched: Mapping[str, BaseDistribution] | None) -> list[tuple[str, Any]]:
+    """Typed searched distributions as (key, distribution) pairs; every choice or bound in the key's range."""
+    for key, dist in (searched or {}).items():
+        bounds = getattr(dist, "choices", None) or (dist.low, dist.high)  # type: ignore[attr-defined]
+        for bound in bounds:
+            _checked(objective, {key: bound})
+    return list((searched or {}).items())
 
 
 def _parsed_once(flag: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -93,21 +107,15 @@ def _parsed_once(flag: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def make_objective(spec: schema.StudySpec, **kwargs: Any):
     """The objective callable of a study (imports torch). kwargs: study_name, storage, artifacts, device,
     work_dir, progress (see objectives.common.Objective)."""
-    import importlib
-
-    module, cls = _CLASSES[spec.objective]
-    return getattr(importlib.import_module(module), cls)(spec, **kwargs)
+    return registry.get(spec.objective).make(spec, **kwargs)
 
 
 def open_study(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.Study, schema.StudySpec]:
     """A stored study with its sampler and pruner rebuilt from its attrs (UserError if it is not ours)."""
-    from storage import load_study
+    from storage.store import load_study, study_spec
 
+    spec = study_spec(storage, name)
     study = load_study(storage, name)
-    try:
-        spec = schema.read_spec(study.user_attrs, name)
-    except schema.SchemaError as e:
-        raise UserError(str(e)) from None
     study.sampler = make_sampler(spec.sampler, spec.space)
     study.pruner = make_pruner(spec.pruner)
     return study, spec

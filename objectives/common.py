@@ -28,8 +28,9 @@ from errors import NonFiniteLoss, UserError, first_line
 from objectives.space import grid_duplicate_of, suggest
 from simclr.config import Config, make_config
 from simclr.device import Runtime, runtime, seed_everything
-from storage import schema, store
-from storage.optuna_private import study_id, trial_id
+from storage import schema
+from storage.artifacts import remove_quietly, upload
+from storage.optuna_private import retried_trial, retry_system_attrs, study_id, trial_id
 
 log = logging.getLogger("objectives")
 
@@ -57,12 +58,27 @@ def set_attrs(trial: optuna.Trial, **attrs: Any) -> None:
         trial.set_user_attr(key, value)
 
 
+def set_test_metrics(trial: optuna.Trial, result: Any) -> None:
+    """The held-out scores of a finished probe or training run as the trial's user attrs: `result`'s val_top5,
+    test_top1, test_top5 and test_correct (per-image top-1 hits, packed; None when not measured)."""
+    correct = result.test_correct
+    set_attrs(
+        trial,
+        **{
+            schema.VAL_TOP5: result.val_top5,
+            schema.TEST_TOP1: result.test_top1,
+            schema.TEST_TOP5: result.test_top5,
+            schema.TEST_CORRECT: None if correct is None else schema.pack_correct(correct),
+        },
+    )
+
+
 def note_retry(trial: optuna.Trial) -> None:
     """A heartbeat retry (RetryHeartbeatStaleTrialCallback) records which trial it continues ("retry_of")."""
     if isinstance(trial, optuna.Trial):
-        history = trial.storage.get_trial(trial_id(trial)).system_attrs.get("retry_history") or []
-        if history:
-            trial.set_user_attr(schema.RETRY_OF, int(history[-1]))
+        retried = retried_trial(trial)
+        if retried is not None:
+            trial.set_user_attr(schema.RETRY_OF, retried)
 
 
 class EpochBar:
@@ -174,8 +190,6 @@ def queue_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """Queue a WAITING copy of a finished trial, as Optuna's RetryHeartbeatStaleTrialCallback does for a dead
     worker's: same params, its user attrs (the resume checkpoint's id among them), its grid point, and the retry
     history that `note_retry` reads."""
-    history = [*trial.system_attrs.get("retry_history", []), trial.number]
-    system_attrs = {**trial.system_attrs, "failed_trial": history[0], "retry_history": history}
     user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in _NOT_COPIED}
     study.add_trial(
         optuna.trial.create_trial(
@@ -183,7 +197,7 @@ def queue_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             params=trial.params,
             distributions=trial.distributions,
             user_attrs=user_attrs,
-            system_attrs=system_attrs,
+            system_attrs=retry_system_attrs(trial),
         )
     )
 
@@ -261,10 +275,10 @@ class Objective:
         filename = (
             f"{self.study_name or self.name}-trial{trial.number}-{path.stem}{path.suffix}"  # e.g. ssl-trial3-last.pt
         )
-        artifact_id = store.upload(self.artifacts, trial, path, mimetype="application/octet-stream", filename=filename)
+        artifact_id = upload(self.artifacts, trial, path, mimetype="application/octet-stream", filename=filename)
         trial.set_user_attr(schema.CHECKPOINT, artifact_id)
         if isinstance(previous, str) and previous.startswith("resume-"):
-            store.remove_quietly(self.artifacts, previous)
+            remove_quietly(self.artifacts, previous)
         return artifact_id
 
     def request_stop(self) -> None:

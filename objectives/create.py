@@ -21,7 +21,6 @@ from objectives.space import parse_encoder
 from simclr.config import DataConfig
 from storage import open_artifacts, open_storage, schema, store, store_exists, study_names
 
-PROVENANCE = "provenance"  # study attr, JSON: project version, git revision, library versions (provenance.py)
 ENV_DATA = "STUDY_DATA"  # the data directory of new studies when --data-dir is not given
 DATA_KEYS = tuple(DataConfig.__dataclass_fields__)  # what a probe takes from the study whose encoder it probes
 
@@ -136,11 +135,9 @@ def _inherited(storage, encoder: str | None) -> tuple[str, dict[str, Any]]:
             f"encoder {encoder!r}: study {parse_encoder(encoder)[1]!r} not found (the store does not exist yet)"
         )
     encoder_trial(storage, encoder)  # the study and a COMPLETE trial exist
-    ref = parse_encoder(encoder)[1]
-    attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(ref))
     try:
-        source = schema.read_spec(attrs, ref)
-    except schema.SchemaError as e:
+        source = store.study_spec(storage, parse_encoder(encoder)[1])
+    except UserError as e:  # not a study of ours (encoder_trial found it)
         raise UserError(f"encoder {encoder!r}: {e}") from None
     return source.preset, {k: v for k, v in source.config.items() if k in DATA_KEYS}
 
@@ -198,7 +195,7 @@ def create_study(storage: optuna.storages.BaseStorage, name: str, spec: schema.S
         optuna.logging.set_verbosity(verbosity)
     try:
         schema.write_spec(study, spec)
-        study.set_user_attr(PROVENANCE, json.dumps(provenance(), sort_keys=True))
+        study.set_user_attr(schema.PROVENANCE, json.dumps(provenance(), sort_keys=True))
     except BaseException:
         optuna.delete_study(study_name=name, storage=storage)
         raise

@@ -10,7 +10,7 @@ import math
 
 import optuna
 
-from objectives.common import set_attrs
+from objectives.common import set_attrs, set_test_metrics
 from objectives.resources import EncoderObjective
 from simclr.config import Config
 from simclr.device import Runtime
@@ -32,7 +32,11 @@ class LinearProbeObjective(EncoderObjective):
         n_train = len(splits["train"])
         set_attrs(
             trial,
-            **{schema.TRIAL_ENCODER: description, "encoder_digest": encoder.digest, schema.N_TRAIN_IMAGES: n_train},
+            **{
+                schema.TRIAL_ENCODER: description,
+                schema.ENCODER_DIGEST: encoder.digest,
+                schema.N_TRAIN_IMAGES: n_train,
+            },
         )
         bar = self.bar(cfg.probe_epochs, trial)
         try:
@@ -50,16 +54,13 @@ class LinearProbeObjective(EncoderObjective):
             bar.close()
         batches = 1 if cfg.probe_batch_size <= 0 else math.ceil(n_train / cfg.probe_batch_size)
         train_seconds = max(result.seconds - result.feature_seconds, 1e-9)
+        set_test_metrics(trial, result)
         set_attrs(
             trial,
             **{
-                schema.VAL_TOP5: result.val_top5,
-                schema.TEST_TOP1: result.test_top1,
-                schema.TEST_TOP5: result.test_top5,
-                schema.TEST_CORRECT: None if result.test_correct is None else schema.pack_correct(result.test_correct),
                 schema.STEPS: cfg.probe_epochs * batches,
                 schema.IMAGES_PER_SECOND: n_train * cfg.probe_epochs / train_seconds,
-                "feature_seconds": result.feature_seconds,
+                schema.FEATURE_SECONDS: result.feature_seconds,
             },
         )
         return result.val_top1

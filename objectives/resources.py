@@ -14,6 +14,7 @@ from objectives.create import encoder_trial, file_sha256, pin_encoder
 from objectives.space import parse_encoder
 from simclr.config import Config
 from storage import schema, store
+from storage.artifacts import local_file
 
 
 class DataCache:
@@ -69,17 +70,6 @@ class DataCache:
         return self._sizes[key]
 
 
-def artifact_file(artifacts, artifact_id: str, cache_dir: Path) -> Path:
-    """A local file holding artifact `artifact_id`: the file itself in a file-system store, else a download."""
-    base = getattr(artifacts, "base_path", None)
-    if base is not None:
-        path = Path(base) / artifact_id
-        if not path.is_file():
-            raise UserError(f"checkpoint artifact {artifact_id} is missing from {base}")
-        return path
-    return store.download(artifacts, artifact_id, cache_dir / "encoders" / f"{artifact_id}.pt")
-
-
 def resolve_encoder(
     text: str, *, storage: optuna.storages.BaseStorage | None, artifacts, cache_dir: Path, study_name: str = ""
 ) -> tuple[str, str]:
@@ -109,7 +99,7 @@ def resolve_encoder(
         raise UserError(f"encoder {text!r}: trial {trial.number} of {ref!r} has no checkpoint artifact")
     if artifacts is None:
         raise UserError(f"encoder {text!r}: no artifact directory to read checkpoint {artifact_id} from")
-    path = artifact_file(artifacts, artifact_id, cache_dir)
+    path = local_file(artifacts, artifact_id, cache_dir)
     expected = pinned.get(schema.ENCODER_SHA256)
     if expected and file_sha256(path) != expected:
         raise UserError(

@@ -30,6 +30,7 @@ from objectives.common import INTERRUPTED, queue_retry
 from objectives.space import parse_encoder
 from storage import open_artifacts, schema
 from storage.artifacts import remove_quietly
+from storage.optuna_private import grid_id, optimize_logger
 from storage.schema import ERROR, GRID_TAKEN
 
 PROGRESS = ("bar", "lines", "none")
@@ -147,8 +148,9 @@ def requeue_grid_points(study: optuna.Study) -> list[float]:
     """
     points: dict[int, list[FrozenTrial]] = {}
     for trial in study.get_trials(deepcopy=False):
-        if "grid_id" in trial.system_attrs:
-            points.setdefault(int(trial.system_attrs["grid_id"]), []).append(trial)
+        point = grid_id(trial)
+        if point is not None:
+            points.setdefault(point, []).append(trial)
     queued = []
     for _, trials in sorted(points.items()):
         if any(uses_budget(t) or t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials):
@@ -264,8 +266,12 @@ def run_study(
 
     with signals_stop(objective):
         try:
-            study.optimize(objective, n_trials=options.trials, timeout=options.timeout,
-                           callbacks=[progress, stop_when_asked, tidy_checkpoints, *callbacks])  # fmt: skip
+            study.optimize(
+                objective,
+                n_trials=options.trials,
+                timeout=options.timeout,
+                callbacks=[progress, stop_when_asked, tidy_checkpoints, *callbacks],
+            )
         finally:
             progress.close()
     summary.states = progress.states
@@ -289,7 +295,7 @@ def signals_stop(objective) -> Iterator[None]:
         objective.request_stop()
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
-    optuna_log = logging.getLogger("optuna.study._optimize")
+    optuna_log = optimize_logger()
     quiet = ExplainedFailures(objective.explained)
     optuna_log.addFilter(quiet)
     try:

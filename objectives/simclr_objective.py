@@ -6,10 +6,8 @@ images as the bank, probe-val images as queries) is reported to the trial for pr
 with the study's fixed probe settings. Value = probe-val top-1; test metrics and the checkpoint artifact id go
 to user attrs.
 
-Checkpoints are written to a per-trial temporary directory. While the trial runs, each one is copied into the
-artifact store unlisted (id in the "checkpoint" attr, the previous one removed), so that when the worker is
-killed the heartbeat retry (which inherits params and user attrs) resumes from it; the final checkpoint is
-uploaded as a listed artifact that the dashboard shows and `best:STUDY` encoders load.
+Checkpoints while the trial runs, and resuming from them: objectives.checkpoints.ResumableTrials. The final
+checkpoint is uploaded as a listed artifact that the dashboard shows and `best:STUDY` encoders load.
 """
 
 from __future__ import annotations
@@ -18,15 +16,15 @@ from pathlib import Path
 
 import optuna
 
-from objectives.common import caused_by_interrupt, log, remove_dir, set_attrs
-from objectives.resources import DataObjective, artifact_file
+from objectives.checkpoints import ResumableTrials
+from objectives.common import set_attrs, set_test_metrics
+from objectives.resources import DataObjective
 from simclr.config import Config
 from simclr.device import Runtime
-from simclr.models import load_checkpoint
-from storage import schema, store
+from storage import schema
 
 
-class SimCLRObjective(DataObjective):
+class SimCLRObjective(ResumableTrials, DataObjective):
     name = "simclr"
 
     def _prepare(self, config: Config) -> None:
@@ -45,21 +43,9 @@ class SimCLRObjective(DataObjective):
                 schema.TRIAL_ENCODER: f"trial:{self.study_name}:{trial.number}" if self.study_name else "simclr",
             },
         )
-        tmp = self.temp_dir(trial)
-        completed = interrupted = False
-        try:
+        with self.resumable(trial) as tmp:
             result = self._pretrain(trial, config, rt, train, splits, tmp)
-            value = self._probe(trial, config, rt, result.encoder, splits)
-            completed = True
-            return value
-        except BaseException as e:
-            # an interrupted trial is queued again and resumes from its checkpoint: keep it
-            interrupted = isinstance(e, KeyboardInterrupt) or caused_by_interrupt(e)
-            raise
-        finally:
-            remove_dir(tmp)
-            if not completed and not interrupted:
-                self._drop_resume_checkpoint(trial)
+            return self._probe(trial, config, rt, result.encoder, splits)
 
     def _pretrain(self, trial: optuna.Trial, config: Config, rt: Runtime, train, splits: dict, tmp: Path):
         """SimCLR pretraining (resumed from an inherited checkpoint), the kNN monitor reported for pruning; the
@@ -82,7 +68,7 @@ class SimCLRObjective(DataObjective):
                 seed=config.run.seed,
                 monitor=(splits["train"], splits["val"]) if cfg.monitor_every > 0 else None,
                 checkpoint_dir=tmp,
-                resume=self._resume_from(trial, tmp),
+                resume=self.resume_from(trial, tmp),
                 mean=mean,
                 std=std,
                 n_reference=n_reference,
@@ -92,7 +78,7 @@ class SimCLRObjective(DataObjective):
                     bar,
                     seen=lambda m: knn.extend([m["knn_top1"]] if m.get("knn_top1") is not None else []),
                 ),
-                on_checkpoint=lambda path, epoch: self._checkpointed(trial, path, epoch, plan.epochs),
+                on_checkpoint=lambda path, epoch: self.checkpointed(trial, path, epoch, plan.epochs),
             )
         finally:
             bar.close()
@@ -103,8 +89,8 @@ class SimCLRObjective(DataObjective):
                 schema.EPOCHS: round(plan.epochs_done, 4),
                 schema.IMAGES_SEEN: plan.images_seen(len(train)),
                 schema.IMAGES_PER_SECOND: result.images_per_second,
-                "pretrain_seconds": result.seconds,
-                "knn_top1": knn[-1] if knn else None,
+                schema.PRETRAIN_SECONDS: result.seconds,
+                schema.KNN_TOP1: knn[-1] if knn else None,
             },
         )
         if self.upload_checkpoint(trial, result.checkpoint) is not None:
@@ -122,53 +108,6 @@ class SimCLRObjective(DataObjective):
         probe = evaluate_encoder(
             encoder, splits, config.probe, rt=rt, cache_dir=None, data_key=probe_data_key(config.data, seed), seed=seed
         )
-        set_attrs(
-            trial,
-            **{
-                schema.VAL_TOP5: probe.val_top5,
-                schema.TEST_TOP1: probe.test_top1,
-                schema.TEST_TOP5: probe.test_top5,
-                schema.TEST_CORRECT: None if probe.test_correct is None else schema.pack_correct(probe.test_correct),
-                "probe_seconds": probe.seconds,
-            },
-        )
+        set_test_metrics(trial, probe)
+        set_attrs(trial, **{schema.PROBE_SECONDS: probe.seconds})
         return probe.val_top1
-
-    # -- resuming after a killed worker ------------------------------------------------------------------------
-
-    def _resume_from(self, trial: optuna.Trial, tmp: Path) -> Path | None:
-        """The inherited checkpoint of a heartbeat retry (its user attrs are the dead trial's), else None."""
-        if not self.can_upload(trial):
-            return None
-        artifact_id = trial.user_attrs.get(schema.CHECKPOINT)
-        if not artifact_id:
-            return None
-        try:
-            path = artifact_file(self.artifacts, artifact_id, tmp)
-            epoch = load_checkpoint(path).get("epoch")  # a truncated or foreign file is never trusted
-            if not isinstance(epoch, int):
-                raise ValueError(f"{artifact_id} is not a pretraining checkpoint")
-        except Exception as e:  # the artifact is gone or unreadable: start over rather than fail
-            log.warning("trial %d: cannot resume, starting over (%s)", trial.number, e)
-            return None
-        # the epoch inside the file: the "checkpoint_epoch" attr is written after the id, a kill may fall between
-        trial.set_user_attr(schema.RESUMED_FROM_EPOCH, epoch)
-        return path
-
-    def _checkpointed(self, trial: optuna.Trial, path: Path, epoch: int, epochs: int) -> None:
-        if not self.can_upload(trial) or epoch >= epochs:  # the final checkpoint is uploaded listed, once
-            return
-        previous = trial.user_attrs.get(schema.CHECKPOINT)
-        artifact_id = store.write_unlisted(self.artifacts, path)
-        trial.set_user_attr(schema.CHECKPOINT, artifact_id)  # first the pointer to the new file...
-        trial.set_user_attr(schema.CHECKPOINT_EPOCH, int(epoch))
-        if isinstance(previous, str) and previous.startswith("resume-"):
-            store.remove_quietly(self.artifacts, previous)  # ...then the old file goes
-
-    def _drop_resume_checkpoint(self, trial: optuna.Trial) -> None:
-        """A pruned or failed trial is not retried: its resume checkpoint is dead weight. (An interrupted one is
-        queued again and resumes from it.)"""
-        artifact_id = trial.user_attrs.get(schema.CHECKPOINT)
-        if self.can_upload(trial) and isinstance(artifact_id, str) and artifact_id.startswith("resume-"):
-            store.remove_quietly(self.artifacts, artifact_id)
-            trial.set_user_attr(schema.CHECKPOINT, "")

@@ -21,7 +21,9 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState
 
 from errors import UserError
+from objectives import registry
 from simclr.config import check_value, default_search, objective_keys, parse_value
+from storage.optuna_private import grid_id, is_retry
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp")
 PRUNERS = ("median", "hyperband", "none")
@@ -241,22 +243,6 @@ def make_sampler(spec: dict[str, Any], space: dict[str, BaseDistribution]) -> op
     return TrialSeededSampler(lambda s: _build_sampler(name, s), seed)
 
 
-def _report_axis(objective: str, config: dict[str, Any]) -> tuple[int, int]:
-    """(first step at which pruning may fire, last step) of an objective's intermediate values, in epochs.
-
-    Epochs are the axis: every epoch is exactly the training set's images whatever the batch size (SimCLR's
-    batches are balanced, nothing is dropped; supervised keeps its last short batch), so trials that searched
-    different batch sizes are compared at equal images seen. Never before warm-up has ended: a run still
-    ramping its learning rate up says little about where it ends."""
-    if objective == "linear_probe":
-        return 1, int(config["probe_epochs"])
-    epochs, warmup = int(config["epochs"]), math.ceil(float(config["warmup_epochs"]))
-    every = int(config.get("monitor_every", 1)) or epochs if objective == "simclr" else 1
-    first_report = min(every, epochs)
-    after_warmup = -(-max(warmup, first_report) // every) * every  # the first report at or after warm-up's end
-    return min(after_warmup, epochs), epochs
-
-
 def _ints(flag: str, text: str, names: tuple[str, ...]) -> list[int]:
     parts = text.split(":")[1:]
     if len(parts) > len(names):
@@ -275,7 +261,7 @@ def pruner_spec(text: str, objective: str, config: dict[str, Any]) -> dict[str, 
     objective's reporting axis: median prunes from the 4th trial on, at the first report or later; hyperband's
     rungs run from the first report to the last epoch."""
     name = text.split(":")[0]
-    first, last = _report_axis(objective, config)
+    first, last = registry.get(objective).report_axis(config)
     if name == "median":
         values = _ints("--pruner", text, ("N_STARTUP", "N_WARMUP"))
         startup = values[0] if values else 3
@@ -354,17 +340,17 @@ def grid_exhausted(study: optuna.Study, space: dict[str, BaseDistribution]) -> b
     trials = study.get_trials(deepcopy=False)
     if any(t.state == TrialState.WAITING for t in trials):
         return False
-    started = {t.system_attrs.get("grid_id") for t in trials} - {None}
+    started = {grid_id(t) for t in trials} - {None}
     return len(started) >= grid_size(space)
 
 
 def grid_duplicate_of(trial: optuna.trial.FrozenTrial, trials: list[optuna.trial.FrozenTrial]) -> int | None:
     """The number of an earlier trial holding this trial's grid point, else None. Earlier: of two trials racing
     for one point the lower number keeps it (so they never both give way); failed trials hold nothing."""
-    grid_id = trial.system_attrs.get("grid_id")
-    if grid_id is None or "failed_trial" in trial.system_attrs:  # not a grid trial, or a heartbeat retry
+    point = grid_id(trial)
+    if point is None or is_retry(trial):  # not a grid trial, or a heartbeat retry
         return None
     for t in trials:
-        if t.number < trial.number and t.system_attrs.get("grid_id") == grid_id and t.state in _TAKEN:
+        if t.number < trial.number and grid_id(t) == point and t.state in _TAKEN:
             return t.number
     return None

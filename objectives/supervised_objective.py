@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import optuna
 
-from objectives.common import remove_dir, set_attrs
+from objectives.common import remove_dir, set_attrs, set_test_metrics
 from objectives.resources import DataObjective, EncoderObjective
 from simclr.config import Config
 from simclr.device import Runtime
@@ -47,18 +47,13 @@ class SupervisedObjective(DataObjective):
                 std=std,
             )
             bar.close()
+            set_test_metrics(trial, result)
             set_attrs(
                 trial,
                 **{
-                    schema.VAL_TOP5: result.val_top5,
-                    schema.TEST_TOP1: result.test_top1,
-                    schema.TEST_TOP5: result.test_top5,
-                    schema.TEST_CORRECT: None
-                    if result.test_correct is None
-                    else schema.pack_correct(result.test_correct),
                     schema.STEPS: result.steps,
                     schema.IMAGES_PER_SECOND: result.images_per_second,
-                    "best_epoch": result.best_epoch,
+                    schema.BEST_EPOCH: result.best_epoch,
                 },
             )
             self.upload_checkpoint(trial, result.checkpoint)

@@ -1,8 +1,8 @@
-"""Read-only reports over the store: tidy rows (`rows.py`) -> plotly figures (`figures.py`) -> one HTML file.
+"""Read-only reports over the store: tidy rows (`rows.py`, `scale.py`) -> plotly figures -> one HTML file.
 
     report = build_report(storage, ["simclr-scale", "probe-imagenet"])   # or None for every study
     report.to_json()            # the numbers, for `study.py report --json`
-    report.write_html("report.html")
+    reports.write_html(report, "report.html")
 
 `study_list`, `study_details` (reports/listing.py) are what `study.py list` and `show` print (`reports/text.py`
 formats them); `json_safe` makes any of these strict JSON. Importing this package loads neither plotly nor
@@ -12,7 +12,6 @@ torch; plotly is imported by `write_html` only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,54 +19,22 @@ from typing import Any
 from optuna.storages import BaseStorage
 
 from errors import UserError
-from reports import rows, study_info
+from reports import rows, scale, study_info
 from reports.listing import study_details, study_list
+from reports.report import Report
 from reports.rows import StudyData, json_safe
 from reports.timing import timing_info
 from storage import display_url
 from storage.optuna_private import storage_url
 
-__all__ = ["Report", "build_report", "json_safe", "report_json", "study_details", "study_list"]
+__all__ = ["Report", "build_report", "json_safe", "report_json", "study_details", "study_list", "write_html"]
 
 
-@dataclass
-class Report:
-    """Everything the report shows, computed once from studies read once."""
+def write_html(report: Report, path: str | Path) -> Path:
+    """Write the self-contained HTML page (plotly.js inlined once); returns the path."""
+    from reports import html  # plotly only when a page is written
 
-    studies: list[StudyData]
-    storage: str  # the store's URL with any password masked
-    created: datetime
-    comparison: list[dict[str, Any]]
-    scale: list[dict[str, Any]]
-    importances: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> study_info.importance_info
-    timing: dict[str, Any] | None = None  # reports.timing.timing_info: budget, plan, estimated and actual time
-
-    @property
-    def has_comparison(self) -> bool:
-        return any(s.regime in rows.REGIMES for s in self.studies)
-
-    def summaries(self) -> list[dict[str, Any]]:
-        return [rows.study_summary(s, self.importances[s.name]) for s in self.studies]
-
-    def to_json(self, *, trials: bool = False) -> dict[str, Any]:
-        """Plain JSON-able numbers (non-finite floats as None); `trials=True` adds every trial's tidy row."""
-        out: dict[str, Any] = {
-            "created": self.created.isoformat(timespec="seconds"),
-            "storage": self.storage,
-            "studies": self.summaries(),
-            "comparison": self.comparison if self.has_comparison else [],
-            "scale": self.scale,
-            "timing": self.timing,
-        }
-        if trials:
-            out["trials"] = rows.trial_rows(self.studies)
-        return json_safe(out)
-
-    def write_html(self, path: str | Path) -> Path:
-        """Write the self-contained HTML page (plotly.js inlined once); returns the path."""
-        from reports.html import write_html  # plotly only when a page is written
-
-        return write_html(self, path)
+    return html.write_html(report, path)
 
 
 def check_out(out: str) -> None:
@@ -83,7 +50,7 @@ def write(report: Report, path: str | Path) -> Path:
     """Write the report's HTML page; the absolute path. UserError when the file cannot be written (the results
     stay in the store: `study.py report` writes the page again)."""
     try:
-        return report.write_html(path).resolve()
+        return write_html(report, path).resolve()
     except OSError as e:  # read-only directory, full disk
         raise UserError(f"cannot write {path}: {e.strerror or e} (the results are stored: study.py report)") from None
 
@@ -105,7 +72,7 @@ def build_report(
         storage=display_url(shown),
         created=datetime.now(timezone.utc),
         comparison=rows.comparison_rows(studies),
-        scale=rows.scale_rows(studies),
+        scale=scale.scale_rows(studies),
         importances={s.name: study_info.importance_info(s) for s in studies},
         timing=timing_info(studies),
     )

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.storages import BaseStorage
 
-from reports import rows
+from reports import rows, scale
 from reports.text import COMPARISON_RULE
 from storage import open_storage
 
 if TYPE_CHECKING:
-    from reports import Report
+    from reports.report import Report
 
 NOTE_START = "### Comparison (written by study.py)"
 NOTE_END = "_End of the comparison written by study.py; text outside this block is kept._"
@@ -85,7 +85,7 @@ def save_to_dashboard(storage: str | BaseStorage, report: Report) -> dict[str, l
             written["notes"].append(study.name)
     if any(r["count"] for r in report.scale):
         figure = figures.scale_figure(report.scale)
-        for study in rows.scale_studies(report.studies):
+        for study in scale.scale_studies(report.studies):
             handle = optuna.load_study(study_name=study.name, storage=storage)
             optuna_dashboard.save_plotly_graph_object(handle, figure, graph_object_id=SCALE_FIGURE_ID)
             written["figures"].append(study.name)

@@ -14,6 +14,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from comparison import regimes
+
 COLORS = {"COMPLETE": "#1f77b4", "PRUNED": "#ff7f0e", "FAIL": "#d62728", "RUNNING": "#7f7f7f", "WAITING": "#7f7f7f"}
 SERIES = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]  # one per study
 HEIGHT = 380
@@ -25,9 +27,15 @@ def _text(value: Any) -> str:
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, **kwargs: Any) -> go.Figure:
     fig.update_layout(
-        title={"text": title, "x": 0.01}, xaxis_title=x, yaxis_title=y, template="plotly_white", height=HEIGHT,
-        margin={"l": 60, "r": 20, "t": 50, "b": 50}, legend={"orientation": "h", "y": -0.2}, **kwargs,
-    )  # fmt: skip
+        title={"text": title, "x": 0.01},
+        xaxis_title=x,
+        yaxis_title=y,
+        template="plotly_white",
+        height=HEIGHT,
+        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+        legend={"orientation": "h", "y": -0.2},
+        **kwargs,
+    )
     return fig
 
 
@@ -36,34 +44,42 @@ def comparison_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
     scratch; a missing regime has no bar, only a label."""
     labels = [_text(r["label"]) for r in rows]
     values = [r["test_top1"] for r in rows]
-    bar_text = []
-    for r in rows:
-        if r["test_top1"] is None:
-            bar_text.append("")
-        elif r["regime"] == "scratch":
-            bar_text.append(f"{r['test_top1']:.2f} (reference)")
-        elif r["gain_top1"] is None:
-            bar_text.append(f"{r['test_top1']:.2f}")
-        else:
-            bar_text.append(f"{r['test_top1']:.2f} ({r['gain_top1']:+.2f} pts vs scratch)")
-    hover = [
-        f"{_text(r['label'])}<br>study {_text(r['study'])} trial #{r['trial']}<br>val top-1 {r['val_top1']:.2f}"
-        f"<br>test top-5 {r['test_top5'] if r['test_top5'] is not None else 'n/a'}"
-        + (f"<br>test top-1 95% CI [{r['test_top1_ci'][0]:.1f}, {r['test_top1_ci'][1]:.1f}]"
-           if r.get("test_top1_ci") else "")
-        if r["status"] == "ok" else f"{_text(r['label'])}<br>missing: {_text(r['reason'])}"
-        for r in rows
-    ]  # fmt: skip
-    fig = go.Figure(go.Bar(x=labels, y=values, text=bar_text, textposition="outside", hovertext=hover,
-                           hoverinfo="text", marker_color="#1f77b4", cliponaxis=False, showlegend=False))  # fmt: skip
+    bar_text = [_bar_text(r) for r in rows]
+    hover = [_regime_hover(r) for r in rows]
+    fig = go.Figure(
+        go.Bar(
+            x=labels,
+            y=values,
+            text=bar_text,
+            textposition="outside",
+            hovertext=hover,
+            hoverinfo="text",
+            marker_color="#1f77b4",
+            cliponaxis=False,
+            showlegend=False,
+        )
+    )
     cis = [(label, v, r.get("test_top1_ci")) for label, v, r in zip(labels, values, rows, strict=True)]
     cis = [(label, v, ci) for label, v, ci in cis if v is not None and ci is not None]
     if cis:  # whiskers only where an interval is known (a None in one error_y array still draws a flat one)
-        fig.add_trace(go.Scatter(
-            x=[c[0] for c in cis], y=[c[1] for c in cis], mode="markers", marker={"opacity": 0}, showlegend=False,
-            hoverinfo="skip", name="95% interval", error_y={"type": "data", "symmetric": False, "color": "#444",
-            "array": [ci[1] - v for _, v, ci in cis], "arrayminus": [v - ci[0] for _, v, ci in cis]},
-        ))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=[c[0] for c in cis],
+                y=[c[1] for c in cis],
+                mode="markers",
+                marker={"opacity": 0},
+                showlegend=False,
+                hoverinfo="skip",
+                name="95% interval",
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "color": "#444",
+                    "array": [ci[1] - v for _, v, ci in cis],
+                    "arrayminus": [v - ci[0] for _, v, ci in cis],
+                },
+            )
+        )
     for label, row in zip(labels, rows, strict=True):
         if row["test_top1"] is None:
             why = "missing" if row["status"] == "missing" else "no test_top1"
@@ -71,6 +87,30 @@ def comparison_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
     top = max([v for v in values if v is not None] + [ci[1] for _, _, ci in cis], default=1.0)
     fig.update_yaxes(range=[0, top * 1.2])
     return _layout(fig, "Test top-1 per regime (best trial by validation top-1)", "", "test top-1 (%)")
+
+
+def _bar_text(row: dict[str, Any]) -> str:
+    """A regime's test top-1 and its gain over scratch, as written on its bar."""
+    if row["test_top1"] is None:
+        return ""
+    if row["regime"] == regimes.BASELINE:
+        return f"{row['test_top1']:.2f} (reference)"
+    if row["gain_top1"] is None:
+        return f"{row['test_top1']:.2f}"
+    return f"{row['test_top1']:.2f} ({row['gain_top1']:+.2f} pts vs scratch)"
+
+
+def _regime_hover(row: dict[str, Any]) -> str:
+    """Which trial a bar is (and its other scores), or why the regime is missing."""
+    if row["status"] != "ok":
+        return f"{_text(row['label'])}<br>missing: {_text(row['reason'])}"
+    top5 = row["test_top5"] if row["test_top5"] is not None else "n/a"
+    ci = row.get("test_top1_ci")
+    return (
+        f"{_text(row['label'])}<br>study {_text(row['study'])} trial #{row['trial']}<br>val top-1 "
+        f"{row['val_top1']:.2f}<br>test top-5 {top5}"
+        + (f"<br>test top-1 95% CI [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "")
+    )
 
 
 def scale_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
@@ -87,54 +127,115 @@ def scale_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
     ticks = [f"{x / 1000:g}k" if by_images and x >= 1000 else f"{x:g}" for x in xs]
     fig.update_xaxes(type="log", tickvals=xs, ticktext=ticks)  # the measured sizes, not log-axis minor ticks
     x_title = "pretraining images (log)" if by_images else "pretraining data fraction (log)"
-    equal = {r.get("equal", "epochs") for r in rows}
-    steps = sorted({int(r["steps"]) for r in rows if r.get("steps")})
-    how = (
-        ("at equal optimiser steps" + (f" ({steps[0]:,})" if len(steps) == 1 else ""))
-        if equal == {"steps"}
-        else (
-            "at equal epochs (points differ in compute)"
-            if equal == {"epochs"}
-            else "mixed: equal steps and equal epochs"
-        )
-    )
+    how = _scale_basis(rows)
     return _layout(fig, f"SimCLR: linear-probe top-1 vs pretraining data, {how}", x_title, "top-1 (%)")
+
+
+def _scale_basis(rows: Sequence[dict[str, Any]]) -> str:
+    """What the curve's points hold equal: optimiser steps (the count when all share one), or epochs."""
+    equal = {r.get("equal", "epochs") for r in rows}
+    if equal == {"steps"}:
+        steps = sorted({int(r["steps"]) for r in rows if r.get("steps")})
+        return "at equal optimiser steps" + (f" ({steps[0]:,})" if len(steps) == 1 else "")
+    if equal == {"epochs"}:
+        return "at equal epochs (points differ in compute)"
+    return "mixed: equal steps and equal epochs"
 
 
 def _scale_traces(fig: go.Figure, rows: list[dict[str, Any]], by_images: bool, color: str, prefix: str) -> None:
     """One study's curve: spread (markers with min-max bars), best val top-1, its test top-1 where recorded."""
     xs = [r["n_pretrain_images"] if by_images else r["data_fraction"] for r in rows]
-    hover = [f"{_text(r['study'])}: fraction {r['data_fraction']:g}, {r['n_pretrain_images'] or '?'} images, "
-             f"{r['count']} complete trials" for r in rows]  # fmt: skip
+    hover = [
+        f"{_text(r['study'])}: fraction {r['data_fraction']:g}, {r['n_pretrain_images'] or '?'} images, "
+        f"{r['count']} complete trials"
+        for r in rows
+    ]
     group = {"legendgroup": prefix or "study", "hovertext": hover}
-    fig.add_trace(go.Scatter(
-        x=xs, y=[r["mean"] for r in rows], mode="markers", name=f"{prefix}mean over trials (bar: min-max)",
-        marker={"color": color, "size": 7, "opacity": 0.4}, **group,
-        error_y={"type": "data", "symmetric": False, "array": [r["max"] - r["mean"] for r in rows],
-                 "arrayminus": [r["mean"] - r["min"] for r in rows], "color": color, "thickness": 1},
-    ))  # fmt: skip
-    fig.add_trace(go.Scatter(x=xs, y=[r["best_value"] for r in rows], mode="lines+markers",
-                             name=f"{prefix}best trial: val top-1", line={"color": color}, **group))  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=[r["mean"] for r in rows],
+            mode="markers",
+            name=f"{prefix}mean over trials (bar: min-max)",
+            marker={"color": color, "size": 7, "opacity": 0.4},
+            **group,
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [r["max"] - r["mean"] for r in rows],
+                "arrayminus": [r["mean"] - r["min"] for r in rows],
+                "color": color,
+                "thickness": 1,
+            },
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=[r["best_value"] for r in rows],
+            mode="lines+markers",
+            name=f"{prefix}best trial: val top-1",
+            line={"color": color},
+            **group,
+        )
+    )
     tests = [r["test_top1"] for r in rows]
     if any(t is not None for t in tests):
-        fig.add_trace(go.Scatter(x=xs, y=tests, mode="lines+markers", name=f"{prefix}best trial: test top-1",
-                                 line={"color": color, "dash": "dash"}, **group))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=tests,
+                mode="lines+markers",
+                name=f"{prefix}best trial: test top-1",
+                line={"color": color, "dash": "dash"},
+                **group,
+            )
+        )
     seeded = [(x, r["seeds"]) for x, r in zip(xs, rows, strict=True) if (r.get("seeds") or {}).get("sd") is not None]
     if seeded:  # a band of mean ± sd over seeds where the point ran with several (compare's seeds_scale study)
-        band_x = [x for x, _ in seeded] + [x for x, _ in reversed(seeded)]
-        band_y = [sd["mean"] + sd["sd"] for _, sd in seeded] + [sd["mean"] - sd["sd"] for _, sd in reversed(seeded)]
-        fig.add_trace(go.Scatter(x=band_x, y=band_y, fill="toself", mode="lines", line={"width": 0},
-                                 fillcolor=color, opacity=0.15, name=f"{prefix}mean ± sd over seeds",
-                                 legendgroup=group["legendgroup"], hoverinfo="skip"))  # fmt: skip
+        fig.add_trace(_seed_band(seeded, color, f"{prefix}mean ± sd over seeds", group["legendgroup"]))
+
+
+def _seed_band(seeded: list[tuple[float, dict[str, Any]]], color: str, name: str, legendgroup: str) -> go.Scatter:
+    """A filled band from mean - sd to mean + sd over seeds: along the upper edge, back along the lower."""
+    band_x = [x for x, _ in seeded] + [x for x, _ in reversed(seeded)]
+    band_y = [sd["mean"] + sd["sd"] for _, sd in seeded] + [sd["mean"] - sd["sd"] for _, sd in reversed(seeded)]
+    return go.Scatter(
+        x=band_x,
+        y=band_y,
+        fill="toself",
+        mode="lines",
+        line={"width": 0},
+        fillcolor=color,
+        opacity=0.15,
+        name=name,
+        legendgroup=legendgroup,
+        hoverinfo="skip",
+    )
 
 
 def history_figure(info: dict[str, Any]) -> go.Figure:
     fig = go.Figure()
     hover = [f"trial #{n}" for n in info["numbers"]]
-    fig.add_trace(go.Scatter(x=info["numbers"], y=info["values"], mode="markers", name="objective (val top-1)",
-                             hovertext=hover, marker={"color": COLORS["COMPLETE"]}))  # fmt: skip
-    fig.add_trace(go.Scatter(x=info["numbers"], y=info["best_so_far"], mode="lines", name="best so far",
-                             line={"color": "#d62728", "shape": "hv"}))  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=info["numbers"],
+            y=info["values"],
+            mode="markers",
+            name="objective (val top-1)",
+            hovertext=hover,
+            marker={"color": COLORS["COMPLETE"]},
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=info["numbers"],
+            y=info["best_so_far"],
+            mode="lines",
+            name="best so far",
+            line={"color": "#d62728", "shape": "hv"},
+        )
+    )
     _integer_ticks(fig, info["numbers"])
     return _layout(fig, f"{_text(info['study'])}: optimisation history", "trial", "objective value")
 
@@ -142,9 +243,16 @@ def history_figure(info: dict[str, Any]) -> go.Figure:
 def importance_figure(info: dict[str, Any]) -> go.Figure:
     """Horizontal bars, most important on top."""
     items = sorted(info["importances"].items(), key=lambda kv: kv[1])
-    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[_text(k) for k, _ in items], orientation="h",
-                           text=[f"{v:.2f}" for _, v in items], textposition="auto",
-                           marker_color=COLORS["COMPLETE"]))  # fmt: skip
+    fig = go.Figure(
+        go.Bar(
+            x=[v for _, v in items],
+            y=[_text(k) for k, _ in items],
+            orientation="h",
+            text=[f"{v:.2f}" for _, v in items],
+            textposition="auto",
+            marker_color=COLORS["COMPLETE"],
+        )
+    )
     return _layout(fig, f"{_text(info['study'])}: importance (PED-ANOVA)", "importance", "")
 
 
@@ -162,10 +270,15 @@ def parallel_figure(info: dict[str, Any]) -> go.Figure:
             ticks = list(range(low, high + 1))
             entry.update(tickvals=ticks, ticktext=[f"1e{k}" for k in ticks], label=f"{_text(dim['name'])} (log)")
         dimensions.append(entry)
-    fig = go.Figure(go.Parcoords(dimensions=dimensions, line={"color": objective, "colorscale": "Viridis",
-                                                                "showscale": True}))  # fmt: skip
-    fig.update_layout(title={"text": f"{_text(info['study'])}: parallel coordinates", "x": 0.01}, height=HEIGHT,
-                      template="plotly_white", margin={"l": 60, "r": 60, "t": 80, "b": 30})  # fmt: skip
+    fig = go.Figure(
+        go.Parcoords(dimensions=dimensions, line={"color": objective, "colorscale": "Viridis", "showscale": True})
+    )
+    fig.update_layout(
+        title={"text": f"{_text(info['study'])}: parallel coordinates", "x": 0.01},
+        height=HEIGHT,
+        template="plotly_white",
+        margin={"l": 60, "r": 60, "t": 80, "b": 30},
+    )
     return fig
 
 
@@ -184,14 +297,28 @@ def intermediate_figure(info: dict[str, Any]) -> go.Figure:
             ys += [*s["values"], None]
             hover += [f"trial #{s['number']} ({state.lower()})"] * len(s["steps"]) + [None]
         dash = "dot" if state == "PRUNED" else "solid"
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{state.lower()} ({len(series)})", hovertext=hover,
-                                 line={"color": COLORS[state], "dash": dash, "width": 1}, opacity=0.7))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                name=f"{state.lower()} ({len(series)})",
+                hovertext=hover,
+                line={"color": COLORS[state], "dash": dash, "width": 1},
+                opacity=0.7,
+            )
+        )
         if state == "PRUNED":
-            fig.add_trace(go.Scatter(
-                x=[s["steps"][-1] for s in series], y=[s["values"][-1] for s in series], mode="markers",
-                name="pruned here", marker={"symbol": "x", "color": COLORS[state], "size": 8},
-                hovertext=[f"trial #{s['number']} pruned after step {s['steps'][-1]}" for s in series],
-            ))  # fmt: skip
+            fig.add_trace(
+                go.Scatter(
+                    x=[s["steps"][-1] for s in series],
+                    y=[s["values"][-1] for s in series],
+                    mode="markers",
+                    name="pruned here",
+                    marker={"symbol": "x", "color": COLORS[state], "size": 8},
+                    hovertext=[f"trial #{s['number']} pruned after step {s['steps'][-1]}" for s in series],
+                )
+            )
     _integer_ticks(fig, [step for s in info["series"] for step in s["steps"]])
     return _layout(fig, f"{_text(info['study'])}: intermediate values", "step (epoch)", "reported value")
 

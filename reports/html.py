@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import plotly.io
 import plotly.offline
 
+from atomic import atomic_write
 from reports import figures, rows, study_info
 from reports.protocol import protocol_text
 from reports.text import COMPARISON_RULE
@@ -27,10 +27,12 @@ from reports.text import COMPARISON_RULE
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from reports import Report
+    from reports.report import Report
 
-CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
-       "img-src data: blob:; font-src data:")  # fmt: skip
+CSP = (
+    "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
+    "img-src data: blob:; font-src data:"
+)
 PLOTLY_CONFIG = '{"responsive": true, "displaylogo": false}'
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 1400px; padding: 0 1rem; color: #222; }
@@ -68,15 +70,22 @@ class _Page:
         self.n_figures += 1
         spec = script_json(plotly.io.to_json(fig, validate=False))
         note = f'<figcaption class="note">{_e(caption)}</figcaption>' if caption else ""
-        self.add(f'<figure><div class="figure" id="{div_id}"></div>{note}</figure>',
-                 f'<script>window.addEventListener("DOMContentLoaded",function(){{var f={spec};'
-                 f'Plotly.newPlot("{div_id}",f.data,f.layout,{PLOTLY_CONFIG});}});</script>')  # fmt: skip
+        self.add(
+            f'<figure><div class="figure" id="{div_id}"></div>{note}</figure>',
+            f'<script>window.addEventListener("DOMContentLoaded",function(){{var f={spec};'
+            f'Plotly.newPlot("{div_id}",f.data,f.layout,{PLOTLY_CONFIG});}});</script>',
+        )
 
 
 def script_json(text: str) -> str:
     """JSON made safe inside <script>: in JSON these characters only occur inside strings, where \\uXXXX is equal."""
-    for char, escape in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"), ("\u2028", "\\u2028"),
-                         ("\u2029", "\\u2029")):  # fmt: skip
+    for char, escape in (
+        ("&", "\\u0026"),
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(char, escape)
     return text
 
@@ -94,22 +103,26 @@ def render(report: Report) -> str:
     for index, study in enumerate(report.studies):
         _study(page, index, study, report.importances[study.name])
     plotly_js = plotly.offline.get_plotlyjs().replace("</script", "<\\/script")
-    return "\n".join([
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>simclr-study report</title>", f"<style>{STYLE}</style>",
-        f'<script type="text/javascript">{plotly_js}</script>', "</head><body>", *page.parts, "</body></html>",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            "<title>simclr-study report</title>",
+            f"<style>{STYLE}</style>",
+            f'<script type="text/javascript">{plotly_js}</script>',
+            "</head><body>",
+            *page.parts,
+            "</body></html>",
+        ]
+    )
 
 
 def write_html(report: Report, path: str | Path) -> Path:
     """Render and write atomically (a reader never sees half a page); returns the path."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render(report), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    page = render(report).encode("utf-8")
+    return atomic_write(path, lambda f: f.write(page))
 
 
 # ----------------------------------------------------------------------------------------------- sections
@@ -128,9 +141,18 @@ def _header(page: _Page, report: Report) -> None:
 
 def _comparison(page: _Page, comparison: list[dict[str, Any]]) -> None:
     seeded = any((r.get("seeds") or {}).get("n", 0) > 1 for r in comparison)  # a column only when seeds ran
-    columns = ["regime", "input", "test top-1 [95% CI]", "top-5", "gain vs scratch [95% CI]",
-               *(["seeds: test top-1 / gain (mean ± sd)"] if seeded else []), "val top-1 (final epoch)",
-               "best trial", "trials (c/p/f)", "status"]  # fmt: skip
+    columns = [
+        "regime",
+        "input",
+        "test top-1 [95% CI]",
+        "top-5",
+        "gain vs scratch [95% CI]",
+        *(["seeds: test top-1 / gain (mean ± sd)"] if seeded else []),
+        "val top-1 (final epoch)",
+        "best trial",
+        "trials (c/p/f)",
+        "status",
+    ]
     body = []
     for r in comparison:
         scratch = r["regime"] == rows.SCRATCH and r["test_top1"] is not None
@@ -148,8 +170,11 @@ def _comparison(page: _Page, comparison: list[dict[str, Any]]) -> None:
             f'<tr class="protocol"><td></td><td class="text" colspan="{len(columns) - 1}">'
             f"{_e(protocol_text(r.get('protocol') or {}, r.get('seeds')))}</td></tr>"
         )
-    page.add('<h2 id="comparison">Comparison</h2>', f'<p class="meta">{_e(COMPARISON_RULE)}</p>',
-             _table(columns, body, "comparison", text_columns=(0, len(columns) - 3, len(columns) - 1)))  # fmt: skip
+    page.add(
+        '<h2 id="comparison">Comparison</h2>',
+        f'<p class="meta">{_e(COMPARISON_RULE)}</p>',
+        _table(columns, body, "comparison", text_columns=(0, len(columns) - 3, len(columns) - 1)),
+    )
     page.figure(figures.comparison_figure(comparison))
 
 
@@ -175,9 +200,20 @@ def _seeds_cell(r: dict[str, Any]) -> str:
 
 def _scale(page: _Page, scale: list[dict[str, Any]]) -> None:
     seeded = any((r.get("seeds") or {}).get("n", 0) > 1 for r in scale)  # a column only when seeds ran
-    columns = ["study", "data fraction", "pretraining images", "steps", "epochs", "images seen", "best val top-1",
-               "its test top-1", *(["over seeds (mean ± sd)"] if seeded else []), "mean [min, max]",
-               "trials (c/p/f)", "best trial"]  # fmt: skip
+    columns = [
+        "study",
+        "data fraction",
+        "pretraining images",
+        "steps",
+        "epochs",
+        "images seen",
+        "best val top-1",
+        "its test top-1",
+        *(["over seeds (mean ± sd)"] if seeded else []),
+        "mean [min, max]",
+        "trials (c/p/f)",
+        "best trial",
+    ]
     body = [
         f'<tr><td class="text">{_e(r["study"])}</td><td>{r["data_fraction"]:g}</td>'
         f"<td>{_num(r['n_pretrain_images'])}</td><td>{_num(r.get('steps'))}</td><td>{_num(r.get('epochs'))}</td>"
@@ -202,13 +238,21 @@ def _minutes(seconds: float | None) -> str:
 def _timing(page: _Page, timing: dict[str, Any]) -> None:
     budget = timing["budget_s"]
     cuts = "; ".join(timing["cuts"]) or "nothing (the preset's full plan fits)"
-    lines = [f"time budget: {_minutes(budget) if budget else 'none (the preset full plan)'}; cut to fit: {cuts}",
-             f"estimated {_minutes(timing['estimate_s'])} (before pruning), took {_minutes(timing['actual_s'])} "
-             f"(wall time of the studies' runs); planned on: {timing['machine']}"]  # fmt: skip
-    body = [f'<tr><td class="text">{_e(r["study"])}</td><td>{_minutes(r["estimate_s"])}</td>'
-            f"<td>{_minutes(r['actual_s'])}</td></tr>" for r in timing["rows"]]  # fmt: skip
-    page.add('<h2 id="time">Time</h2>', *(f'<p class="meta">{_e(line)}</p>' for line in lines),
-             _table(["study", "estimated", "actual"], body, "timing", text_columns=(0,)))  # fmt: skip
+    lines = [
+        f"time budget: {_minutes(budget) if budget else 'none (the preset full plan)'}; cut to fit: {cuts}",
+        f"estimated {_minutes(timing['estimate_s'])} (before pruning), took {_minutes(timing['actual_s'])} "
+        f"(wall time of the studies' runs); planned on: {timing['machine']}",
+    ]
+    body = [
+        f'<tr><td class="text">{_e(r["study"])}</td><td>{_minutes(r["estimate_s"])}</td>'
+        f"<td>{_minutes(r['actual_s'])}</td></tr>"
+        for r in timing["rows"]
+    ]
+    page.add(
+        '<h2 id="time">Time</h2>',
+        *(f'<p class="meta">{_e(line)}</p>' for line in lines),
+        _table(["study", "estimated", "actual"], body, "timing", text_columns=(0,)),
+    )
 
 
 def _study(page: _Page, index: int, study: rows.StudyData, importance: dict[str, Any]) -> None:
@@ -217,8 +261,10 @@ def _study(page: _Page, index: int, study: rows.StudyData, importance: dict[str,
     facts = [f"objective <b>{_e(study.objective or '?')}</b>"]
     facts += [f"role <b>{_e(study.role)}</b>"] if study.role else []
     facts += [f"encoder <code>{_e(study.encoder)}</code>"] if study.encoder else []
-    facts += [f"{counts['total']} trials ({counts['complete']} complete, {counts['pruned']} pruned, "
-              f"{counts['failed']} failed, {counts['running']} running)"]  # fmt: skip
+    facts += [
+        f"{counts['total']} trials ({counts['complete']} complete, {counts['pruned']} pruned, "
+        f"{counts['failed']} failed, {counts['running']} running)"
+    ]
     if summary["best"]:
         best = summary["best"]
         facts.append(f"best #{best['number']}: {_num(best['value'])}")
@@ -265,8 +311,9 @@ def _trial_table(info: dict[str, Any]) -> str:
 
 
 def _table(columns: Sequence[str], body: list[str], cls: str, text_columns: Sequence[int] | set[int] = ()) -> str:
-    head = "".join(f'<th class="text">{_e(c)}</th>' if i in text_columns else f"<th>{_e(c)}</th>"
-                   for i, c in enumerate(columns))  # fmt: skip
+    head = "".join(
+        f'<th class="text">{_e(c)}</th>' if i in text_columns else f"<th>{_e(c)}</th>" for i, c in enumerate(columns)
+    )
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 

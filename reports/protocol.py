@@ -10,22 +10,12 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from comparison import regimes
 from storage import schema
 
-# regime -> the role of the study that re-runs its selected configuration with other seeds (objectives/seeds.py)
-SEED_ROLES = {
-    "probe_simclr": "seeds_simclr",
-    "probe_imagenet": "seeds_probe_imagenet",
-    "probe_random": "seeds_probe_random",
-    "scratch": "seeds_scratch",
-}
-LABELS = {
-    "probe_simclr": "CIFAR-100 labels for the linear layer only (pretraining: none)",
-    "probe_imagenet": "CIFAR-100 labels for the linear layer only (pretraining: ImageNet-1k labels)",
-    "probe_random": "CIFAR-100 labels for the linear layer only (no pretraining)",
-    "scratch": "CIFAR-100 labels for all weights",
-    "finetune": "CIFAR-100 labels for all weights (from a pretrained encoder)",
-}
+# regime -> the role of the study that re-runs its selected configuration with other seeds (comparison.seeds)
+SEED_ROLES = {regime.role: regime.seeds_role for regime in regimes.REGIMES if regime.seeds}
+LABELS = {regime.role: regime.labels for regime in regimes.REGIMES}  # the labels each regime's number rests on
 
 
 def seed_values(row: dict[str, Any], studies: Sequence[Any]) -> list[tuple[int, float]]:
@@ -47,20 +37,23 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
     """n, mean and sample standard deviation (None for one value)."""
     if not values:
         return {"n": 0, "mean": None, "sd": None}
-    return {"n": len(values), "mean": statistics.fmean(values),
-            "sd": statistics.stdev(values) if len(values) > 1 else None}  # fmt: skip
+    return {
+        "n": len(values),
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else None,
+    }
 
 
 def add_seeds(rows: list[dict[str, Any]], studies: Sequence[Any]) -> None:
     """Each row gets `seeds` ({n, mean, sd} of test top-1 over seeds) and `gain_seeds` (the same for the gain
     over scratch, paired by seed)."""
     per_regime = {row["regime"]: dict(seed_values(row, studies)) for row in rows}
-    scratch = per_regime.get("scratch", {})
+    scratch = per_regime.get(regimes.BASELINE, {})
     for row in rows:
         mine = per_regime[row["regime"]]
         row["seeds"] = spread(list(mine.values()))
         paired = [mine[seed] - scratch[seed] for seed in sorted(set(mine) & set(scratch))]
-        row["gain_seeds"] = spread(paired) if row["regime"] != "scratch" else spread([0.0] * len(paired))
+        row["gain_seeds"] = spread(paired) if row["regime"] != regimes.BASELINE else spread([0.0] * len(paired))
 
 
 def protocol(row: dict[str, Any], studies: Sequence[Any]) -> dict[str, Any]:
@@ -70,14 +63,16 @@ def protocol(row: dict[str, Any], studies: Sequence[Any]) -> dict[str, Any]:
     study = next((s for s in studies if s.name == row.get("study")), None)
     if study is None:
         return out
-    config = study.config
-    imagenet = row["regime"] == "probe_imagenet" or str(config.get("encoder")) == "imagenet"
-    out["resolution"] = int(config.get("resolution", 224)) if imagenet else int(config.get("image_size", 32))
+    config, regime = study.config, regimes.BY_ROLE.get(row["regime"])
+    encoder = regime.encoder if regime is not None and regime.encoder else str(config.get("encoder"))
+    imagenet = encoder == "imagenet" or str(config.get("encoder")) == "imagenet"
+    side = "resolution" if imagenet else (regime.resolution if regime is not None else "image_size")
+    out["resolution"] = int(config.get(side) or {"resolution": 224}.get(side, 32))  # the keys' defaults
     out["epochs"] = config.get("probe_epochs") if study.objective == "linear_probe" else config.get("epochs")
     out["epochs_of"] = "probe" if study.objective == "linear_probe" else "training"
     if imagenet:
         out["pretraining"] = "ImageNet-1k, 1.28M images (torchvision IMAGENET1K_V1)"
-    elif row["regime"] == "probe_simclr":
+    elif encoder == regimes.SIMCLR:
         out["pretraining"] = _pretraining(row, study, studies)
     return out
 

@@ -1,10 +1,10 @@
 """The data halves of the report: studies read once from the store, then plain rows and dicts.
 
 Nothing here imports plotly (or torch): every figure in `reports/figures.py` is drawn from a dict returned by a
-function here (the cross-study tables: comparison, data scale) or in `reports/study_info.py` (one study's
-figures), so the numbers are tested without a browser or a plotting library (optuna `visualization/` does the
-same split). The store is read exactly once per study (`load_studies`: one `get_all_trials` call each);
-everything after that works on the in-memory `FrozenTrial`s.
+function here (the comparison table), in `reports/scale.py` (the data-scale curve) or in `reports/study_info.py`
+(one study's figures), so the numbers are tested without a browser or a plotting library (optuna
+`visualization/` does the same split). The store is read exactly once per study (`load_studies`: one
+`get_all_trials` call each); everything after that works on the in-memory `FrozenTrial`s.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from comparison import regimes
 from errors import UserError
 from reports import intervals, protocol
 from storage import open_storage, schema
@@ -26,25 +27,13 @@ from storage.optuna_private import study_id
 if TYPE_CHECKING:
     import numpy as np
 
-# The comparison's regimes in the order the table shows them, with the label a reader sees.
-REGIMES: dict[str, str] = {
-    "probe_simclr": "SimCLR -> linear probe",
-    "probe_imagenet": "ImageNet-supervised -> linear probe",
-    "probe_random": "random encoder -> linear probe",
-    "scratch": "from scratch (supervised)",
-    "finetune": "SimCLR fine-tuned",
-}
+# The comparison's regimes in the order the table shows them, with the label a reader sees (comparison.regimes).
+REGIMES: dict[str, str] = {regime.role: regime.label for regime in regimes.REGIMES}
 # What a missing regime's study would be, in words: "no ImageNet-supervised probe study in this store".
-REGIME_STUDIES: dict[str, str] = {
-    "probe_simclr": "linear-probe study of a SimCLR encoder",
-    "probe_imagenet": "ImageNet-supervised probe study",
-    "probe_random": "random-encoder probe study",
-    "scratch": "from-scratch supervised study",
-    "finetune": "fine-tuning study",
-}
-SCRATCH = "scratch"
-OPTIONAL_REGIMES = ("finetune",)  # shown only when a study plays it ("fine-tuned where present")
-SIMCLR_ROLES = ("simclr_scale", "simclr_hparams")
+REGIME_STUDIES: dict[str, str] = {regime.role: regime.missing for regime in regimes.REGIMES}
+SCRATCH = regimes.BASELINE
+OPTIONAL_REGIMES = tuple(r.role for r in regimes.REGIMES if not r.study)  # shown only where a study plays it
+SIMCLR_ROLES = regimes.PRETRAINING_ROLES
 
 
 @dataclass
@@ -83,10 +72,7 @@ class StudyData:
             return self.role
         if self.role.startswith("seeds_"):  # a selected configuration's other seeds: the regime's spread, not a pick
             return None
-        if self.objective == "linear_probe":
-            encoder = self.encoder or "random"  # EncoderConfig's default
-            return {"imagenet": "probe_imagenet", "random": "probe_random"}.get(encoder, "probe_simclr")
-        return {"supervised": SCRATCH, "finetune": "finetune"}.get(self.objective)
+        return regimes.regime_of(self.objective, self.encoder or "random")  # "random": EncoderConfig's default
 
     @property
     def maximize(self) -> bool:
@@ -94,7 +80,7 @@ class StudyData:
 
     def complete(self) -> list[FrozenTrial]:
         """COMPLETE trials with a finite objective value, in trial-number order."""
-        return [t for t in self.trials if t.state == TrialState.COMPLETE and _finite(objective_value(t))]
+        return [t for t in self.trials if t.state == TrialState.COMPLETE and is_finite(objective_value(t))]
 
     def best(self) -> FrozenTrial | None:
         return best_trial(self.complete(), self.maximize)
@@ -183,12 +169,24 @@ def _regime_row(regime: str, members: list[StudyData]) -> tuple[dict[str, Any], 
     trials = [t for s in members for t in s.trials]
     counts = state_counts(trials)
     row: dict[str, Any] = {
-        "regime": regime, "label": REGIMES[regime], "status": "missing", "reason": None,
-        "studies": [s.name for s in members], "study": None, "trial": None,
-        "val_top1": None, "test_top1": None, "test_top5": None,
-        "n_trials": counts["total"], "n_complete": counts["complete"], "n_pruned": counts["pruned"],
-        "n_failed": counts["failed"], "gain_top1": None, "test_top1_ci": None, "gain_top1_ci": None,
-    }  # fmt: skip
+        "regime": regime,
+        "label": REGIMES[regime],
+        "status": "missing",
+        "reason": None,
+        "studies": [s.name for s in members],
+        "study": None,
+        "trial": None,
+        "val_top1": None,
+        "test_top1": None,
+        "test_top5": None,
+        "n_trials": counts["total"],
+        "n_complete": counts["complete"],
+        "n_pruned": counts["pruned"],
+        "n_failed": counts["failed"],
+        "gain_top1": None,
+        "test_top1_ci": None,
+        "gain_top1_ci": None,
+    }
     candidates = [(s, t) for s in members for t in s.complete()]
     if not candidates:
         row["reason"] = _missing_reason(regime, members, counts)
@@ -196,9 +194,13 @@ def _regime_row(regime: str, members: list[StudyData]) -> tuple[dict[str, Any], 
     maximize = members[0].maximize  # every study of the project maximizes; user studies share their regime's
     study, best = min(candidates, key=lambda st: ((-1 if maximize else 1) * objective_value(st[1]), st[1].number))
     row.update(
-        status="ok", study=study.name, trial=best.number, val_top1=objective_value(best),
-        test_top1=_number_attr(best, schema.TEST_TOP1), test_top5=_number_attr(best, schema.TEST_TOP5),
-    )  # fmt: skip
+        status="ok",
+        study=study.name,
+        trial=best.number,
+        val_top1=objective_value(best),
+        test_top1=number_attr(best, schema.TEST_TOP1),
+        test_top5=number_attr(best, schema.TEST_TOP5),
+    )
     hits = per_image_hits(best)
     row["test_top1_ci"] = list(intervals.bootstrap_ci(hits)) if hits is not None else None
     return row, hits
@@ -207,7 +209,7 @@ def _regime_row(regime: str, members: list[StudyData]) -> tuple[dict[str, Any], 
 def per_image_hits(trial: FrozenTrial) -> np.ndarray | None:
     """The trial's per-image test top-1 hits (numpy bool (N,)) from its TEST_CORRECT attr; None when absent,
     unreadable, or not what its test_top1 attr counts (an interval must be about the number it is shown with)."""
-    text, top1 = trial.user_attrs.get(schema.TEST_CORRECT), _number_attr(trial, schema.TEST_TOP1)
+    text, top1 = trial.user_attrs.get(schema.TEST_CORRECT), number_attr(trial, schema.TEST_TOP1)
     if not isinstance(text, str) or top1 is None:
         return None
     try:
@@ -233,89 +235,6 @@ def _missing_reason(regime: str, members: list[StudyData], counts: dict[str, int
     return "no complete trial" + (f" ({', '.join(parts)})" if parts else " (no trials yet)")
 
 
-# ----------------------------------------------------------------------------------------------- data scale
-
-
-def scale_studies(studies: Sequence[StudyData]) -> list[StudyData]:
-    """The studies behind the data-scale curve: role simclr_scale, else every SimCLR study."""
-    scale = [s for s in studies if s.role == "simclr_scale"]
-    return scale or [s for s in studies if s.objective == "simclr" or s.role in SIMCLR_ROLES]
-
-
-def data_fraction(study: StudyData, trial: FrozenTrial) -> float | None:
-    """The trial's pretraining data fraction: user attr, else searched param, else the study's fixed config."""
-    for source in (trial.user_attrs, trial.params, study.config):
-        value = source.get(schema.DATA_FRACTION)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    return None
-
-
-def scale_rows(studies: Sequence[StudyData]) -> list[dict[str, Any]]:
-    """One row per study and data fraction over the SimCLR studies: studies in the given order, fractions rising.
-
-    A study is one configuration, so its fractions form one curve; pooling two studies at a fraction would
-    compare their configs, not their data. best_value is the study's best objective at that fraction
-    (validation top-1 of the probe on the pretrained encoder), test_top1 that trial's test attr; mean/min/max/
-    count summarize its COMPLETE trials there (the hyperparameter spread); a fraction whose trials were all
-    pruned or failed has count 0 and None numbers.
-    """
-    rows = []
-    for study in scale_studies(studies):
-        groups: dict[float, list[FrozenTrial]] = {}
-        for trial in study.trials:
-            fraction = data_fraction(study, trial)
-            if fraction is not None:
-                groups.setdefault(fraction, []).append(trial)
-        seeds = _seed_values_by_fraction(study, studies)
-        for fraction in sorted(groups):
-            row = _scale_row(study, fraction, groups[fraction])
-            values = ([row["best_value"]] if row["best_value"] is not None else []) + seeds.get(fraction, [])
-            row["seeds"] = protocol.spread(values)  # the point's spread over seeds (compare's seeds_scale study)
-            rows.append(row)
-    return rows
-
-
-def _seed_values_by_fraction(scale: StudyData, studies: Sequence[StudyData]) -> dict[float, list[float]]:
-    """Validation top-1 of the scale curve's re-runs with other seeds (role seeds_scale, same comparison)."""
-    comparison = scale.user_attrs.get(schema.COMPARISON)
-    values: dict[float, list[float]] = {}
-    for study in studies:
-        if study.role != "seeds_scale" or study.user_attrs.get(schema.COMPARISON) != comparison:
-            continue
-        for trial in study.complete():
-            fraction = data_fraction(study, trial)
-            if fraction is not None:
-                values.setdefault(fraction, []).append(objective_value(trial))
-    return values
-
-
-def _scale_row(study: StudyData, fraction: float, trials: list[FrozenTrial]) -> dict[str, Any]:
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and _finite(objective_value(t))]
-    values = [objective_value(t) for t in complete]
-    counts = state_counts(trials)
-    images = [_number_attr(t, schema.N_PRETRAIN_IMAGES) for t in trials]
-    row: dict[str, Any] = {
-        "data_fraction": fraction, "n_pretrain_images": None, "count": len(values),
-        "n_pruned": counts["pruned"], "n_failed": counts["failed"], "best_value": None, "test_top1": None,
-        "study": study.name, "trial": None, "mean": None, "min": None, "max": None,
-        "steps": None, "epochs": None, "images_seen": None,
-        "equal": "steps" if float(study.config.get("equal_steps_as") or 0) > 0 else "epochs",
-    }  # fmt: skip
-    best = best_trial(complete, study.maximize)
-    if best is not None:
-        row.update(
-            best_value=objective_value(best), test_top1=_number_attr(best, schema.TEST_TOP1), trial=best.number,
-            mean=sum(values) / len(values), min=min(values), max=max(values),
-            steps=_int_attr(best, schema.STEPS), epochs=_number_attr(best, schema.EPOCHS),
-            images_seen=_int_attr(best, schema.IMAGES_SEEN),
-        )  # fmt: skip
-        images.insert(0, _number_attr(best, schema.N_PRETRAIN_IMAGES))
-    known = [n for n in images if n is not None]
-    row["n_pretrain_images"] = int(known[0]) if known else None
-    return row
-
-
 # ----------------------------------------------------------------------------------------------- summary
 
 
@@ -323,14 +242,24 @@ def study_summary(study: StudyData, importances: dict[str, Any] | None = None) -
     """What `report --json` says about one study: attrs, counts, the best trial, importances."""
     best = study.best()
     summary: dict[str, Any] = {
-        "study": study.name, "objective": study.objective or None, "role": study.role or None,
-        "regime": study.regime, "encoder": study.encoder or None, "direction": study.direction,
-        "preset": study.user_attrs.get(schema.PRESET), "comparison": study.user_attrs.get(schema.COMPARISON),
-        "counts": state_counts(study.trials), "best": None,
-    }  # fmt: skip
+        "study": study.name,
+        "objective": study.objective or None,
+        "role": study.role or None,
+        "regime": study.regime,
+        "encoder": study.encoder or None,
+        "direction": study.direction,
+        "preset": study.user_attrs.get(schema.PRESET),
+        "comparison": study.user_attrs.get(schema.COMPARISON),
+        "counts": state_counts(study.trials),
+        "best": None,
+    }
     if best is not None:
-        summary["best"] = {"number": best.number, "value": objective_value(best), "params": dict(best.params),
-                           "user_attrs": dict(best.user_attrs)}  # fmt: skip
+        summary["best"] = {
+            "number": best.number,
+            "value": objective_value(best),
+            "params": dict(best.params),
+            "user_attrs": dict(best.user_attrs),
+        }
     if importances is not None:
         summary["importances"] = importances["importances"]
         summary["importance_note"] = importances["note"]
@@ -359,17 +288,19 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def _number_attr(trial: FrozenTrial, key: str) -> float | None:
+def number_attr(trial: FrozenTrial, key: str) -> float | None:
+    """A finite numeric user attr; None when absent, not a number (bools are not) or not finite."""
     value = trial.user_attrs.get(key)
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value) else None
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) and is_finite(value) else None
 
 
-def _int_attr(trial: FrozenTrial, key: str) -> int | None:
-    value = _number_attr(trial, key)
+def int_attr(trial: FrozenTrial, key: str) -> int | None:
+    """`number_attr` as an int (steps, images seen); None when absent."""
+    value = number_attr(trial, key)
     return None if value is None else int(value)
 
 
-def _finite(value: float | None) -> bool:
+def is_finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 

@@ -39,10 +39,15 @@ def history_info(study: StudyData) -> dict[str, Any]:
 def intermediate_info(study: StudyData) -> dict[str, Any]:
     """Per trial with reported values: its steps and values and state (pruned trials flagged)."""
     series = [
-        {"number": t.number, "state": t.state.name, "steps": sorted(t.intermediate_values),
-         "values": [t.intermediate_values[k] for k in sorted(t.intermediate_values)]}
-        for t in study.trials if t.intermediate_values
-    ]  # fmt: skip
+        {
+            "number": t.number,
+            "state": t.state.name,
+            "steps": sorted(t.intermediate_values),
+            "values": [t.intermediate_values[k] for k in sorted(t.intermediate_values)],
+        }
+        for t in study.trials
+        if t.intermediate_values
+    ]
     return {"study": study.name, "series": series}
 
 
@@ -66,14 +71,26 @@ def parallel_info(study: StudyData) -> dict[str, Any]:
         if isinstance(dist, CategoricalDistribution):
             labels = [str(c) for c in dist.choices]
             index = {c: i for i, c in enumerate(dist.choices)}
-            dimensions.append({"name": name, "kind": "categorical", "labels": labels, "log": False,
-                               "values": [index.get(v, -1) for v in raw]})  # fmt: skip
+            dimensions.append(
+                {
+                    "name": name,
+                    "kind": "categorical",
+                    "labels": labels,
+                    "log": False,
+                    "values": [index.get(v, -1) for v in raw],
+                }
+            )
         else:
             log = isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log
             values = [math.log10(v) if log else float(v) for v in raw]
             dimensions.append({"name": name, "kind": "numeric", "labels": None, "log": log, "values": values})
-    return {"study": study.name, "numbers": [t.number for t in complete], "dimensions": dimensions,
-            "objective": [objective_value(t) for t in complete], "note": note}  # fmt: skip
+    return {
+        "study": study.name,
+        "numbers": [t.number for t in complete],
+        "dimensions": dimensions,
+        "objective": [objective_value(t) for t in complete],
+        "note": note,
+    }
 
 
 def importance_info(study: StudyData) -> dict[str, Any]:
@@ -90,8 +107,10 @@ def importance_info(study: StudyData) -> dict[str, Any]:
     elif len(complete[0].values) > 1:
         info["note"] = "multi-objective study (importances are computed for single-objective studies)"
     elif len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
-        info["note"] = (f"too few trials for importances ({len(complete)} complete; PED-ANOVA needs about "
-                        f"{MIN_TRIALS_FOR_IMPORTANCE}, 5 in the best {IMPORTANCE_TARGET_QUANTILE:.0%})")  # fmt: skip
+        info["note"] = (
+            f"too few trials for importances ({len(complete)} complete; PED-ANOVA needs about "
+            f"{MIN_TRIALS_FOR_IMPORTANCE}, 5 in the best {IMPORTANCE_TARGET_QUANTILE:.0%})"
+        )
     if info["note"]:
         return info
     importances, warned = _ped_anova(study, complete)
@@ -122,8 +141,10 @@ def _plain_caveat(message: str) -> str:
     searched the parameter over, or its absence: the space changed between trials.)"""
     rare = re.match(r"Some regimes for parameter `(.+?)` have less than (\d+) trials", message)
     if rare:
-        return (f"{rare[1]} was searched over another range, or not at all, in fewer than {rare[2]} trials: "
-                "its importance is rough")  # fmt: skip
+        return (
+            f"{rare[1]} was searched over another range, or not at all, in fewer than {rare[2]} trials: "
+            "its importance is rough"
+        )
     return message
 
 
@@ -140,9 +161,15 @@ def table_info(study: StudyData) -> dict[str, Any]:
     attrs += [schema.ERROR] if schema.ERROR in present else []
     columns = ["number", "state", "value", *params, *attrs, "duration_s"]
     rows = [
-        [t.number, t.state.name, objective_value(t), *(t.params.get(p) for p in params),
-         *(t.user_attrs.get(a) for a in attrs), duration_seconds(t)]
+        [
+            t.number,
+            t.state.name,
+            objective_value(t),
+            *(t.params.get(p) for p in params),
+            *(t.user_attrs.get(a) for a in attrs),
+            duration_seconds(t),
+        ]
         for t in study.trials
-    ]  # fmt: skip
+    ]
     groups = [("trial", 3), ("params", len(params)), ("user attrs", len(attrs)), ("", 1)]
     return {"study": study.name, "columns": columns, "groups": groups, "rows": rows}

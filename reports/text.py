@@ -11,6 +11,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
+from comparison import regimes
 from errors import UserError
 from reports import intervals
 from reports.protocol import protocol_text
@@ -18,9 +19,9 @@ from storage import schema
 
 
 def metric_name(objective: str | None) -> str:
-    """What a study's objective value is: our objectives return a validation top-1; a study made with plain
-    Optuna in the same store returns whatever its author chose."""
-    return "val top-1" if objective in schema.OBJECTIVES else "value"
+    """What a study's objective value is: our objectives (every study with an `objective` attr) return a
+    validation top-1; a study made with plain Optuna in the same store returns whatever its author chose."""
+    return "val top-1" if objective else "value"
 
 
 def list_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -114,11 +115,20 @@ def comparison_table(rows: Sequence[dict[str, Any]]) -> str:
             return "-"
         return f"{value:{sign}.2f}" + ("" if ci is None else f" [{ci[0]:{sign}.1f}, {ci[1]:{sign}.1f}]")
 
-    header = ("regime", "input", "test top-1 [95% CI]", "top-5", "val top-1 (final epoch)",
-              "gain vs scratch [95% CI]", "seeds: mean ± sd", "trials (c/p/f)", "status")  # fmt: skip
+    header = (
+        "regime",
+        "input",
+        "test top-1 [95% CI]",
+        "top-5",
+        "val top-1 (final epoch)",
+        "gain vs scratch [95% CI]",
+        "seeds: mean ± sd",
+        "trials (c/p/f)",
+        "status",
+    )
     table = [header]
     for r in rows:
-        scratch = r["regime"] == "scratch" and r["status"] == "ok"
+        scratch = r["regime"] == regimes.BASELINE and r["status"] == "ok"
         gain = "reference" if scratch else num(r["gain_top1"], "+", r.get("gain_top1_ci"))
         status = f"ok: {r['study']} #{r['trial']}" if r["status"] == "ok" else f"missing: {r['reason']}"
         trials = f"{r['n_trials']} ({r['n_complete']}/{r['n_pruned']}/{r['n_failed']})"
@@ -126,8 +136,9 @@ def comparison_table(rows: Sequence[dict[str, Any]]) -> str:
         seeds = r.get("seeds") or {}
         spread = f"{seeds['mean']:.2f} ± {seeds['sd']:.2f} (n={seeds['n']})" if seeds.get("sd") is not None else "-"
         resolution = f"{r['resolution']}px" if r.get("resolution") else "-"
-        table.append((r["label"], resolution, test, num(r["test_top5"]), num(r.get("val_top1")), gain, spread, trials,
-                      status))  # fmt: skip
+        table.append(
+            (r["label"], resolution, test, num(r["test_top5"]), num(r.get("val_top1")), gain, spread, trials, status)
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     lines = []
     for row in table:

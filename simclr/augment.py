@@ -272,8 +272,22 @@ def sample_view_params(
     sigma = (blur_sigma[0] + (blur_sigma[1] - blur_sigma[0]) * _rand(n, generator, dev)).float()
     enabled = (jitter[0] > 0, jitter[1] > 0, jitter[2] > 0, jitter[3] > 0)
     flip, apply_jitter, gray, blur = (coins[:, k] < p for k, p in enumerate((flip_p, jitter_p, gray_p, blur_p)))
-    return ViewParams(top, left, height, width, flip, apply_jitter, factors, order, gray, blur, sigma, out_hw,
-                      blur_kernel_size(min(out_hw)), enabled)  # fmt: skip
+    return ViewParams(
+        top,
+        left,
+        height,
+        width,
+        flip,
+        apply_jitter,
+        factors,
+        order,
+        gray,
+        blur,
+        sigma,
+        out_hw,
+        blur_kernel_size(min(out_hw)),
+        enabled,
+    )
 
 
 def apply_view(images: Tensor, params: ViewParams) -> Tensor:

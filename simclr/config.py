@@ -1,12 +1,13 @@
 """Every config key, declared once: a typed dataclass field with its default, valid range, default search range
-and one-line help. Validation (`check_value`), `study.py keys`, `study.py show`, presets and the default search
-spaces are all derived from these declarations.
+and one-line help (how a key is declared: simclr/declare.py). Validation (`check_value`), `study.py keys`,
+`study.py show`, presets and the default search spaces are all derived from these declarations.
 
 Config keys are the field names, one flat namespace per objective (DESIGN.md "The command line"): an objective's
-config is the union of the sections listed in `SECTIONS`. Names are unique within an objective; `SupervisedConfig`
-reuses `epochs`, `lr`, ... with the same meaning as `PretrainConfig` because the two never meet in one objective.
-A trial's config is built once as a typed `Config` (`make_config`) and passed down as section objects. No torch
-and no Optuna here: `study.py create/list/show/keys` use this module without loading either.
+config is the union of the sections listed in `SECTIONS`. Names are unique within an objective. SimCLR
+pretraining and supervised training share their optimisation keys (`epochs`, `lr`, ...: `TrainingConfig`, with
+each section's defaults stated by `@redeclare`) because the two never meet in one objective. A trial's config is
+built once as a typed `Config` (`make_config`) and passed down as section objects. No torch and no Optuna here:
+`study.py create/list/show/keys` use this module without loading either.
 """
 
 from __future__ import annotations
@@ -14,115 +15,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 from errors import UserError
+from simclr.declare import FRACTION, NON_NEGATIVE, PER_SECTION, POSITIVE, PROBABILITY, As, Range, Search, key, redeclare
 
-# ---------------------------------------------------------------------------------------------------------
-# How a key is declared
-
-
-@dataclass(frozen=True)
-class Range:
-    """The values a key accepts: bounds (open `gt`/`lt`, closed `ge`/`le`), a choice list, or a check function."""
-
-    gt: float | None = None
-    ge: float | None = None
-    lt: float | None = None
-    le: float | None = None
-    choices: tuple = ()
-    check: Callable[[object], str | None] | None = None  # returns why a value is bad, else None
-    why: str = ""  # appended to a bound's error message
-
-    def error(self, value: object) -> str | None:
-        """Why `value` is out of range, else None."""
-        if self.choices and value not in self.choices:
-            return f"choose from {', '.join(map(str, self.choices))}"
-        if self.check is not None:
-            return self.check(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None
-        bad = (
-            (self.gt is not None and not value > self.gt)
-            or (self.ge is not None and not value >= self.ge)
-            or (self.lt is not None and not value < self.lt)
-            or (self.le is not None and not value <= self.le)
-        )
-        if not bad:
-            return None
-        text = self.text()
-        return f"must be {'' if text[0] in '<>' else 'in '}{text}{f' ({self.why})' if self.why else ''}"
-
-    def text(self) -> str:
-        """The range as a reader writes it: `> 0`, `[0, 1)`, `sgd|lars|adam`."""
-        if self.choices:
-            return "|".join(map(str, self.choices))
-        if self.check is not None:
-            return self.check.__doc__ or ""
-        low, high = self.gt if self.gt is not None else self.ge, self.lt if self.lt is not None else self.le
-        if low is None and high is None:
-            return ""
-        if high is None:
-            return f"{'>' if self.gt is not None else '>='} {_num(low)}"
-        if low is None:
-            return f"{'<' if self.lt is not None else '<='} {_num(high)}"
-        return f"{'(' if self.gt is not None else '['}{_num(low)}, {_num(high)}{')' if self.lt is not None else ']'}"
-
-
-@dataclass(frozen=True)
-class Search:
-    """A key's default search range (plain data: objectives/space.py turns it into an Optuna distribution).
-
-    kind "float" or "int": [low, high], log-uniform when `log`; kind "choice": `choices`. With `relative`, low,
-    high and choices multiply the key's configured value, so a preset (smoke's small batch, paper's LARS
-    learning rate) moves the space with it.
-    """
-
-    kind: str
-    low: float = 0.0
-    high: float = 0.0
-    log: bool = False
-    choices: tuple = ()
-    relative: bool = False
-    only: tuple[str, ...] = ()  # the objectives that search it by default (empty: every objective with the key)
-
-    def resolve(self, value: object) -> tuple:
-        """("float"|"int", low, high, log) or ("choice", values) for a configured `value`."""
-        if self.kind == "choice":
-            if not self.relative:
-                return ("choice", tuple(self.choices))
-            scaled = sorted(
-                {max(2, int(value * c)) if isinstance(value, int) else _sig(value * c) for c in self.choices}
-            )
-            return ("choice", tuple(scaled))
-        low, high = (_sig(value * self.low), _sig(value * self.high)) if self.relative else (self.low, self.high)
-        return (self.kind, low, high, self.log)
-
-    def text(self) -> str:
-        if self.kind == "choice":
-            return ("x" if self.relative else "") + "{" + ", ".join(f"{c:g}" for c in self.choices) + "}"
-        scale = "x" if self.relative else ""
-        return f"{scale}[{self.low:g}, {self.high:g}]{' log' if self.log else ''}"
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def _sig(x: float) -> float:
-    return float(f"{x:.3g}")
-
-
-def key(default: object, help: str, *, search: Search | None = None, **range_: object):
-    """A config key: its default, one-line help, range (Range's keywords) and default search range."""
-    return field(default=default, metadata={"help": help, "range": Range(**range_), "search": search})
-
-
-POSITIVE = {"gt": 0}
-NON_NEGATIVE = {"ge": 0}
-FRACTION = {"gt": 0, "le": 1}
-PROBABILITY = {"ge": 0, "le": 1}
+# Values renamed since studies were stored, read as their new names wherever a value comes in (parse_value for
+# --set and --param, make_config for stored configs and trial parameters).
+ALIASES: dict[str, dict[object, object]] = {"optimizer": {"adam": "adamw"}}
 
 
 def _dataset(value: object) -> str | None:
@@ -144,14 +45,23 @@ def _not_empty(value: object) -> str | None:
 
 @dataclass
 class RunConfig:
-    seed: int = key(0, "seeds data subsets, splits, init and augmentation (one place: seed_everything)",
-                    ge=0, le=2**32 - 1, why="numpy's seed range")  # fmt: skip
-    precision: str = key("auto", "auto = bf16 where native (CUDA, avx512_bf16 CPUs), fp16 on older CUDA, else fp32",
-                         choices=("auto", "bf16", "fp16", "fp32"))  # fmt: skip
+    seed: int = key(
+        0,
+        "seeds data subsets, splits, init and augmentation (one place: seed_everything)",
+        ge=0,
+        le=2**32 - 1,
+        why="numpy's seed range",
+    )
+    precision: str = key(
+        "auto",
+        "auto = bf16 where native (CUDA, avx512_bf16 CPUs), fp16 on older CUDA, else fp32",
+        choices=("auto", "bf16", "fp16", "fp32"),
+    )
     channels_last: bool = key(True, "NHWC convolutions: faster with bf16 on CPU and on tensor cores")
     compile: bool = key(False, "torch.compile the training step (pays off on long runs only)")
-    seeds: int = key(1, "compare: each regime's selected configuration runs with this many seeds (seed, seed+1, ...)",
-                     ge=1)  # fmt: skip
+    seeds: int = key(
+        1, "compare: each regime's selected configuration runs with this many seeds (seed, seed+1, ...)", ge=1
+    )
 
 
 @dataclass
@@ -162,39 +72,78 @@ class DataConfig:
     pretrain_data: str = key("cifar10", "the pretraining set: cifar10, cifar100 or folder:PATH", check=_dataset)
     probe_data: str = key("cifar100", "the linear protocol's and supervised training's dataset", check=_dataset)
     image_size: int = key(32, "folder: datasets are resized to this (CIFAR is 32)", **POSITIVE)
-    probe_fraction: float = key(1.0, "stratified fraction of probe train used (before the train/val split)",
-                                **FRACTION)  # fmt: skip
+    probe_fraction: float = key(1.0, "stratified fraction of probe train used (before the train/val split)", **FRACTION)
     test_fraction: float = key(1.0, "stratified fraction of the test set evaluated", **FRACTION)
     val_fraction: float = key(0.1, "probe-val share of probe train (5k of CIFAR-100's 50k)", ge=0, lt=1)
 
 
-@dataclass
-class PretrainConfig:
-    epochs: int = key(100, "SimCLR pretraining epochs", **POSITIVE)
-    batch_size: int = key(256, "images per step; each gives two views, so 2x this many rows in NT-Xent",
-                          search=Search("choice", choices=(0.5, 1, 2), relative=True), **POSITIVE)  # fmt: skip
-    optimizer: str = key("sgd", "sgd | lars | adam", choices=("sgd", "lars", "adam"))
-    lr: float = key(0.3, "peak learning rate after warm-up (SimCLR: 0.3 x batch/256 with LARS)",
-                    search=Search("float", 0.1, 3, log=True, relative=True), **POSITIVE)  # fmt: skip
+@dataclass(kw_only=True)
+class TrainingConfig:
+    """The optimisation keys of SimCLR pretraining and of supervised training: type, range, help and search range
+    declared once. Each section states its own defaults (PER_SECTION here) and, where they differ, its help and
+    search range with `@redeclare` (simclr/declare.py)."""
+
+    epochs: int = key(PER_SECTION, "training epochs", **POSITIVE)
+    batch_size: int = key(PER_SECTION, "images per step", **POSITIVE)
+    optimizer: str = key(
+        "sgd",
+        "sgd | lars | adamw (torch AdamW; 'adam', from older studies, is read as adamw)",
+        choices=("sgd", "lars", "adamw"),
+    )
+    lr: float = key(
+        PER_SECTION,
+        "peak learning rate after warm-up",
+        search=Search("float", 0.1, 3, log=True, relative=True),
+        **POSITIVE,
+    )
     momentum: float = key(0.9, "SGD/LARS momentum", **NON_NEGATIVE)
-    weight_decay: float = key(1e-4, "L2 weight decay (BN and biases excluded)",
-                              search=Search("float", 1e-6, 1e-3, log=True), **NON_NEGATIVE)  # fmt: skip
-    warmup_epochs: float = key(10, "linear warm-up, then cosine decay to 0, computed per step", **NON_NEGATIVE)
-    temperature: float = key(0.5, "NT-Xent temperature tau (the SimCLR paper's CIFAR runs use 0.5)",
-                             search=Search("float", 0.1, 1.0, log=True), **POSITIVE)  # fmt: skip
+    weight_decay: float = key(PER_SECTION, "L2 weight decay (BN and biases excluded)", **NON_NEGATIVE)
+    warmup_epochs: float = key(PER_SECTION, "linear warm-up, then cosine decay to 0, computed per step", **NON_NEGATIVE)
+
+
+@dataclass
+@redeclare(
+    epochs=As(100, "SimCLR pretraining epochs"),
+    batch_size=As(
+        256,
+        "images per step; each gives two views, so 2x this many rows in NT-Xent",
+        search=Search("choice", choices=(0.5, 1, 2), relative=True),
+    ),
+    lr=As(0.3, "peak learning rate after warm-up (SimCLR: 0.3 x batch/256 with LARS)"),
+    weight_decay=As(1e-4, search=Search("float", 1e-6, 1e-3, log=True)),
+    warmup_epochs=10,
+)
+class PretrainConfig(TrainingConfig):
+    temperature: float = key(
+        0.5,
+        "NT-Xent temperature tau (the SimCLR paper's CIFAR runs use 0.5)",
+        search=Search("float", 0.1, 1.0, log=True),
+        **POSITIVE,
+    )
     proj_hidden: int = key(512, "projection head: 512 -> proj_hidden -> proj_dim", **POSITIVE)
     proj_dim: int = key(128, "output size of the projection head (NT-Xent's space)", **POSITIVE)
     data_fraction: float = key(1.0, "stratified, seeded, nested subset of the pretraining set", **FRACTION)
-    equal_steps_as: float = key(0.0, "0: train `epochs` epochs; f > 0: as many steps as `epochs` epochs take on the "
-                                "data_fraction=f subset (a scale curve at equal compute)", ge=0, le=1)  # fmt: skip
+    equal_steps_as: float = key(
+        0.0,
+        "0: train `epochs` epochs; f > 0: as many steps as `epochs` epochs take on the "
+        "data_fraction=f subset (a scale curve at equal compute)",
+        ge=0,
+        le=1,
+    )
     crop_min_scale: float = key(0.08, "RandomResizedCrop scale=(crop_min_scale, 1)", **FRACTION)
-    jitter_strength: float = key(0.5, "the SimCLR paper's colour strength s: ColorJitter(0.8s, 0.8s, 0.8s, 0.2s) "
-                                 "(s = 0.5 for CIFAR, Appendix B.9)", search=Search("float", 0.25, 1.0), ge=0, le=2.5,
-                                 why="the hue jitter 0.2 x strength must stay <= 0.5")  # fmt: skip
+    jitter_strength: float = key(
+        0.5,
+        "the SimCLR paper's colour strength s: ColorJitter(0.8s, 0.8s, 0.8s, 0.2s) (s = 0.5 for CIFAR, Appendix B.9)",
+        search=Search("float", 0.25, 1.0),
+        ge=0,
+        le=2.5,
+        why="the hue jitter 0.2 x strength must stay <= 0.5",
+    )
     jitter_p: float = key(0.8, "probability of colour jitter per view", **PROBABILITY)
     gray_p: float = key(0.2, "probability of grayscale per view", **PROBABILITY)
-    blur_p: float = key(0.0, "probability of Gaussian blur (SimCLR drops blur at 32x32; 0.5 for larger images)",
-                        **PROBABILITY)  # fmt: skip
+    blur_p: float = key(
+        0.0, "probability of Gaussian blur (SimCLR drops blur at 32x32; 0.5 for larger images)", **PROBABILITY
+    )
     checkpoint_every: int = key(10, "epochs between checkpoints (0 = only at the end)", **NON_NEGATIVE)
     monitor_every: int = key(5, "epochs between kNN monitor evaluations (0 = never)", **NON_NEGATIVE)
     monitor_size: int = key(5000, "kNN monitor: at most this many probe-train and probe-val images", **NON_NEGATIVE)
@@ -209,34 +158,42 @@ PROBE = ("linear_probe",)  # SimCLR trials probe with fixed settings: only the p
 class ProbeConfig:
     probe_epochs: int = key(100, "epochs of the linear probe", **POSITIVE)
     probe_optimizer: str = key("sgd", "sgd | adam", choices=("sgd", "adam"))
-    probe_lr: float = key(0.1, "probe learning rate, on standardised features (probe-train mean/std)", **POSITIVE,
-                          search=Search("float", 1 / 30, 10, log=True, relative=True, only=PROBE))  # fmt: skip
-    probe_weight_decay: float = key(1e-5, "L2 on the linear layer's weight", **NON_NEGATIVE,
-                                    search=Search("float", 1e-7, 1e-2, log=True, only=PROBE))  # fmt: skip
+    probe_lr: float = key(
+        0.1,
+        "probe learning rate, on standardised features (probe-train mean/std)",
+        **POSITIVE,
+        search=Search("float", 1 / 30, 10, log=True, relative=True, only=PROBE),
+    )
+    probe_weight_decay: float = key(
+        1e-5,
+        "L2 on the linear layer's weight",
+        **NON_NEGATIVE,
+        search=Search("float", 1e-7, 1e-2, log=True, only=PROBE),
+    )
     probe_batch_size: int = key(1024, "probe minibatch (0 = full batch)", **NON_NEGATIVE)
 
 
 @dataclass
 class EncoderConfig:
-    encoder: str = key("random", "random | imagenet | best:STUDY | trial:STUDY:NUMBER | a checkpoint path",
-                       check=_not_empty)  # fmt: skip
-    resolution: int = key(224, "input size of the ImageNet (7x7-stem) encoder; CIFAR-stem encoders use the data's",
-                          **POSITIVE)  # fmt: skip
+    encoder: str = key(
+        "random", "random | imagenet | best:STUDY | trial:STUDY:NUMBER | a checkpoint path", check=_not_empty
+    )
+    resolution: int = key(
+        224, "input size of the ImageNet (7x7-stem) encoder; CIFAR-stem encoders use the data's", **POSITIVE
+    )
 
 
 @dataclass
-class SupervisedConfig:
-    epochs: int = key(30, "supervised training epochs", **POSITIVE)
-    batch_size: int = key(128, "images per step", **POSITIVE)
-    optimizer: str = key("sgd", "sgd | lars | adam", choices=("sgd", "lars", "adam"))
-    lr: float = key(0.1, "peak learning rate after warm-up",
-                    search=Search("float", 0.1, 3, log=True, relative=True), **POSITIVE)  # fmt: skip
-    momentum: float = key(0.9, "SGD momentum", **NON_NEGATIVE)
-    weight_decay: float = key(5e-4, "L2 weight decay (BN and biases excluded)",
-                              search=Search("float", 1e-5, 1e-3, log=True), **NON_NEGATIVE)  # fmt: skip
-    warmup_epochs: float = key(1, "linear warm-up, then cosine decay to 0, computed per step", **NON_NEGATIVE)
-    label_smoothing: float = key(0.0, "cross-entropy label smoothing",
-                                 search=Search("float", 0.0, 0.2), ge=0, lt=1)  # fmt: skip
+@redeclare(
+    epochs=As(30, "supervised training epochs"),
+    batch_size=128,
+    lr=0.1,
+    momentum=As(help="SGD momentum"),
+    weight_decay=As(5e-4, search=Search("float", 1e-5, 1e-3, log=True)),
+    warmup_epochs=1,
+)
+class SupervisedConfig(TrainingConfig):
+    label_smoothing: float = key(0.0, "cross-entropy label smoothing", search=Search("float", 0.0, 0.2), ge=0, lt=1)
     crop_padding: int = key(4, "random crop with this zero padding, plus horizontal flip", **NON_NEGATIVE)
 
 
@@ -246,6 +203,18 @@ SECTIONS: dict[str, tuple[type, ...]] = {
     "supervised": (RunConfig, DataConfig, SupervisedConfig),
     "finetune": (RunConfig, DataConfig, EncoderConfig, SupervisedConfig),
 }
+
+
+def declare_objective(name: str, sections: tuple[type, ...]) -> None:
+    """Another objective's config namespace: the union of existing sections (objectives.registry.register)."""
+    unknown = [section.__name__ for section in sections if section not in _SECTION_FIELD]
+    if unknown or name in SECTIONS:
+        raise ValueError(f"objective {name!r}: already declared, or unknown sections {unknown}")
+    SECTIONS[name] = tuple(sections)
+
+
+def forget_objective(name: str) -> None:
+    SECTIONS.pop(name, None)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -306,7 +275,8 @@ def check_value(objective: str, name: str, value: object) -> None:
 
 
 def parse_value(objective: str, name: str, text: str) -> object:
-    """One `--set KEY=VALUE` value typed by the key's declaration and range-checked."""
+    """One `--set KEY=VALUE` (or `--param` choice) value typed by the key's declaration, renamed (ALIASES) and
+    range-checked."""
     known = objective_keys(objective)
     if name not in known:
         raise UserError(f"unknown config key {name!r} for objective {objective}; known: {', '.join(sorted(known))}")
@@ -324,8 +294,14 @@ def parse_value(objective: str, name: str, text: str) -> object:
             value = text
     except ValueError:
         raise UserError(f"{name}={text!r}: expected {kind.__name__}") from None
+    value = ALIASES.get(name, {}).get(value, value)
     check_value(objective, name, value)
     return value
+
+
+def canonical(values: Mapping[str, object]) -> dict[str, object]:
+    """`values` (a flat config) with renamed values under their current names (ALIASES: "adam" -> "adamw")."""
+    return {k: ALIASES.get(k, {}).get(v, v) for k, v in values.items()}
 
 
 @dataclass(frozen=True)
@@ -350,15 +326,22 @@ class Config:
         return out
 
 
-_SECTION_FIELD = {RunConfig: "run", DataConfig: "data", PretrainConfig: "pretrain", ProbeConfig: "probe",
-                  EncoderConfig: "encoder", SupervisedConfig: "supervised"}  # fmt: skip
+_SECTION_FIELD = {
+    RunConfig: "run",
+    DataConfig: "data",
+    PretrainConfig: "pretrain",
+    ProbeConfig: "probe",
+    EncoderConfig: "encoder",
+    SupervisedConfig: "supervised",
+}
 
 
 def make_config(objective: str, values: Mapping[str, object]) -> Config:
     """The typed config of `objective` from a flat dict (a study's stored config with a trial's parameters merged
     in). The values were validated when the study was created (its config and its space's bounds): they are typed
-    here, not checked again. Missing keys take their defaults (a study stored before a key existed)."""
-    known = objective_keys(objective)
+    here, not checked again, but renamed values are read as their new names (ALIASES). Missing keys take their
+    defaults (a study stored before a key existed)."""
+    known, values = objective_keys(objective), canonical(values)
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise UserError(f"unknown config key(s) {', '.join(unknown)} for objective {objective}")

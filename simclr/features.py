@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from atomic import atomic_write
 from errors import UserError
 from simclr.augment import eval_preprocess
 from simclr.device import Runtime
@@ -127,19 +126,12 @@ def _load_entry(path: Path, identity: dict, sha: str) -> Tensor | None:
 
 
 def _write_entry(path: Path, entry: dict) -> None:
-    """torch.save to a unique temporary file in the same directory, fsync, os.replace: readers see the old
-    entry or the whole new one, and concurrent writers (several Optuna workers) never share a temp file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
+    """torch.save through atomic_write: readers see the old entry or the whole new one, and concurrent writers
+    (several Optuna workers) never share a temporary file."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(entry, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: torch.save(entry, f))
     except OSError as e:
         raise UserError(f"cannot write feature cache entry {path} ({e.strerror or e})") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def cached_features(

@@ -19,6 +19,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+from atomic import atomic_write
 from errors import UserError, first_line
 from simclr.data import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
 
@@ -134,18 +135,11 @@ def weights_digest(module: nn.Module) -> str:
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> None:
-    """torch.save to `<path>.tmp`, fsync, then os.replace: a crash never leaves a half-written checkpoint."""
+    """torch.save through atomic_write (temporary file, fsync, os.replace): a crash never leaves a half-written
+    checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from errors import UserError
 from simclr.augment import normalize, simclr_params_from, simclr_views
-from simclr.config import PretrainConfig
+from simclr.config import PretrainConfig, canonical
 from simclr.data import CIFAR10_MEAN, CIFAR10_STD, ImageSet, stratified_subset
 from simclr.device import Runtime, rng_state, set_rng_state
 from simclr.features import extract_features
@@ -132,6 +132,7 @@ def _restore(path: Path, cfg: PretrainConfig, run: _Run) -> None:
             f"cannot resume from {path}: it was written with an older projection head (no output BatchNorm); "
             "run the trial afresh (its encoder still loads for probing)"
         )
+    saved = canonical(saved)  # a checkpoint written before a value was renamed ("adam" -> "adamw")
     changed = sorted(k for k, v in dataclasses.asdict(cfg).items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
     if changed:
         raise UserError(

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from errors import NonFiniteLoss
 
-OPTIMIZERS = ("sgd", "lars", "adam")
+OPTIMIZERS = ("sgd", "lars", "adamw")
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
@@ -123,7 +123,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(
     model: nn.Module, name: str, *, lr: float, momentum: float = 0.9, weight_decay: float = 0.0
 ) -> torch.optim.Optimizer:
-    """sgd: momentum SGD (L2 weight decay in the gradient); lars: `LARS` (eta 0.001, as SimCLR); adam: AdamW
+    """sgd: momentum SGD (L2 weight decay in the gradient); lars: `LARS` (eta 0.001, as SimCLR); adamw: AdamW
     (Loshchilov & Hutter 2019, decoupled decay w <- w - lr * weight_decay * w, betas (0.9, 0.999); `momentum`
     is unused). All with BN parameters and biases excluded from weight decay (`param_groups`). The lr is
     overwritten every step by the loop from `lr_at`.
@@ -133,7 +133,7 @@ def build_optimizer(
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum)
-    if name == "adam":
+    if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
     raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
 

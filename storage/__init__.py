@@ -1,7 +1,7 @@
 """The store: opening it by URL (heartbeat, retries; read-only), artifacts, the study schema, and storage failures
 as one line. No torch here."""
 
-from storage.artifacts import artifact_dir, download, open_artifacts, upload
+from storage.artifacts import artifact_dir, open_artifacts
 from storage.failures import store_errors
 from storage.store import (
     Heartbeat,
@@ -21,7 +21,6 @@ __all__ = [
     "artifact_dir",
     "delete_study",
     "display_url",
-    "download",
     "find_study_id",
     "load_study",
     "open_artifacts",
@@ -31,5 +30,4 @@ __all__ = [
     "store_errors",
     "store_exists",
     "study_names",
-    "upload",
 ]

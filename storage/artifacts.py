@@ -1,5 +1,9 @@
 """Artifacts: checkpoints and other files of trials, in a directory beside the store (Optuna's artifact store).
 
+The one module for artifact files; everyone imports these functions from here: `open_artifacts` (the store of a
+URL), `upload` (a listed artifact of a trial), `write_unlisted` (a resume checkpoint), `local_file` (a local file
+holding an artifact), `remove_quietly`.
+
 Written atomically (temporary name, then rename) and file first, metadata second, so neither a killed worker
 nor a full disk leaves an id that points at a truncated or missing file.
 """
@@ -9,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -16,11 +21,13 @@ import optuna
 from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 
+from atomic import atomic_write
 from errors import UserError, first_line
 from storage.optuna_private import trial_id
 from storage.urls import ENV_ARTIFACTS, journal_path, resolve_url, sqlite_path
 
 ARTIFACT_ATTR_PREFIX = "artifacts:"  # what optuna.artifacts.upload_artifact and the dashboard use
+CHUNK = 1 << 20  # bytes copied at a time: checkpoints stream through, never whole in memory
 
 
 class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
@@ -32,17 +39,7 @@ class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
         self.base_path = Path(base_path)
 
     def write(self, artifact_id: str, content_body) -> None:
-        final = self._get_filepath(artifact_id)
-        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                while chunk := content_body.read(1 << 20):
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write(self._get_filepath(artifact_id), lambda f: shutil.copyfileobj(content_body, f, CHUNK))
 
 
 def artifact_dir(url: str | None = None, override: str | Path | None = None) -> Path:
@@ -141,22 +138,26 @@ def remove_quietly(artifact_store, artifact_id: str) -> bool:
     return True
 
 
-def download(artifact_store, artifact_id: str, dest: str | Path) -> Path:
+def local_file(artifact_store, artifact_id: str, cache_dir: str | Path) -> Path:
+    """A local file holding artifact `artifact_id`: the file itself in a file-system store (UserError when it is
+    missing), else a copy downloaded to `cache_dir`/encoders/ (reused: ids are immutable)."""
+    base = getattr(artifact_store, "base_path", None)
+    if base is not None:
+        path = Path(base) / artifact_id
+        if not path.is_file():
+            raise UserError(f"checkpoint artifact {artifact_id} is missing from {base}")
+        return path
+    return _download(artifact_store, artifact_id, Path(cache_dir) / "encoders" / f"{artifact_id}.pt")
+
+
+def _download(artifact_store, artifact_id: str, dest: Path) -> Path:
     """Copy artifact `artifact_id` to `dest` (tmp + rename); an existing `dest` is reused: ids are immutable."""
-    dest = Path(dest)
     if dest.is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        try:
-            reader = artifact_store.open_reader(artifact_id)
-        except (ArtifactNotFound, ValueError) as e:
-            raise UserError(f"artifact {artifact_id} is not in the artifact store ({first_line(e)})") from None
-        with reader, open(tmp, "wb") as f:
-            while chunk := reader.read(1 << 20):
-                f.write(chunk)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
+        reader = artifact_store.open_reader(artifact_id)
+    except (ArtifactNotFound, ValueError) as e:
+        raise UserError(f"artifact {artifact_id} is not in the artifact store ({first_line(e)})") from None
+    with reader:
+        return atomic_write(dest, lambda f: shutil.copyfileobj(reader, f, CHUNK))

@@ -10,11 +10,16 @@
   the storage API reads every trial with its params, attrs and intermediate values (seven queries per study:
   0.5 s for 50 studies of 20 trials). Six aggregate queries over the tables give the same in milliseconds. They
   run only on the migration revisions they were written against; any other store uses the public API.
+- Trial system attrs that Optuna writes for itself, read (and for a retry, written) under its own keys: the grid
+  point GridSampler gave a trial (`grid_id`) and the retry chain RetryHeartbeatStaleTrialCallback records
+  (`failed_trial`, `retry_history`): `grid_id`, `is_retry`, `retried_trial`, `retry_system_attrs`.
+- The logger of Optuna's optimize loop, a private module's (`optimize_logger`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import optuna
@@ -31,6 +36,50 @@ def trial_id(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
 def study_id(study: optuna.Study | Any) -> int:
     """The storage id of an `optuna.Study` or a `FrozenStudy` (both keep it as `_study_id`)."""
     return study._study_id
+
+
+# GridSampler's system attr: the index of the trial's grid point. Shared grids need it (which points were
+# started, which one a trial landed on, how many points count toward a budget); no public API says which point a
+# trial is, and its params alone cannot tell a retry of a point from a second trial on it.
+_GRID_ID = "grid_id"
+# RetryHeartbeatStaleTrialCallback's system attrs on the WAITING retry it queues: the first trial of the chain,
+# and every trial of the chain, oldest first. Optuna reads them only through experimental static methods (a
+# warning on every call) and offers no way to queue such a retry ourselves (an interrupted trial, a grid point).
+_FAILED_TRIAL, _RETRY_HISTORY = "failed_trial", "retry_history"
+# The module whose logger warns "Trial N failed with value nan." (optuna/study/_optimize.py, a private module).
+_OPTIMIZE_LOGGER = "optuna.study._optimize"
+
+
+def grid_id(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The grid point GridSampler gave a trial, None for a trial of another sampler (or not sampled yet)."""
+    value = trial.system_attrs.get(_GRID_ID)
+    return None if value is None else int(value)
+
+
+def is_retry(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial is a retry (queued by the heartbeat's RetryHeartbeatStaleTrialCallback or `queue_retry`):
+    it continues a point of its chain's first trial rather than taking a grid point of its own."""
+    return _FAILED_TRIAL in trial.system_attrs
+
+
+def retried_trial(trial: optuna.Trial) -> int | None:
+    """The number of the trial a running retry continues (the last of its retry history), None when it is not a
+    retry. Reads the live trial's system attrs through the storage: `optuna.Trial` exposes none."""
+    history = trial.storage.get_trial(trial_id(trial)).system_attrs.get(_RETRY_HISTORY) or []
+    return int(history[-1]) if history else None
+
+
+def retry_system_attrs(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The system attrs of a WAITING retry of a finished `trial`, as RetryHeartbeatStaleTrialCallback writes them:
+    the trial's own (its grid id among them), the chain's first trial and the chain with `trial` last."""
+    history = [*trial.system_attrs.get(_RETRY_HISTORY, []), trial.number]
+    return {**trial.system_attrs, _FAILED_TRIAL: history[0], _RETRY_HISTORY: history}
+
+
+def optimize_logger() -> logging.Logger:
+    """The logger Optuna's optimize loop warns on about a trial that failed with a NaN value (objectives/run.py
+    filters those it has already explained): its name is a private module's."""
+    return logging.getLogger(_OPTIMIZE_LOGGER)
 
 
 def rdb_backend(storage: optuna.storages.BaseStorage) -> optuna.storages.RDBStorage | None:

@@ -25,17 +25,14 @@ SCHEMA_CHANGES = {
 }
 DIRECTION = "maximize"  # every objective value is a validation top-1 in percent
 
-OBJECTIVES = ("simclr", "linear_probe", "supervised", "finetune")
-ROLES = ("simclr_scale", "simclr_hparams", "probe_simclr", "probe_imagenet", "probe_random", "scratch", "finetune",
-         "seeds_simclr", "seeds_probe_imagenet", "seeds_probe_random", "seeds_scratch", "seeds_scale")  # fmt: skip
 
 # Study user attrs.
-OBJECTIVE = "objective"  # str: one of OBJECTIVES
+OBJECTIVE = "objective"  # str: a registered objective (objectives.registry)
 CONFIG = "config"  # JSON str: the fixed config dict (every key of the objective's flat namespace)
 SPACE = "space"  # JSON str: {name: distribution_to_json(d)}
 SCHEMA = "schema"  # int: SCHEMA_VERSION
 PRESET = "preset"  # str: smoke | default | paper | "" (none)
-ROLE = "role"  # str, optional: the regime this study plays in a comparison (ROLES)
+ROLE = "role"  # str, optional: the regime this study plays in a comparison (comparison.regimes.ROLES)
 ENCODER = "encoder"  # str, probe/finetune studies: the encoder spec probed
 COMPARISON = "comparison"  # str, optional: the compare prefix
 SAMPLER = "sampler"  # JSON str: {"name": "tpe", "seed": 0}; Optuna does not store samplers
@@ -45,35 +42,59 @@ ENCODER_SHA256 = "encoder_sha256"  # str: sha256 of that trial's checkpoint file
 TIME_PLAN = "time_plan"  # JSON str, compare: the sized plan (budget_s, knobs, cuts, estimate_s per study, machine)
 WALL_SECONDS = "wall_seconds"  # float, compare: seconds its runs of this study took, summed over resumed runs
 STUDY_ERROR = "error"  # str, optional: why the study could not run (`compare` sets it; "" once it runs again)
+PROVENANCE = "provenance"  # JSON str: project version, git revision, library versions (objectives/provenance.py)
 
 # Trial user attrs.
-VAL_TOP1 = "val_top1"
-VAL_TOP5 = "val_top5"
-TEST_TOP1 = "test_top1"
-TEST_TOP5 = "test_top5"
-N_TRAIN_IMAGES = "n_train_images"
-STEPS = "steps"
-SECONDS = "seconds"
-IMAGES_PER_SECOND = "images_per_second"
-DEVICE = "device"
-TRIAL_ENCODER = "encoder"
+VAL_TOP1 = "val_top1"  # float, percent: probe-val top-1, the objective value of every objective
+VAL_TOP5 = "val_top5"  # float, percent: probe-val top-5
+TEST_TOP1 = "test_top1"  # float, percent: test top-1 (stored, never used for selection)
+TEST_TOP5 = "test_top5"  # float, percent: test top-5
+N_TRAIN_IMAGES = "n_train_images"  # int: probe-train images the probe or supervised training saw
+STEPS = "steps"  # int: optimiser steps of the trial's training (pretraining for simclr)
+SECONDS = "seconds"  # float: wall seconds of the whole trial
+IMAGES_PER_SECOND = "images_per_second"  # float: training throughput
+DEVICE = "device"  # str: the runtime (device, precision, ...), Runtime.describe()
+TRIAL_ENCODER = "encoder"  # str: what the trial's encoder was ("scratch", "imagenet", "trial:STUDY:3", a path)
+ENCODER_DIGEST = "encoder_digest"  # str, linear_probe: digest of the probed encoder's weights (feature cache key)
 CHECKPOINT = "checkpoint"  # artifact id of the trial's (final, or latest while running) checkpoint
 CHECKPOINT_EPOCH = "checkpoint_epoch"  # epoch of that checkpoint
-ERROR = "error"
+ERROR = "error"  # str: why the trial failed (one line; INTERRUPTED for a trial queued again)
 GRID_TAKEN = "grid exhausted"  # how ERROR starts when a grid trial gave way to an earlier one (nothing ran)
-DATA_FRACTION = "data_fraction"
-N_PRETRAIN_IMAGES = "n_pretrain_images"
-RETRY_OF = "retry_of"
-RESUMED_FROM_EPOCH = "resumed_from_epoch"
+DATA_FRACTION = "data_fraction"  # float, simclr: the fraction of the pretraining set trained on
+N_PRETRAIN_IMAGES = "n_pretrain_images"  # int, simclr: images in that subset
+RETRY_OF = "retry_of"  # int: the number of the trial a retry continues (heartbeat retry or interrupted trial)
+RESUMED_FROM_EPOCH = "resumed_from_epoch"  # int, simclr: the epoch of the inherited checkpoint it resumed from
 EPOCHS = "epochs"  # passes over the pretraining subset (fractional when the scale study trains equal steps)
 IMAGES_SEEN = "images_seen"  # pretraining images trained on (each gives two views)
 HISTORY = "history"  # list of {"epoch", "loss", "lr", "images_per_second", "step", monitor...}, one per epoch
 TEST_CORRECT = "test_correct"  # str, pack_correct(top-1 hit per test image, in test-split order): for intervals
+KNN_TOP1 = "knn_top1"  # float, percent, simclr: the last weighted-kNN monitor top-1 of pretraining
+PRETRAIN_SECONDS = "pretrain_seconds"  # float, simclr: seconds of pretraining
+PROBE_SECONDS = "probe_seconds"  # float, simclr: seconds of the linear probe after pretraining
+FEATURE_SECONDS = "feature_seconds"  # float, linear_probe: seconds spent computing (or loading) features
+BEST_EPOCH = "best_epoch"  # int, supervised/finetune: the epoch of the reported model (always the final one)
 # What every COMPLETE trial of every objective carries (the rest depend on the objective).
-COMPLETE_TRIAL_ATTRS = (VAL_TOP1, VAL_TOP5, TEST_TOP1, TEST_TOP5, N_TRAIN_IMAGES, STEPS, SECONDS, IMAGES_PER_SECOND,
-                        DEVICE, TRIAL_ENCODER)  # fmt: skip
-TRIAL_ATTRS = COMPLETE_TRIAL_ATTRS + (CHECKPOINT, CHECKPOINT_EPOCH, ERROR, DATA_FRACTION, N_PRETRAIN_IMAGES, RETRY_OF,
-                                      RESUMED_FROM_EPOCH)  # fmt: skip
+COMPLETE_TRIAL_ATTRS = (
+    VAL_TOP1,
+    VAL_TOP5,
+    TEST_TOP1,
+    TEST_TOP5,
+    N_TRAIN_IMAGES,
+    STEPS,
+    SECONDS,
+    IMAGES_PER_SECOND,
+    DEVICE,
+    TRIAL_ENCODER,
+)
+TRIAL_ATTRS = COMPLETE_TRIAL_ATTRS + (
+    CHECKPOINT,
+    CHECKPOINT_EPOCH,
+    ERROR,
+    DATA_FRACTION,
+    N_PRETRAIN_IMAGES,
+    RETRY_OF,
+    RESUMED_FROM_EPOCH,
+)
 
 
 def pack_correct(correct: Any) -> str:

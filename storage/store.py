@@ -28,18 +28,7 @@ from optuna.artifacts import FileSystemArtifactStore
 
 from errors import UserError, first_line
 from storage import schema
-
-# The artifact functions live in storage/artifacts.py; objectives/ and tests/studies use them as storage.store.*.
-from storage.artifacts import (  # noqa: F401
-    ARTIFACT_ATTR_PREFIX,
-    AtomicFileSystemArtifactStore,
-    artifact_dir,
-    download,
-    open_artifacts,
-    remove_quietly,
-    upload,
-    write_unlisted,
-)
+from storage.artifacts import ARTIFACT_ATTR_PREFIX, remove_quietly
 from storage.optuna_private import study_summaries
 from storage.urls import (
     check_dialect,
@@ -248,6 +237,17 @@ def find_study_id(storage: optuna.storages.BaseStorage, name: str) -> int:
         return storage.get_study_id_from_name(name)
     except KeyError:
         raise _no_such_study(storage, name) from None
+
+
+def study_spec(storage: optuna.storages.BaseStorage, name: str) -> schema.StudySpec:
+    """The spec stored in study `name`'s attrs. UserError when the study is not in the store (naming the studies
+    there are, as find_study_id) or its attrs are not a spec this code reads (the SchemaError's message, which
+    names the study); a caller that takes a missing study as "none" checks study_names first."""
+    attrs = storage.get_study_user_attrs(find_study_id(storage, name))
+    try:
+        return schema.read_spec(attrs, name)
+    except schema.SchemaError as e:
+        raise UserError(str(e)) from None
 
 
 def _no_such_study(storage: optuna.storages.BaseStorage, name: str) -> UserError:

@@ -17,8 +17,14 @@ import pytest
 import reports
 from tests.reports import stores
 
-CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium")
-                 if p and Path(p).exists()), None)  # fmt: skip
+CHROMIUM = next(
+    (
+        p
+        for p in (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium")
+        if p and Path(p).exists()
+    ),
+    None,
+)
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed: apt-get install chromium"),
@@ -27,10 +33,23 @@ OFFLINE = ["--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9"
 
 
 def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-               "--enable-unsafe-swiftshader",  # software WebGL for the parallel-coordinates lines (our own page)
-               f"--user-data-dir={profile}", *OFFLINE, "--virtual-time-budget=10000", *args, page.as_uri()]  # fmt: skip
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-extensions",
+        "--enable-unsafe-swiftshader",  # software WebGL for the parallel-coordinates lines (our own page)
+        f"--user-data-dir={profile}",
+        *OFFLINE,
+        "--virtual-time-budget=10000",
+        *args,
+        page.as_uri(),
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
 
 
@@ -72,7 +91,7 @@ def page(tmp_path_factory):
     url = f"sqlite:///{root / 'studies.db'}"
     stores.fill_comparison(url)
     report = reports.build_report(url)
-    return report.write_html(root / "report.html"), report
+    return reports.write_html(report, root / "report.html"), report
 
 
 def test_every_figure_draws_offline(page, tmp_path):
@@ -113,7 +132,7 @@ def test_long_missing_reason_wraps_within_the_page(tmp_path):
     reason = "could not run: weights " + "/a_rather_long_directory_name" * 12 + "/resnet18.pth are missing"
     study.set_user_attr("role", "probe_random")
     study.set_user_attr("error", reason)
-    path = reports.build_report(url).write_html(tmp_path / "report.html")
+    path = reports.write_html(reports.build_report(url), tmp_path / "report.html")
     measured = tmp_path / "measured.html"
     measured.write_text(path.read_text(encoding="utf-8").replace("</body>", MEASURE + "</body>"), encoding="utf-8")
     dom = chromium(measured, tmp_path / "profile", "--dump-dom", "--window-size=1400,2000").stdout

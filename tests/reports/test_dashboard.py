@@ -22,8 +22,10 @@ def url(tmp_path):
 
 
 def trial_snapshot(storage):
-    return {s.study_name: [(t.state, t.values, t.params, t.user_attrs) for t in storage.get_all_trials(s._study_id)]
-            for s in storage.get_all_studies()}  # fmt: skip
+    return {
+        s.study_name: [(t.state, t.values, t.params, t.user_attrs) for t in storage.get_all_trials(s._study_id)]
+        for s in storage.get_all_studies()
+    }
 
 
 def test_note_and_figure_are_saved_and_replaced(url):

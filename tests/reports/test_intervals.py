@@ -43,8 +43,10 @@ def test_paired_matches_resampling_the_same_indices(n, p_a, p_b, overlap):
     assert paired_bootstrap_ci(a, b) == pytest.approx(reference, abs=0.3 * sd)
     # pairing matters: resampling the two trials' images independently gives a wider interval here
     rng_a, rng_b = np.random.default_rng(1), np.random.default_rng(2)
-    unpaired = np.percentile([100.0 * (a[rng_a.integers(0, n, n)].mean() - b[rng_b.integers(0, n, n)].mean())
-                              for _ in range(2000)], [2.5, 97.5])  # fmt: skip
+    unpaired = np.percentile(
+        [100.0 * (a[rng_a.integers(0, n, n)].mean() - b[rng_b.integers(0, n, n)].mean()) for _ in range(2000)],
+        [2.5, 97.5],
+    )
     low, high = paired_bootstrap_ci(a, b)
     assert high - low < 0.8 * (unpaired[1] - unpaired[0])
 

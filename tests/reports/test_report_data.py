@@ -14,7 +14,7 @@ import pytest
 
 import reports
 from errors import UserError
-from reports import intervals, rows, study_info
+from reports import intervals, rows, scale, study_info
 from storage import schema
 from tests.reports import stores
 
@@ -114,15 +114,23 @@ def test_optional_finetune_row_only_when_present(studies):
 
 
 def test_missing_reason_without_error_attr():
-    study = rows.StudyData("s", {"role": "scratch"}, "maximize",
-                           [optuna.trial.create_trial(state=stores.PRUNED), optuna.trial.create_trial(
-                               state=optuna.trial.TrialState.RUNNING)])  # fmt: skip
+    study = rows.StudyData(
+        "s",
+        {"role": "scratch"},
+        "maximize",
+        [
+            optuna.trial.create_trial(state=stores.PRUNED),
+            optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING),
+        ],
+    )
     row = next(r for r in rows.comparison_rows([study]) if r["regime"] == "scratch")
     assert row["reason"] == "no complete trial (1 pruned, 1 running)"
 
 
-@pytest.mark.parametrize("error, reason", [("weights unavailable", "s could not run: weights unavailable"),
-                                           ("", "no complete trial (no trials yet)")])  # fmt: skip
+@pytest.mark.parametrize(
+    "error, reason",
+    [("weights unavailable", "s could not run: weights unavailable"), ("", "no complete trial (no trials yet)")],
+)
 def test_missing_reason_from_the_study_error_attr(error, reason):
     """`compare` records why a study could not start (its "error" study attr; "" once it ran again)."""
     study = rows.StudyData("s", {"role": "probe_imagenet", schema.STUDY_ERROR: error}, "maximize")
@@ -151,7 +159,7 @@ def test_regime_classification(attrs, regime):
 
 
 def test_scale_rows_match_hand_computed(studies):
-    got = rows.scale_rows(list(studies.values()))
+    got = scale.scale_rows(list(studies.values()))
     assert len(got) == len(stores.EXPECTED_SCALE)
     for row, expected in zip(got, stores.EXPECTED_SCALE, strict=True):
         assert {k: row[k] for k in expected} == expected
@@ -161,13 +169,21 @@ def test_scale_rows_match_hand_computed(studies):
 def test_scale_rows_one_curve_per_study(studies):
     """Two scale studies (two configurations) at one fraction stay two points: pooling would hide a's 34 under
     b's 50 and call the difference data."""
-    b = rows.StudyData("simclr-scale-b", {"objective": "simclr", "role": "simclr_scale"}, "maximize",
-                       [optuna.trial.create_trial(value=50.0, user_attrs={"data_fraction": 0.1}),
-                        optuna.trial.create_trial(state=stores.PRUNED, user_attrs={"data_fraction": 0.3})])  # fmt: skip
-    got = rows.scale_rows([studies["simclr-scale"], b])
+    b = rows.StudyData(
+        "simclr-scale-b",
+        {"objective": "simclr", "role": "simclr_scale"},
+        "maximize",
+        [
+            optuna.trial.create_trial(value=50.0, user_attrs={"data_fraction": 0.1}),
+            optuna.trial.create_trial(state=stores.PRUNED, user_attrs={"data_fraction": 0.3}),
+        ],
+    )
+    got = scale.scale_rows([studies["simclr-scale"], b])
     assert [{k: r[k] for k in e} for r, e in zip(got[:3], stores.EXPECTED_SCALE, strict=True)] == stores.EXPECTED_SCALE
     assert [(r["study"], r["data_fraction"], r["best_value"], r["count"]) for r in got[3:]] == [
-        ("simclr-scale-b", 0.1, 50.0, 1), ("simclr-scale-b", 0.3, None, 0)]  # fmt: skip
+        ("simclr-scale-b", 0.1, 50.0, 1),
+        ("simclr-scale-b", 0.3, None, 0),
+    ]
 
 
 def test_scale_best_respects_direction():
@@ -175,7 +191,7 @@ def test_scale_best_respects_direction():
     study = optuna.create_study(storage=storage, study_name="s", direction="minimize")
     study.set_user_attr("objective", "simclr")
     study.add_trials([optuna.trial.create_trial(value=v, user_attrs={"data_fraction": 0.5}) for v in (3.0, 1.0, 2.0)])
-    (row,) = rows.scale_rows(rows.load_studies(storage))
+    (row,) = scale.scale_rows(rows.load_studies(storage))
     assert (row["best_value"], row["trial"], row["min"], row["max"]) == (1.0, 1, 1.0, 3.0)
 
 
@@ -188,8 +204,8 @@ def test_json_safe():
 def test_scale_falls_back_to_every_simclr_study(studies):
     # Without a simclr_scale study the hparam study is used: it has no data_fraction anywhere -> no rows.
     kept = [s for name, s in studies.items() if name != "simclr-scale"]
-    assert rows.scale_studies(kept) == [studies[stores.EVIL]]
-    assert rows.scale_rows(kept) == []
+    assert scale.scale_studies(kept) == [studies[stores.EVIL]]
+    assert scale.scale_rows(kept) == []
 
 
 @pytest.mark.parametrize(
@@ -198,13 +214,17 @@ def test_scale_falls_back_to_every_simclr_study(studies):
 )
 def test_data_fraction_sources(studies, trial_number, fraction):
     study = studies["simclr-scale"]
-    assert rows.data_fraction(study, study.trials[trial_number]) == fraction
+    assert scale.data_fraction(study, study.trials[trial_number]) == fraction
 
 
 def test_history_info(studies):
     info = study_info.history_info(studies[stores.EVIL])
-    assert info == {"study": stores.EVIL, "numbers": [0, 1, 2], "values": [10.0, 30.0, 20.0],
-                    "best_so_far": [10.0, 30.0, 30.0]}  # fmt: skip
+    assert info == {
+        "study": stores.EVIL,
+        "numbers": [0, 1, 2],
+        "values": [10.0, 30.0, 20.0],
+        "best_so_far": [10.0, 30.0, 30.0],
+    }
 
 
 def test_intermediate_info_flags_pruned(studies):
@@ -245,9 +265,11 @@ def test_importance_info(studies, large):
 def test_importance_needs_enough_trials(studies, large):
     """Three trials give PED-ANOVA numbers (and two give equal bars): noise, so none are shown, and why."""
     assert study_info.importance_info(studies[stores.EVIL]) == {
-        "study": stores.EVIL, "importances": {}, "caveat": None,
+        "study": stores.EVIL,
+        "importances": {},
+        "caveat": None,
         "note": "too few trials for importances (3 complete; PED-ANOVA needs about 50, 5 in the best 10%)",
-    }  # fmt: skip
+    }
     few = rows.StudyData("few", {}, "maximize", large[0].complete()[: study_info.MIN_TRIALS_FOR_IMPORTANCE - 1])
     assert study_info.importance_info(few)["note"].startswith("too few trials for importances (49 complete")
 
@@ -257,16 +279,19 @@ def test_importance_caveat_in_words(large):
     trials = [*large[0].complete()]
     first = trials[0]
     params = {k: v for k, v in first.params.items() if k != "batch_size"}
-    trials[0] = optuna.trial.create_trial(value=first.value, params=params,
-                                          distributions={k: first.distributions[k] for k in params})  # fmt: skip
+    trials[0] = optuna.trial.create_trial(
+        value=first.value, params=params, distributions={k: first.distributions[k] for k in params}
+    )
     info = study_info.importance_info(rows.StudyData("s", {}, "maximize", trials))
     assert info["caveat"] == (
         "batch_size was searched over another range, or not at all, in fewer than 2 trials: its importance is rough"
     )
 
 
-@pytest.mark.parametrize("n_complete, note", [(0, "needs at least 2 complete trials (has 0)"),
-                                              (1, "needs at least 2 complete trials (has 1)"), (2, None)])  # fmt: skip
+@pytest.mark.parametrize(
+    "n_complete, note",
+    [(0, "needs at least 2 complete trials (has 0)"), (1, "needs at least 2 complete trials (has 1)"), (2, None)],
+)
 def test_parallel_needs_two_trials(studies, n_complete, note):
     evil = studies[stores.EVIL]
     study = rows.StudyData("s", {}, "maximize", evil.complete()[:n_complete])

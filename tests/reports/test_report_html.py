@@ -26,7 +26,7 @@ def page(tmp_path_factory):
     root = tmp_path_factory.mktemp("html")
     url = f"sqlite:///{root / 'studies.db'}"
     stores.fill_comparison(url)
-    path = reports.build_report(url).write_html(root / "report.html")
+    path = reports.write_html(reports.build_report(url), root / "report.html")
     return path.read_text(encoding="utf-8")
 
 
@@ -91,7 +91,7 @@ def test_thousand_trials_written_fast(tmp_path):
     stores.fill_comparison(storage)
     start = time.perf_counter()
     report = reports.build_report(storage, url="journal")
-    path = report.write_html(tmp_path / "report.html")
+    path = reports.write_html(report, tmp_path / "report.html")
     seconds = time.perf_counter() - start
     assert seconds < 10.0, seconds
     text = path.read_text(encoding="utf-8")
@@ -114,8 +114,9 @@ def test_user_made_studies_of_every_shape(tmp_path):
             optuna.trial.create_trial(values=[value, -value], params={"x": value / 3}, distributions={"x": x})
         )
         minimize.add_trial(optuna.trial.create_trial(value=value, params={"x": value / 3}, distributions={"x": x}))
-    minimize.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params={"x": 0.5},
-                                                 distributions={"x": x}))  # fmt: skip
+    minimize.add_trial(
+        optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params={"x": 0.5}, distributions={"x": x})
+    )
     report = reports.build_report(storage, url="memory")
     data = report.to_json(trials=True)
     json.dumps(data, allow_nan=False)
@@ -124,7 +125,7 @@ def test_user_made_studies_of_every_shape(tmp_path):
     assert summaries["minimize"]["best"]["value"] == 1.0 and summaries["minimize"]["counts"]["running"] == 1
     assert summaries["multi"]["importance_note"].startswith("multi-objective")
     assert data["comparison"] == [] and data["scale"] == []
-    text = report.write_html(tmp_path / "report.html").read_text(encoding="utf-8")
+    text = reports.write_html(report, tmp_path / "report.html").read_text(encoding="utf-8")
     assert "Comparison</h2>" not in text and "Study empty</h2>" in text
 
 
@@ -164,11 +165,22 @@ def test_scale_figure_one_curve_per_study():
     from reports import figures
 
     row = {"n_pretrain_images": 5000, "count": 1, "n_pruned": 0, "n_failed": 0, "test_top1": None, "trial": 0}
-    scale = [{**row, "study": "a", "data_fraction": 0.1, "best_value": 30.0, "mean": 30.0, "min": 30.0, "max": 30.0},
-             {**row, "study": "a", "data_fraction": 0.5, "n_pretrain_images": 25000, "best_value": 40.0,
-              "mean": 40.0, "min": 40.0, "max": 40.0},
-             {**row, "study": "b", "data_fraction": 0.1, "best_value": 50.0, "mean": 50.0, "min": 50.0,
-              "max": 50.0}]  # fmt: skip
+    scale = [
+        {**row, "study": "a", "data_fraction": 0.1, "best_value": 30.0, "mean": 30.0, "min": 30.0, "max": 30.0},
+        {
+            **row,
+            "study": "a",
+            "data_fraction": 0.5,
+            "n_pretrain_images": 25000,
+            "best_value": 40.0,
+            "mean": 40.0,
+            "min": 40.0,
+            "max": 40.0,
+        },
+        {**row, "study": "b", "data_fraction": 0.1, "best_value": 50.0, "mean": 50.0, "min": 50.0, "max": 50.0},
+    ]
     best = {t.name: (list(t.x), list(t.y)) for t in figures.scale_figure(scale).data if "val top-1" in t.name}
-    assert best == {"a: best trial: val top-1": ([5000, 25000], [30.0, 40.0]),
-                    "b: best trial: val top-1": ([5000], [50.0])}  # fmt: skip
+    assert best == {
+        "a: best trial: val top-1": ([5000, 25000], [30.0, 40.0]),
+        "b: best trial: val top-1": ([5000], [50.0]),
+    }

@@ -10,6 +10,7 @@ import pytest
 
 from reports import rows
 from reports.protocol import protocol, protocol_text
+from reports.scale import scale_rows
 
 
 def study(name, role, objective, trials, config=None):
@@ -47,18 +48,29 @@ def test_seeds_mean_sd_and_the_gain_paired_by_seed():
 
 
 def test_protocol_line_names_labels_input_pretraining_epochs_trials_and_seeds():
-    simclr = study("p-hparams", "simclr_hparams", "simclr",
-                   [trial(3, 30.0, 29.0, n_pretrain_images=1000, steps=40)])  # fmt: skip
-    probe = study("p-probe-simclr", "probe_simclr", "linear_probe", [trial(0, 44.0, 42.0, encoder="trial:p-hparams:3")],
-                  {"seed": 0, "encoder": "best:p-hparams", "probe_epochs": 30, "image_size": 32})  # fmt: skip
-    imagenet = study("p-probe-imagenet", "probe_imagenet", "linear_probe", [trial(0, 50.0, 48.0)],
-                     {"seed": 0, "encoder": "imagenet", "resolution": 64, "probe_epochs": 30})  # fmt: skip
+    simclr = study("p-hparams", "simclr_hparams", "simclr", [trial(3, 30.0, 29.0, n_pretrain_images=1000, steps=40)])
+    probe = study(
+        "p-probe-simclr",
+        "probe_simclr",
+        "linear_probe",
+        [trial(0, 44.0, 42.0, encoder="trial:p-hparams:3")],
+        {"seed": 0, "encoder": "best:p-hparams", "probe_epochs": 30, "image_size": 32},
+    )
+    imagenet = study(
+        "p-probe-imagenet",
+        "probe_imagenet",
+        "linear_probe",
+        [trial(0, 50.0, 48.0)],
+        {"seed": 0, "encoder": "imagenet", "resolution": 64, "probe_epochs": 30},
+    )
     scratch = study("p-scratch", "scratch", "supervised", [trial(0, 20.0, 19.0)], {"seed": 0, "epochs": 3})
     got = {r["regime"]: r for r in rows.comparison_rows([simclr, probe, imagenet, scratch])}
     assert got["probe_imagenet"]["resolution"] == 64 and got["probe_simclr"]["resolution"] == 32
     line = protocol_text(got["probe_simclr"]["protocol"], got["probe_simclr"]["seeds"])
-    assert line == ("CIFAR-100 labels for the linear layer only (pretraining: none); input 32x32; SimCLR on 1,000 "
-                    "images, 40 steps (p-hparams #3); 30 probe epochs; 1 trials; 1 seed")  # fmt: skip
+    assert line == (
+        "CIFAR-100 labels for the linear layer only (pretraining: none); input 32x32; SimCLR on 1,000 "
+        "images, 40 steps (p-hparams #3); 30 probe epochs; 1 trials; 1 seed"
+    )
     assert "ImageNet-1k" in protocol_text(got["probe_imagenet"]["protocol"])
     assert protocol(got["scratch"], [scratch])["epochs"] == 3
 
@@ -69,11 +81,15 @@ def test_scale_points_get_a_spread_over_seeds():
         return frozen
 
     scale = study("p-scale", "simclr_scale", "simclr", [point(0, 30.0, 0.1), point(1, 40.0, 1.0)])
-    seeds = study("p-seeds-scale", "seeds_scale", "simclr", [point(0, 32.0, 0.1, 1), point(1, 34.0, 0.1, 2),
-                                                             point(2, 41.0, 1.0, 1)])  # fmt: skip
+    seeds = study(
+        "p-seeds-scale",
+        "seeds_scale",
+        "simclr",
+        [point(0, 32.0, 0.1, 1), point(1, 34.0, 0.1, 2), point(2, 41.0, 1.0, 1)],
+    )
     for s in (scale, seeds):
         s.user_attrs["comparison"] = "p"
-    got = {r["data_fraction"]: r for r in rows.scale_rows([scale, seeds])}
+    got = {r["data_fraction"]: r for r in scale_rows([scale, seeds])}
     assert list(got) == [0.1, 1.0]  # the seeds study adds no curve of its own
     assert got[0.1]["seeds"]["n"] == 3 and got[0.1]["seeds"]["mean"] == pytest.approx(32.0)
     assert got[0.1]["seeds"]["sd"] == pytest.approx(statistics.stdev([30.0, 32.0, 34.0]))

@@ -9,8 +9,13 @@ from reports.rows import StudyData
 from reports.timing import timing_info
 from storage import schema
 
-PLAN = {"budget_s": 900.0, "cuts": ["SimCLR epochs 5 -> 3"], "knobs": {"simclr_epochs": 3},
-        "estimate_s": {"c-scale": 300.0, "c-scratch": 240.0, "c-seeds-*": 0.0}, "machine": "Xeon"}  # fmt: skip
+PLAN = {
+    "budget_s": 900.0,
+    "cuts": ["SimCLR epochs 5 -> 3"],
+    "knobs": {"simclr_epochs": 3},
+    "estimate_s": {"c-scale": 300.0, "c-scratch": 240.0, "c-seeds-*": 0.0},
+    "machine": "Xeon",
+}
 
 
 def _study(name: str, **attrs) -> StudyData:

@@ -88,7 +88,7 @@ def test_param_groups_exclude_bn_and_bias():
     assert len(no_decay["params"]) == 4  # conv bias, BN weight and bias, linear bias
 
 
-@pytest.mark.parametrize("name,cls", [("sgd", torch.optim.SGD), ("lars", LARS), ("adam", torch.optim.AdamW)])
+@pytest.mark.parametrize("name,cls", [("sgd", torch.optim.SGD), ("lars", LARS), ("adamw", torch.optim.AdamW)])
 def test_build_optimizer(name, cls):
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
     opt = build_optimizer(model, name, lr=0.1, momentum=0.9, weight_decay=1e-4)

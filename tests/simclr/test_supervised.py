@@ -33,7 +33,7 @@ def splits() -> dict[str, ImageSet]:
 
 def config(**changes) -> SupervisedConfig:
     base = dict(
-        epochs=3, batch_size=16, optimizer="adam", lr=2e-3, warmup_epochs=0, crop_padding=1, label_smoothing=0.1
+        epochs=3, batch_size=16, optimizer="adamw", lr=2e-3, warmup_epochs=0, crop_padding=1, label_smoothing=0.1
     )
     return SupervisedConfig(**{**base, **changes})
 
@@ -110,7 +110,7 @@ def test_finetune_trains_a_copy_of_every_encoder_weight(splits, resolution):
     base = load_encoder("random", seed=0, mean=MEAN, std=STD)
     encoder = Encoder(base.module, "random", "cifar", MEAN, STD, resolution, base.digest)
     before = {k: v.clone() for k, v in encoder.module.state_dict().items()}
-    result = train_supervised(config(epochs=1, optimizer="adam", lr=1e-3), splits, rt=RT, encoder=encoder)
+    result = train_supervised(config(epochs=1, optimizer="adamw", lr=1e-3), splits, rt=RT, encoder=encoder)
     assert weights_digest(encoder.module) == base.digest  # the caller's encoder is untouched
     after = result.model.backbone.state_dict()
     changed = [k for k, v in before.items() if v.is_floating_point() and not torch.equal(v, after[k])]

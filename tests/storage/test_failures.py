@@ -23,8 +23,9 @@ def read_only(tmp_path):
     url = f"sqlite:///{path}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.create_study(storage=url, study_name="a").add_trial(optuna.trial.create_trial(value=1.0))
-    storage = optuna.storages.RDBStorage(f"sqlite:///file:{path}?mode=ro&uri=true", skip_table_creation=True,
-                                         skip_compatibility_check=True)  # fmt: skip
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///file:{path}?mode=ro&uri=true", skip_table_creation=True, skip_compatibility_check=True
+    )
     yield url, storage
     storage.engine.dispose()
 
@@ -62,24 +63,39 @@ def _chained(outer: Exception, inner: BaseException) -> Exception:
     "exc, message",
     [
         (
-            _chained(optuna.exceptions.StorageInternalError("An exception is raised during the commit. e.g. "
-                                                            "exceeding max length."),
-                     sqlalchemy.exc.DataError("INSERT ...", {}, Exception("value too long for type varchar(512)\nx"))),
+            _chained(
+                optuna.exceptions.StorageInternalError(
+                    "An exception is raised during the commit. e.g. exceeding max length."
+                ),
+                sqlalchemy.exc.DataError("INSERT ...", {}, Exception("value too long for type varchar(512)\nx")),
+            ),
             "store postgresql+psycopg://u:***@db/s: Exception: value too long for type varchar(512)",
         ),
-        (optuna.exceptions.StorageInternalError("An exception is raised during the commit."),
-         "store postgresql+psycopg://u:***@db/s: StorageInternalError: An exception is raised during the commit."),
-        (OSError(errno.EROFS, "Read-only file system", "/mnt/j.log"),
-         "store postgresql+psycopg://u:***@db/s is read-only (Read-only file system: /mnt/j.log)"),
-        (OSError(errno.ENOSPC, "No space left on device"),
-         "store postgresql+psycopg://u:***@db/s: No space left on device"),
-        (sqlite3.DatabaseError("database disk image is malformed"),
-         "store postgresql+psycopg://u:***@db/s: DatabaseError: database disk image is malformed"),
-        (sqlalchemy.exc.OperationalError("SET ...", {}, Exception("cannot execute INSERT in a read-only transaction")),
-         "store postgresql+psycopg://u:***@db/s is read-only (Exception: cannot execute INSERT in a read-only "
-         "transaction)"),
+        (
+            optuna.exceptions.StorageInternalError("An exception is raised during the commit."),
+            "store postgresql+psycopg://u:***@db/s: StorageInternalError: An exception is raised during the commit.",
+        ),
+        (
+            OSError(errno.EROFS, "Read-only file system", "/mnt/j.log"),
+            "store postgresql+psycopg://u:***@db/s is read-only (Read-only file system: /mnt/j.log)",
+        ),
+        (
+            OSError(errno.ENOSPC, "No space left on device"),
+            "store postgresql+psycopg://u:***@db/s: No space left on device",
+        ),
+        (
+            sqlite3.DatabaseError("database disk image is malformed"),
+            "store postgresql+psycopg://u:***@db/s: DatabaseError: database disk image is malformed",
+        ),
+        (
+            sqlalchemy.exc.OperationalError(
+                "SET ...", {}, Exception("cannot execute INSERT in a read-only transaction")
+            ),
+            "store postgresql+psycopg://u:***@db/s is read-only (Exception: cannot execute INSERT in a read-only "
+            "transaction)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_store_failures_become_one_line(exc, message):
     with pytest.raises(UserError) as e, store_errors("postgresql+psycopg://u:pw@db/s"):
         raise exc

@@ -11,7 +11,8 @@ import optuna
 import pytest
 
 from errors import UserError
-from storage import delete_study, display_url, open_artifacts, open_storage, schema, store
+from storage import delete_study, display_url, open_artifacts, open_storage, schema
+from storage.artifacts import upload, write_unlisted
 from storage.urls import check_dialect
 
 
@@ -93,8 +94,8 @@ def _with_checkpoints(storage, name: str, artifacts, tmp_path: Path) -> set[str]
         trial = study.ask()
         source = tmp_path / f"{name}-{k}.pt"
         source.write_bytes(b"weights")
-        ids.add(store.upload(artifacts, trial, source))  # listed: trial system attr
-        ids.add(unlisted := store.write_unlisted(artifacts, source))
+        ids.add(upload(artifacts, trial, source))  # listed: trial system attr
+        ids.add(unlisted := write_unlisted(artifacts, source))
         trial.set_user_attr(schema.CHECKPOINT, unlisted)  # unlisted: found through the user attr
         study.tell(trial, 1.0)
     return ids

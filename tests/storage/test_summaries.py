@@ -32,17 +32,57 @@ def fill(storage) -> None:
 
 
 EXPECTED = {
-    "ours": {"name": "ours", "objective": "simclr", "preset": "smoke", "role": "simclr_scale", "trials": 7,
-             "states": {"COMPLETE": 4, "FAIL": 1, "PRUNED": 1, "RUNNING": 1}, "best_value": 3.0, "best_trial": 1},
-    "foreign-min": {"name": "foreign-min", "objective": "", "preset": "", "role": "", "trials": 4,
-                    "states": {"COMPLETE": 4}, "best_value": 1.0, "best_trial": 1},
-    "inf-max": {"name": "inf-max", "objective": "", "preset": "", "role": "", "trials": 3,
-                "states": {"COMPLETE": 3}, "best_value": 2.0, "best_trial": 1},  # finite values only
-    "multi": {"name": "multi", "objective": "", "preset": "", "role": "", "trials": 2,
-              "states": {"COMPLETE": 2}, "best_value": 1.0, "best_trial": 1},  # by the first objective
-    "empty": {"name": "empty", "objective": "", "preset": "", "role": "", "trials": 0, "states": {},
-              "best_value": None, "best_trial": None},
-}  # fmt: skip
+    "ours": {
+        "name": "ours",
+        "objective": "simclr",
+        "preset": "smoke",
+        "role": "simclr_scale",
+        "trials": 7,
+        "states": {"COMPLETE": 4, "FAIL": 1, "PRUNED": 1, "RUNNING": 1},
+        "best_value": 3.0,
+        "best_trial": 1,
+    },
+    "foreign-min": {
+        "name": "foreign-min",
+        "objective": "",
+        "preset": "",
+        "role": "",
+        "trials": 4,
+        "states": {"COMPLETE": 4},
+        "best_value": 1.0,
+        "best_trial": 1,
+    },
+    "inf-max": {
+        "name": "inf-max",
+        "objective": "",
+        "preset": "",
+        "role": "",
+        "trials": 3,
+        "states": {"COMPLETE": 3},
+        "best_value": 2.0,
+        "best_trial": 1,
+    },  # finite values only
+    "multi": {
+        "name": "multi",
+        "objective": "",
+        "preset": "",
+        "role": "",
+        "trials": 2,
+        "states": {"COMPLETE": 2},
+        "best_value": 1.0,
+        "best_trial": 1,
+    },  # by the first objective
+    "empty": {
+        "name": "empty",
+        "objective": "",
+        "preset": "",
+        "role": "",
+        "trials": 0,
+        "states": {},
+        "best_value": None,
+        "best_trial": None,
+    },
+}
 
 
 @pytest.fixture(scope="module")

@@ -19,15 +19,9 @@ import optuna
 import pytest
 
 from storage import schema
-from tests.studies.conftest import REPO, file_state, run_cli, tiny_sets
+from tests.helpers import REPO, check_refused, file_state, run_cli, show, tiny_sets
 
 SCHEMA_ATTRS = set(schema.COMPLETE_TRIAL_ATTRS)
-
-
-def show(url: str, name: str) -> dict:
-    r = run_cli("show", name, "--json", "--storage", url)
-    assert r.rc == 0, r.err
-    return json.loads(r.out)
 
 
 def store_snapshot(url: str) -> dict:
@@ -228,14 +222,6 @@ def test_delete_removes_the_study_and_its_artifacts(filled_store, tmp_path):
 # bad input: exit 2, one line, nothing changed
 
 
-def check_refused(r, fragment: str = "") -> None:
-    lines = r.err.strip().splitlines()
-    assert r.rc == 2, (r.rc, r.err)
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.err
-    assert "Traceback" not in r.err and r.out == ""
-    assert fragment in lines[0], lines[0]
-
-
 @pytest.mark.parametrize(
     "argv, fragment",
     [
@@ -249,6 +235,7 @@ def check_refused(r, fragment: str = "") -> None:
         (["create", "--objective", "simclr", "--param", "lr=float:1:0"], "LOW 1.0 is above HIGH 0.0"),
         (["create", "--objective", "simclr", "--param", "lr=float:abc"], "SPEC must be"),
         (["create", "--objective", "simclr", "--set", "nope=1"], "unknown config key"),
+        (["create", "--objective", "simclr", "--role", "boss"], "unknown role 'boss'; choose from simclr_scale"),
         (["create", "--objective", "simclr", "--param", "nope=float:0:1"], "unknown config key"),
         (["create", "--objective", "simclr", "--sampler", "grid", "--param", "lr=float:0.1:1"], "grid needs"),
         (["create", "--objective", "simclr", "--set", "lr=0.1", "--param", "lr=float:0.1:1"], "either fixed"),

@@ -9,8 +9,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from errors import UserError
-from objectives import build_spec
-from objectives.presets import PRESETS, preset_config
+from objectives import build_spec, registry
+from objectives.presets import PRESETS
 from objectives.space import (
     build_space,
     default_space,
@@ -148,8 +148,8 @@ def test_default_space_fits_the_config(objective):
 
 
 def test_default_space_moves_with_the_preset():
-    paper = {**defaults("simclr"), **preset_config("paper", "simclr")}
-    smoke = {**defaults("simclr"), **preset_config("smoke", "simclr")}
+    paper = {**defaults("simclr"), **registry.get("simclr").preset("paper")}
+    smoke = {**defaults("simclr"), **registry.get("simclr").preset("smoke")}
     assert default_space("simclr", paper)["lr"].high > default_space("simclr", smoke)["lr"].high
     assert 512 in default_space("simclr", paper)["batch_size"].choices
     assert max(default_space("simclr", smoke)["batch_size"].choices) <= 256
@@ -195,7 +195,9 @@ def test_grid_space_is_the_choices_only():
         ({"objective": "simclr", "sets": ["lr=0.1", "lr=0.2"]}, "given twice"),
         ({"objective": "simclr", "params": ["lr=float:0.1:1", "lr=float:0.1:2"]}, "given twice"),
         ({"objective": "simclr", "sampler": "grid", "params": ["lr=float:0.1:1"]}, "grid needs"),
-        ({"objective": "simclr", "role": "boss"}, "unknown role"),
+        ({"objective": "simclr", "values": {"temperature": 0.0}}, "must be > 0"),
+        ({"objective": "simclr", "values": {"banana": 1}}, "unknown config key"),
+        ({"objective": "simclr", "values": {"lr": 0.1}, "sets": ["lr=0.2"]}, "given twice"),
         ({"objective": "linear_probe", "sets": ["encoder=trial:x:y"]}, "trial:STUDY:NUMBER"),
         ({"objective": "finetune", "sets": ["encoder=best:"]}, "needs a study name"),
     ],
@@ -214,15 +216,14 @@ def test_spec_round_trips_through_study_attrs(objective, preset):
     attrs = json.loads(json.dumps(spec.user_attrs()))  # what a store keeps: JSON-able values
     back = schema.read_spec(attrs)
     assert back == spec
-    for key, value in preset_config(preset, objective).items():
+    for key, value in registry.get(objective).preset(preset).items():
         assert back.config[key] == value
 
 
 def test_set_overrides_preset():
     spec = build_spec("simclr", preset="smoke", sets=["epochs=7"])
-    assert (
-        spec.config["epochs"] == 7 and spec.config["data_fraction"] == preset_config("smoke", "simclr")["data_fraction"]
-    )
+    smoke = registry.get("simclr").preset("smoke")
+    assert spec.config["epochs"] == 7 and spec.config["data_fraction"] == smoke["data_fraction"]
 
 
 @pytest.mark.parametrize("name", ["tpe", "random", "grid"])

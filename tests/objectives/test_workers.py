@@ -18,8 +18,8 @@ import optuna
 import pytest
 
 from storage import open_storage, schema
-from tests.studies.conftest import REPO, run_cli
-from tests.studies.workers import create, delete_studies, store_for, trials, unique_name, wait_all, worker
+from tests.helpers import REPO, run_cli
+from tests.objectives.workers import create, delete_studies, store_for, trials, unique_name, wait_all, worker
 
 pytestmark = pytest.mark.slow  # end-to-end: several processes or a whole study each
 
@@ -118,7 +118,7 @@ def test_sqlite_busy_timeout_waits_for_a_writer(tmp_path):
 def test_dashboard_and_report_read_while_two_workers_write(tmp_path, data_dir):
     """optuna-dashboard's API polled every 0.2 s and `study.py report --json` in a loop, on the SQLite store two
     workers are writing: no worker error, every trial completes, every read answers."""
-    from tests.studies.test_dashboard_api import free_port, get
+    from tests.helpers import free_port, get
 
     store = store_for("sqlite", tmp_path)
     create(store, "rw", "linear_probe", data_dir, "--pruner", "none", sets=("encoder=random",))

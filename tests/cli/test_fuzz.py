@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 import study
 from storage import open_storage
-from tests.studies.conftest import run_cli
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.slow  # end-to-end: several processes or a whole study each
 

@@ -14,7 +14,7 @@ import optuna
 import pytest
 
 from storage import open_storage
-from tests.studies.conftest import REPO, run_cli, tiny_sets
+from tests.helpers import REPO, run_cli, tiny_sets
 
 POSTGRES_ENV = "STUDY_TEST_POSTGRES_URL"
 

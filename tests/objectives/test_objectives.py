@@ -7,28 +7,14 @@ import math
 import optuna
 import pytest
 import torch
-from optuna.distributions import CategoricalDistribution
 from optuna.trial import FixedTrial, TrialState
 
 from errors import NonFiniteLoss, UserError
 from objectives import build_spec, make_objective
 from objectives.common import reporter
 from storage import schema, store
-from tests.studies.conftest import tiny_sets
-
-
-def fixed_params(space) -> dict:
-    """A point of the space: the first choice, or the geometric/arithmetic middle of a range."""
-    out = {}
-    for key, d in space.items():
-        if isinstance(d, CategoricalDistribution):
-            out[key] = d.choices[0]
-        elif d.log:
-            out[key] = type(d.low)(math.sqrt(d.low * d.high))
-        else:
-            out[key] = type(d.low)((d.low + d.high) / 2)
-    return out
-
+from storage.artifacts import open_artifacts, write_unlisted
+from tests.helpers import fixed_params, tiny_sets
 
 TRIAL_ATTRS = set(schema.COMPLETE_TRIAL_ATTRS)
 
@@ -204,7 +190,7 @@ def test_retry_resumes_from_the_inherited_checkpoint(data_dir, tmp_path):
     spec = build_spec("simclr", sets=sets)
     params = fixed_params(spec.space)
     storage = store.open_storage(f"sqlite:///{tmp_path / 'r.db'}", create=True)
-    artifacts = store.open_artifacts(f"sqlite:///{tmp_path / 'r.db'}")
+    artifacts = open_artifacts(f"sqlite:///{tmp_path / 'r.db'}")
     study = optuna.create_study(storage=storage, study_name="r", direction="maximize")
     schema.write_spec(study, spec)
 
@@ -226,7 +212,7 @@ def test_retry_resumes_from_the_inherited_checkpoint(data_dir, tmp_path):
             checkpoint_dir=tmp_path,
             on_epoch=die,
         )
-    resume_id = store.write_unlisted(artifacts, tmp_path / "last.pt")
+    resume_id = write_unlisted(artifacts, tmp_path / "last.pt")
     study.add_trial(
         optuna.create_trial(
             state=TrialState.WAITING,

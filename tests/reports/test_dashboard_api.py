@@ -4,7 +4,6 @@ the studies, trials, params, user attrs and checkpoint artifacts."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -14,20 +13,9 @@ import urllib.request
 import pytest
 
 from storage import schema
-from tests.studies.conftest import REPO
+from tests.helpers import REPO, free_port, get
 
 pytestmark = pytest.mark.slow  # end-to-end: several processes or a whole study each
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url: str, timeout: float = 10):
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.status, response.read()
 
 
 @pytest.fixture

@@ -1,23 +1,23 @@
 """What a resumed comparison finds in the store: whether its studies hold what `compare` would create, what is
 left of each budget, the SimCLR encoder to probe, the sized plan stored with the studies, and the wall time and
-error recorded on each (objectives.compare's module docstring says what counts toward a budget)."""
+error recorded on each (comparison.run's module docstring says what counts toward a budget)."""
 
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from comparison.plan import PlannedStudy
+from comparison.regimes import HPARAMS, SCALE
 from errors import UserError
 from objectives.run import uses_budget
 from storage import schema, store
-
-if TYPE_CHECKING:
-    from objectives.compare import PlannedStudy
+from storage.optuna_private import grid_id
 
 
 def spec_difference(stored: schema.StudySpec, wanted: schema.StudySpec, *, ignore: Sequence[str] = ()) -> str | None:
@@ -43,12 +43,11 @@ def check_existing(storage: optuna.storages.BaseStorage, plans: Sequence[Planned
     for planned in plans:
         if planned.name not in names:
             continue
-        attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(planned.name))
         try:
-            stored = schema.read_spec(attrs, planned.name)
-        except schema.SchemaError as e:
+            stored = store.study_spec(storage, planned.name)
+        except UserError as e:  # not a study of ours (it is in the store)
             raise UserError(f"{e}; use another --prefix") from None
-        ignore = ("encoder",) if planned.role == "probe_simclr" else ()  # chosen when the study was created
+        ignore = ("encoder",) if planned.probes_simclr else ()  # chosen when the study was created
         diff = spec_difference(stored, planned.spec(), ignore=ignore)
         if diff:
             raise UserError(
@@ -61,8 +60,8 @@ def check_existing(storage: optuna.storages.BaseStorage, plans: Sequence[Planned
 
 def remaining(planned: PlannedStudy, trials: Sequence[FrozenTrial]) -> tuple[int, int]:
     """(trials that count, trials left to run): grid points for the scale study, trials for the others."""
-    if planned.sampler == "grid":
-        done = len({t.system_attrs.get("grid_id") for t in trials if uses_budget(t)} - {None})
+    if planned.grid:
+        done = len({grid_id(t) for t in trials if uses_budget(t)} - {None})
     else:
         done = sum(uses_budget(t) for t in trials)
     return done, max(0, planned.trials - done)
@@ -83,14 +82,14 @@ def work_left(storage: optuna.storages.BaseStorage | None, plans: Sequence[Plann
 def simclr_encoder(storage: optuna.storages.BaseStorage, prefix: str) -> str:
     """best:PREFIX-hparams, or best:PREFIX-scale when only that one has a complete trial (when neither has, the
     former: the probe study then records why it cannot run)."""
-    for name in (f"{prefix}-hparams", f"{prefix}-scale"):
+    for name in (f"{prefix}-{HPARAMS.suffix}", f"{prefix}-{SCALE.suffix}"):
         try:
             trials = storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False)
         except KeyError:
             continue
         if any(t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value) for t in trials):
             return f"best:{name}"
-    return f"best:{prefix}-hparams"
+    return f"best:{prefix}-{HPARAMS.suffix}"
 
 
 def set_study_error(storage: optuna.storages.BaseStorage, name: str, reason: str) -> None:

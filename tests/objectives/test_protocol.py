@@ -11,15 +11,19 @@ import optuna
 import pytest
 import torch
 
+from comparison.plan import Request, plan
 from objectives import build_spec
-from objectives.compare import plan
 from objectives.presets import PRESETS
 from simclr.config import PretrainConfig
 from simclr.pretrain import plan_run
 from simclr.schedule import balanced_batches
 from storage import schema
-from tests.studies.conftest import run_cli, tiny_sets
-from tests.studies.test_cli import check_refused, show
+from tests.helpers import check_refused, run_cli, show, tiny_sets
+
+
+def create(url: str, name: str, objective: str, *args) -> None:
+    r = run_cli("create", "--objective", objective, "--name", name, "--storage", url, *args)
+    assert r.rc == 0, r.err
 
 
 @pytest.mark.parametrize("n, batch", [(500, 256), (1000, 128), (100, 128), (7, 2), (256, 256)])
@@ -47,21 +51,21 @@ def test_scale_points_train_the_full_runs_steps(fraction):
 
 
 def test_compare_plans_the_scale_study_at_equal_steps_unless_told_otherwise():
-    scale = plan("p", preset="default")[0]
+    scale = plan(Request.of("p", preset="default"))[0]
     assert scale.role == "simclr_scale" and scale.spec().config["equal_steps_as"] == 1.0
     assert scale.spec().config["monitor_every"] == 0  # no pruning there: no monitor cost
-    epochs = plan("p", preset="default", sets=["equal_steps_as=0"])[0]
+    epochs = plan(Request.of("p", preset="default", sets=["equal_steps_as=0"]))[0]
     assert epochs.spec().config["equal_steps_as"] == 0.0
-    assert plan("p", preset="default")[1].spec().config["equal_steps_as"] == 0.0  # the hparams study: epochs
+    hparams = plan(Request.of("p", preset="default"))[1]
+    assert hparams.spec().config["equal_steps_as"] == 0.0  # the hparams study: epochs
 
 
 @pytest.mark.slow
 def test_scale_trials_record_steps_epochs_and_images_seen(tmp_path, data_dir):
     url = f"sqlite:///{tmp_path / 's.db'}"
     sets = [s for s in tiny_sets("simclr", data_dir) if not s.startswith(("data_fraction", "batch_size"))]
-    r = run_cli("create", "--objective", "simclr", "--name", "s", "--storage", url, "--sampler", "grid", "--param",
-                "data_fraction=choice:0.25,1.0", "--set", *sets, "batch_size=4", "equal_steps_as=1.0")  # fmt: skip
-    assert r.rc == 0, r.err
+    sets += ["batch_size=4", "equal_steps_as=1.0"]
+    create(url, "s", "simclr", "--sampler", "grid", "--param", "data_fraction=choice:0.25,1.0", "--set", *sets)
     assert run_cli("optimize", "s", "--trials", "2", "--device", "cpu", "--storage", url).rc == 0
     trials = {t["params"]["data_fraction"]: t["user_attrs"] for t in show(url, "s")["trials"]}
     small, full = trials[0.25], trials[1.0]
@@ -73,10 +77,9 @@ def test_scale_trials_record_steps_epochs_and_images_seen(tmp_path, data_dir):
 
 
 def test_jitter_strength_is_the_papers_s_and_old_stores_are_refused(tmp_path, data_dir):
-    assert PRESETS["paper"]["simclr"]["jitter_strength"] == 0.5 == PretrainConfig().jitter_strength
+    assert build_spec("simclr", preset="paper").config["jitter_strength"] == 0.5 == PretrainConfig().jitter_strength
     url = f"sqlite:///{tmp_path / 's.db'}"
-    assert run_cli("create", "--objective", "supervised", "--name", "old", "--storage", url, "--set",
-                   *tiny_sets("supervised", data_dir)).rc == 0  # fmt: skip
+    create(url, "old", "supervised", "--set", *tiny_sets("supervised", data_dir))
     optuna.load_study(study_name="old", storage=url).set_user_attr(schema.SCHEMA, 1)  # as a store from before
     r = run_cli("optimize", "old", "--device", "cpu", "--storage", url)
     check_refused(r, "schema 1")
@@ -105,15 +108,17 @@ def test_a_probe_study_keeps_the_encoder_pinned_at_creation(filled_store, tmp_pa
     shutil.copytree(filled_store.artifacts, tmp_path / "p_artifacts")
     url = f"sqlite:///{tmp_path / 'p.db'}"
     best = show(url, "ssl")["best_trial"]["number"]
-    assert run_cli("create", "--objective", "linear_probe", "--name", "pinned", "--storage", url, "--set",
-                   "encoder=best:ssl", "probe_epochs=2").rc == 0  # fmt: skip
+    create(url, "pinned", "linear_probe", "--set", "encoder=best:ssl", "probe_epochs=2")
     attrs = show(url, "pinned")["user_attrs"]
     assert attrs[schema.ENCODER_TRIAL] == best and len(attrs[schema.ENCODER_SHA256]) == 64
     # a better SimCLR trial appears later: the probe study still probes the pinned one
     ssl = optuna.load_study(study_name="ssl", storage=url)
     other = next(t for t in ssl.trials if t.number != best)
-    ssl.add_trial(optuna.trial.create_trial(params=other.params, distributions=other.distributions, value=1000.0,
-                                            user_attrs=other.user_attrs))  # fmt: skip
+    ssl.add_trial(
+        optuna.trial.create_trial(
+            params=other.params, distributions=other.distributions, value=1000.0, user_attrs=other.user_attrs
+        )
+    )
     assert run_cli("optimize", "pinned", "--trials", "1", "--device", "cpu", "--storage", url).rc == 0
     assert show(url, "pinned")["trials"][0]["user_attrs"][schema.TRIAL_ENCODER] == f"trial:ssl:{best}"
     # other weights under the pinned trial's checkpoint: refused with one line, no trial runs

@@ -18,17 +18,18 @@ from errors import UserError
 from objectives.space import default_space
 from simclr.config import SECTIONS, check_value, defaults, objective_keys
 from simclr.keys import key_rows
-from tests.studies.conftest import run_cli
+from storage import schema
+from tests.helpers import run_cli
 
-REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("simclr", "objectives", "storage", "reports", "bench")
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("simclr", "objectives", "comparison", "storage", "reports", "bench")
 
 
 def source_files():
     for package in PACKAGES:
         yield from sorted((REPO / package).glob("*.py"))
-    yield REPO / "study.py"
-    yield REPO / "errors.py"
+    for module in ("study.py", "cli_args.py", "errors.py", "atomic.py"):
+        yield REPO / module
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -63,7 +64,7 @@ def test_keys_without_objective_says_which_objectives_use_each_key():
         ("simclr", "temperature", 0.0, "must be > 0"),
         ("simclr", "data_fraction", 1.5, "must be in (0, 1]"),
         ("simclr", "jitter_strength", 3.0, "hue jitter"),
-        ("simclr", "optimizer", "nesterov", "choose from sgd, lars, adam"),
+        ("simclr", "optimizer", "nesterov", "choose from sgd, lars, adamw"),
         ("simclr", "pretrain_data", "banana", "cifar10, cifar100 or folder:PATH"),
         ("linear_probe", "probe_batch_size", -1, "must be >= 0"),
         ("supervised", "label_smoothing", 1.0, "must be in [0, 1)"),
@@ -110,7 +111,7 @@ def test_each_study_records_the_code_and_library_versions(tmp_path, data_dir):
     r = run_cli("create", "--objective", "supervised", "--name", "p", "--storage", url, "--data-dir", data_dir)
     assert r.rc == 0, r.err
     attrs = json.loads(run_cli("show", "p", "--json", "--storage", url).out)["user_attrs"]
-    provenance = json.loads(attrs["provenance"])
+    provenance = json.loads(attrs[schema.PROVENANCE])
     for package in ("torch", "torchvision", "optuna"):
         assert provenance[package] == importlib.metadata.version(package)
     assert provenance["project"] == re.search(r'^version = "(.+)"', (REPO / "pyproject.toml").read_text(), re.M)[1]
@@ -137,20 +138,23 @@ def imports_of(path: Path) -> set[str]:
 @pytest.mark.parametrize(
     "package, forbidden",
     [
-        ("storage", {"simclr", "objectives", "reports", "torch", "study"}),
+        ("storage", {"simclr", "objectives", "comparison", "reports", "torch", "study"}),
         ("reports", {"simclr", "objectives", "torch", "study"}),
-        ("simclr", {"optuna", "objectives", "storage", "reports", "study"}),
-        ("objectives", {"reports", "study"}),
+        ("simclr", {"optuna", "objectives", "comparison", "storage", "reports", "study"}),
+        ("objectives", {"comparison", "reports", "study"}),
+        ("comparison", {"reports", "study", "cli_args"}),
     ],
 )
 def test_imports_point_one_way(package, forbidden):
+    """Third-party floors too (tests/test_imports.py checks the project's modules): no torch under reports,
+    no Optuna in the learning library."""
     for path in sorted((REPO / package).glob("*.py")):
         assert not imports_of(path) & forbidden, (path.name, imports_of(path) & forbidden)
 
 
 def test_the_application_never_imports_the_benchmark_only_libraries():
     """lightly and scikit-learn are bench/'s references (bench/requirements.txt), not dependencies of the tool."""
-    application = [REPO / "study.py", REPO / "errors.py"]
+    application = [REPO / "study.py", REPO / "cli_args.py", REPO / "errors.py", REPO / "atomic.py"]
     application += [p for package in PACKAGES if package != "bench" for p in sorted((REPO / package).glob("*.py"))]
     for path in application:
         assert not imports_of(path) & {"lightly", "sklearn"}, path.name
@@ -166,11 +170,31 @@ def test_modules_and_functions_stay_small():
     assert len((REPO / "study.py").read_text().splitlines()) < 300
 
 
-@pytest.mark.skipif(shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists(),
-                    reason="ruff is not installed")  # fmt: skip
+@pytest.mark.skipif(
+    shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists(), reason="ruff is not installed"
+)
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
 def test_ruff_is_clean(command):
     ruff = Path(sys.executable).parent / "ruff"
-    result = subprocess.run([str(ruff) if ruff.exists() else "ruff", *command, "."], cwd=REPO, capture_output=True,
-                            text=True)  # fmt: skip
+    result = subprocess.run(
+        [str(ruff) if ruff.exists() else "ruff", *command, "."], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
+
+
+def test_presets_set_only_what_differs_from_the_defaults():
+    from objectives.presets import PRESETS
+
+    for preset, objectives in PRESETS.items():
+        for objective, values in objectives.items():
+            declared = defaults(objective)
+            same = sorted(k for k, v in values.items() if v == declared[k])
+            assert not same, f"preset {preset}/{objective} sets {', '.join(same)} to the default"
+
+
+def test_renamed_values_are_read_under_their_new_names():
+    from simclr.config import make_config, parse_value
+
+    assert parse_value("simclr", "optimizer", "adam") == "adamw"  # --set and --param choice: of older scripts
+    assert make_config("supervised", {"optimizer": "adam"}).supervised.optimizer == "adamw"  # stored studies
+    assert parse_value("linear_probe", "probe_optimizer", "adam") == "adam"  # torch.optim.Adam: not renamed

@@ -8,39 +8,43 @@ from types import SimpleNamespace
 
 import pytest
 
+from comparison import budget, costs, run, sizing
+from comparison.plan import Request, plan, start_knobs
+from comparison.resume import stored_time_plan
 from errors import UserError
-from objectives import budget, compare, costs, sizing
 from storage import open_storage
 
 # The smoke preset's data sizes (objectives/presets.py): pretraining 1,000, probe 2,200/300/500.
+SMOKE = Request.of("cmp", preset="smoke")
 SIZES = budget.Sizes(pretrain=1000, probe_train=2200, probe_val=300, test=500, data_fraction=0.02, probe_fraction=0.05)
 
 
 def fake_estimate(rate: float, sets=()):
-    """The real cost model (objectives.budget.work) at a fake speed-test rate instead of a measured one."""
+    """The real cost model (comparison.budget.work) at a fake speed-test rate instead of a measured one."""
 
     def estimate(knobs: sizing.Knobs) -> dict[str, float]:
-        plans = compare.plan("cmp", preset="smoke", sets=sets, knobs=knobs)
+        plans = plan(Request.of("cmp", preset="smoke", sets=sets), knobs)
         return budget.estimate_seconds(plans, SIZES, rate)
 
     return estimate
 
 
 def test_a_large_budget_keeps_the_presets_full_plan():
-    start = compare.start_knobs("smoke")
-    assert start == sizing.Knobs(hparams_trials=3, regime_trials=3, simclr_epochs=5, supervised_epochs=3,
-                                 data_fraction=0.02, probe_fraction=0.05)  # fmt: skip
+    start = start_knobs(Request.of("cmp", preset="smoke"))
+    assert start == sizing.Knobs(
+        hparams_trials=3, regime_trials=3, simclr_epochs=5, supervised_epochs=3, data_fraction=0.02, probe_fraction=0.05
+    )
     sized = sizing.fit(start, fake_estimate(rate=100.0), budget_s=10 * 3600)
     assert sized.knobs == start and sized.cuts == []
-    assert [p.spec() for p in compare.plan("cmp", preset="smoke", knobs=sized.knobs)] == [
-        p.spec() for p in compare.plan("cmp", preset="smoke")
+    assert [p.spec() for p in plan(Request.of("cmp", preset="smoke"), sized.knobs)] == [
+        p.spec() for p in plan(Request.of("cmp", preset="smoke"))
     ]
     assert sizing.fit(start, fake_estimate(rate=1.0), budget_s=None).knobs == start  # no budget: never cut
 
 
 @pytest.mark.parametrize("rate", [20.0, 40.0, 80.0])
 def test_a_tight_budget_cuts_trials_first_then_epochs_and_fits(rate):
-    start = compare.start_knobs("smoke")
+    start = start_knobs(Request.of("cmp", preset="smoke"))
     estimate = fake_estimate(rate)
     full = sum(estimate(start).values())
     budget_s = 0.55 * full
@@ -53,7 +57,7 @@ def test_a_tight_budget_cuts_trials_first_then_epochs_and_fits(rate):
     if k.data_fraction < start.data_fraction:  # images last
         assert k.simclr_epochs == k.supervised_epochs == sizing.MIN_EPOCHS
     assert sized.cuts[0] == f"SimCLR hyperparameter trials 3 -> {k.hparams_trials}"
-    plans = compare.plan("cmp", preset="smoke", knobs=k)  # the sized plan is what compare creates
+    plans = plan(Request.of("cmp", preset="smoke"), k)  # the sized plan is what compare creates
     by_name = {p.name: p for p in plans}
     assert by_name["cmp-hparams"].trials == k.hparams_trials
     assert {by_name[f"cmp-{r}"].trials for r in ("probe-simclr", "probe-imagenet", "probe-random", "scratch")} == {
@@ -64,7 +68,7 @@ def test_a_tight_budget_cuts_trials_first_then_epochs_and_fits(rate):
 
 
 def test_cuts_follow_the_documented_order_as_the_budget_shrinks():
-    start, estimate = compare.start_knobs("smoke"), fake_estimate(30.0)
+    start, estimate = start_knobs(Request.of("cmp", preset="smoke")), fake_estimate(30.0)
     full = sum(estimate(start).values())
     previous, fitted = None, 0
     for fraction in (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1):
@@ -73,8 +77,14 @@ def test_cuts_follow_the_documented_order_as_the_budget_shrinks():
         except UserError:  # below the smallest plan: every smaller budget is refused too
             break
         fitted += 1
-        order = (k.hparams_trials, k.regime_trials, k.simclr_epochs, k.supervised_epochs, k.data_fraction,
-                 k.probe_fraction)  # fmt: skip
+        order = (
+            k.hparams_trials,
+            k.regime_trials,
+            k.simclr_epochs,
+            k.supervised_epochs,
+            k.data_fraction,
+            k.probe_fraction,
+        )
         if previous is not None:  # a smaller budget never gives a larger knob
             assert all(a <= b for a, b in zip(order, previous, strict=True))
         previous = order
@@ -89,26 +99,42 @@ def test_cuts_follow_the_documented_order_as_the_budget_shrinks():
 
 
 def test_too_small_a_budget_says_by_how_much():
-    start = compare.start_knobs("smoke")
-    with pytest.raises(UserError, match=r"--time-budget 30 s is too small for this machine: the smallest plan .* "
-                                        r"needs ~[\d.]+ min, [\d.]+ min more"):  # fmt: skip
+    start = start_knobs(Request.of("cmp", preset="smoke"))
+    with pytest.raises(
+        UserError,
+        match=r"--time-budget 30 s is too small for this machine: the smallest plan .* "
+        r"needs ~[\d.]+ min, [\d.]+ min more",
+    ):
         sizing.fit(start, fake_estimate(rate=20.0), budget_s=30)
 
 
 def test_a_knob_the_user_fixed_is_never_cut():
     sets = ("epochs=5", "data_fraction=0.02")
-    start = compare.start_knobs("smoke", sets, trials=None)
+    start = start_knobs(Request.of("cmp", preset="smoke", sets=sets))
     assert start.simclr_epochs is None and start.supervised_epochs is None and start.data_fraction is None
     assert start.probe_fraction == 0.05
     estimate = fake_estimate(30.0, sets)
     sized = sizing.fit(start, estimate, 0.8 * sum(estimate(start).values()))
-    plans = compare.plan("cmp", preset="smoke", sets=sets, knobs=sized.knobs)
+    plans = plan(Request.of("cmp", preset="smoke", sets=sets), sized.knobs)
     assert {p.spec().config["epochs"] for p in plans if p.objective in ("simclr", "supervised")} == {5}
-    assert compare.start_knobs("smoke", trials=4).hparams_trials is None  # --trials fixes the trial counts
+    assert (
+        start_knobs(Request.of("cmp", preset="smoke", trials=4)).hparams_trials is None
+    )  # --trials fixes the trial counts
 
 
-@pytest.mark.parametrize("text, seconds", [("15m", 900), ("2h", 7200), ("1h30m", 5400), ("90s", 90), ("600", 600),
-                                           ("0.5h", 1800), ("none", None), (None, None)])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("15m", 900),
+        ("2h", 7200),
+        ("1h30m", 5400),
+        ("90s", 90),
+        ("600", 600),
+        ("0.5h", 1800),
+        ("none", None),
+        (None, None),
+    ],
+)
 def test_parse_duration(text, seconds):
     assert sizing.parse_duration(text) == seconds
 
@@ -136,27 +162,25 @@ def test_the_sized_plan_is_stored_and_a_resumed_run_keeps_it(tmp_path, monkeypat
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     lines: list[str] = []
     _fake_machine(monkeypatch, rate=30.0)
-    plans, time_plan, machine = budget.size_plan("cmp", preset="smoke", sets=(), trials=None, known=None,
-                                                 budget_s=900, device="cpu", say=lines.append)  # fmt: skip
+    plans, time_plan, machine = budget.size_plan(SMOKE, known=None, budget_s=900, device="cpu", say=lines.append)
     assert time_plan["budget_s"] == 900 and time_plan["cuts"] and machine.endswith("cpu fp32 channels_last")
     assert sum(time_plan["estimate_s"].values()) <= 900
     assert any(line.startswith("  sized to fit: SimCLR hyperparameter trials") for line in lines)
     storage = open_storage(url, create=True)
     for planned in plans:
-        if planned.role != "probe_simclr":  # its encoder does not exist yet; the others suffice
-            compare.ensure_study(storage, planned, None, url, time_plan)
-    assert compare.stored_time_plan(storage, "cmp") == json.loads(json.dumps(time_plan))
+        if not planned.probes_simclr:  # its encoder does not exist yet; the others suffice
+            run.ensure_study(storage, planned, None, url, time_plan)
+    assert stored_time_plan(storage, "cmp") == json.loads(json.dumps(time_plan))
     _fake_machine(monkeypatch, rate=1000.0)  # another, much faster machine; another budget
-    again, kept, _ = budget.size_plan("cmp", preset="smoke", sets=(), trials=None, known=storage,
-                                      budget_s=3600, device="cpu", say=lines.append)  # fmt: skip
+    again, kept, _ = budget.size_plan(SMOKE, known=storage, budget_s=3600, device="cpu", say=lines.append)
     assert kept["knobs"] == time_plan["knobs"] and [p.spec() for p in again] == [p.spec() for p in plans]
     assert any("keeping the plan stored with them (sized for 15.0 min)" in line for line in lines)
 
 
 def test_time_lines_compare_estimate_and_actual():
-    plans = compare.plan("cmp", preset="smoke")
-    plan = {"budget_s": 900.0, "estimate_s": {"cmp-scale": 300.0, "cmp-scratch": 120.0}}
-    lines = budget.time_lines(plans, plan, {"cmp-scale": 360.0, "cmp-scratch": 60.0}, wall=1000.0)
+    plans = plan(Request.of("cmp", preset="smoke"))
+    time_plan = {"budget_s": 900.0, "estimate_s": {"cmp-scale": 300.0, "cmp-scratch": 120.0}}
+    lines = budget.time_lines(plans, time_plan, {"cmp-scale": 360.0, "cmp-scratch": 60.0}, wall=1000.0)
     assert lines[1].split() == ["cmp-scale", "~", "5.0", "min", "6.0", "min"]
     assert lines[2].split() == ["cmp-scratch", "~", "2.0", "min", "1.0", "min"]
     assert lines[-1] == "  wall time 16.7 min (budget 15.0 min: 1.7 min over)"
@@ -176,8 +200,8 @@ def test_cost_model_learns_per_machine(tmp_path):
     path.write_text("{not json")
     assert costs.learned("m", path) == {}  # a damaged file only costs the correction
     learned = {"simclr": 2.0}
-    slow = budget.estimate_seconds(compare.plan("cmp", preset="smoke"), SIZES, 50.0, learned)
-    fast = budget.estimate_seconds(compare.plan("cmp", preset="smoke"), SIZES, 50.0)
+    slow = budget.estimate_seconds(plan(Request.of("cmp", preset="smoke")), SIZES, 50.0, learned)
+    fast = budget.estimate_seconds(plan(Request.of("cmp", preset="smoke")), SIZES, 50.0)
     assert slow["cmp-hparams"] == pytest.approx(2 * fast["cmp-hparams"])
     assert slow["cmp-scratch"] == pytest.approx(fast["cmp-scratch"])
 
@@ -185,12 +209,12 @@ def test_cost_model_learns_per_machine(tmp_path):
 def test_what_this_machine_measured_corrects_the_next_estimate(tmp_path, monkeypatch):
     monkeypatch.setenv("STUDY_COSTS", str(tmp_path / "costs.json"))
     _fake_machine(monkeypatch, rate=30.0)
-    kwargs = dict(preset="smoke", sets=(), trials=None, known=None, budget_s=None, device="cpu")
+    kwargs = dict(known=None, budget_s=None, device="cpu")
     first: list[str] = []
-    _, plain, machine = budget.size_plan("cmp", say=first.append, **kwargs)
+    _, plain, machine = budget.size_plan(SMOKE, say=first.append, **kwargs)
     costs.learn(machine, {"simclr": (100.0, 200.0)})  # SimCLR took twice its estimate here
     again: list[str] = []
-    _, corrected, _ = budget.size_plan("cmp", say=again.append, **kwargs)
+    _, corrected, _ = budget.size_plan(SMOKE, say=again.append, **kwargs)
     assert corrected["estimate_s"]["cmp-scale"] == pytest.approx(2 * plain["estimate_s"]["cmp-scale"])
     assert corrected["estimate_s"]["cmp-scratch"] == pytest.approx(plain["estimate_s"]["cmp-scratch"])
     assert "corrected by" not in first[0] and "corrected by what earlier runs here measured: simclr x2.00" in again[0]

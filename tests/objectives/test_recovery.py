@@ -26,8 +26,9 @@ from optuna.trial import TrialState
 
 from errors import UserError
 from storage import schema, store
-from tests.studies.conftest import REPO, run_cli, tiny_sets
-from tests.studies.workers import create, store_for, trials, wait_all, worker
+from storage.artifacts import AtomicFileSystemArtifactStore, open_artifacts, upload, write_unlisted
+from tests.helpers import REPO, run_cli, tiny_sets
+from tests.objectives.workers import create, store_for, trials, wait_all, worker
 
 pytestmark = pytest.mark.slow  # end-to-end: several processes or a whole study each
 
@@ -143,7 +144,7 @@ def test_a_crash_while_caching_features_leaves_no_entry(tmp_path, monkeypatch):
 
 
 def test_a_crash_while_writing_an_artifact_leaves_nothing(tmp_path, monkeypatch):
-    artifacts = store.open_artifacts(override=tmp_path / "a")
+    artifacts = open_artifacts(override=tmp_path / "a")
     source = tmp_path / "ckpt.pt"
     source.write_bytes(b"x" * (3 << 20))  # several chunks
     chunks = []
@@ -168,7 +169,7 @@ def study_with_trial(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "Heartbeat ... supposed to be used with Study.optimize"
         trial = study.ask()
-    return storage, study, trial, store.open_artifacts(url)
+    return storage, study, trial, open_artifacts(url)
 
 
 def test_a_failed_upload_leaves_no_metadata(study_with_trial, tmp_path, monkeypatch):
@@ -181,9 +182,9 @@ def test_a_failed_upload_leaves_no_metadata(study_with_trial, tmp_path, monkeypa
 
     monkeypatch.setattr(type(artifacts), "write", disk_full)
     with pytest.raises(UserError, match="No space left on device"):
-        store.upload(artifacts, trial, source)
+        upload(artifacts, trial, source)
     with pytest.raises(UserError, match="No space left on device"):
-        store.write_unlisted(artifacts, source)
+        write_unlisted(artifacts, source)
     monkeypatch.undo()
     assert optuna.artifacts.get_all_artifact_meta(trial, storage=storage) == []
     assert not any(k.startswith("artifacts:") for k in storage.get_trial(trial._trial_id).system_attrs)
@@ -200,7 +201,7 @@ def test_metadata_that_cannot_be_written_takes_the_file_back(study_with_trial, t
 
     monkeypatch.setattr(storage, "set_trial_system_attr", store_down)
     with pytest.raises(optuna.exceptions.StorageInternalError):
-        store.upload(artifacts, trial, source)
+        upload(artifacts, trial, source)
     monkeypatch.undo()
     assert list(artifacts.base_path.iterdir()) == []  # no file that no metadata points at either
     assert optuna.artifacts.get_all_artifact_meta(trial, storage=storage) == []
@@ -210,13 +211,13 @@ def test_a_trial_whose_checkpoint_cannot_be_stored_fails_with_the_reason(tmp_pat
     """A full disk while uploading the final checkpoint: that trial is FAIL with the reason, the worker goes on,
     no checkpoint attr or artifact metadata points at a missing file."""
     url = f"sqlite:///{tmp_path / 'd.db'}"
-    assert run_cli("create", "--objective", "supervised", "--name", "d", "--storage", url, "--sampler", "random",
-                   "--set", *tiny_sets("supervised", data_dir)).rc == 0  # fmt: skip
+    args = ("--name", "d", "--storage", url, "--sampler", "random", "--set", *tiny_sets("supervised", data_dir))
+    assert run_cli("create", "--objective", "supervised", *args).rc == 0
 
     def disk_full(self, artifact_id, content_body):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store.AtomicFileSystemArtifactStore, "write", disk_full)
+    monkeypatch.setattr(AtomicFileSystemArtifactStore, "write", disk_full)
     r = run_cli("optimize", "d", "--trials", "2", "--device", "cpu", "--storage", url)
     assert r.rc == 1 and "Traceback" not in r.err, r.err  # ran, nothing completed
     storage = store.open_storage(url)
@@ -232,20 +233,20 @@ def test_a_retry_does_not_trust_a_truncated_checkpoint(tmp_path, data_dir):
     """The inherited resume checkpoint is damaged (not by us: artifact writes are atomic): the retry starts
     over instead of loading it or failing."""
     from objectives import build_spec, make_objective
-    from tests.studies.test_objectives import fixed_params
+    from tests.helpers import fixed_params
 
     spec = build_spec(
         "simclr", sets=[s for s in tiny_sets("simclr", data_dir) if not s.startswith("epochs=")] + ["epochs=2"]
     )
     params = fixed_params(spec.space)
     url = f"sqlite:///{tmp_path / 'r.db'}"
-    storage, artifacts = store.open_storage(url, create=True), store.open_artifacts(url)
+    storage, artifacts = store.open_storage(url, create=True), open_artifacts(url)
     study = optuna.create_study(storage=storage, study_name="r", direction="maximize")
     schema.write_spec(study, spec)
     bad = tmp_path / "bad.pt"
     torch.save({"epoch": 1, "w": torch.zeros(10_000)}, bad)
     bad.write_bytes(bad.read_bytes()[:-500])
-    resume_id = store.write_unlisted(artifacts, bad)
+    resume_id = write_unlisted(artifacts, bad)
     study.add_trial(
         optuna.create_trial(
             state=TrialState.WAITING,

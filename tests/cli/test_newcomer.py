@@ -20,8 +20,7 @@ import torchvision
 
 from objectives.run import keep_best_checkpoints
 from storage import open_artifacts, schema
-from tests.studies.conftest import REPO, run_cli, tiny_sets
-from tests.studies.test_cli import check_refused, show
+from tests.helpers import REPO, check_refused, run_cli, show, tiny_sets
 
 
 def create(url: str, name: str, objective: str, *args) -> None:
@@ -39,8 +38,8 @@ def sets_without_data_dir(objective: str, data_dir: Path) -> list[str]:
 
 def test_data_dir_is_one_option_and_a_probe_inherits_its_encoder_studys_data_settings(tmp_path, data_dir):
     url = f"sqlite:///{tmp_path / 's.db'}"
-    create(url, "ssl", "simclr", "--preset", "smoke", "--data-dir", data_dir, "--set",
-           *sets_without_data_dir("simclr", data_dir), "probe_fraction=0.9")  # fmt: skip
+    sets = [*sets_without_data_dir("simclr", data_dir), "probe_fraction=0.9"]
+    create(url, "ssl", "simclr", "--preset", "smoke", "--data-dir", data_dir, "--set", *sets)
     assert show(url, "ssl")["config"]["data_dir"] == str(data_dir)
     assert run_cli("optimize", "ssl", "--trials", "1", "--device", "cpu", "--storage", url).rc == 0
     # the README's sequence: no --data-dir, no --preset: both come from ssl
@@ -84,13 +83,16 @@ def test_create_refuses_an_encoder_trial_that_is_not_there_or_not_complete(fille
         ("trial:nope:0", "no study named 'nope'"),
         ("best:nope", "no study named 'nope'"),
     ]:
-        check_refused(run_cli("create", "--objective", "linear_probe", "--storage", url, "--set",
-                              f"encoder={encoder}"), fragment)  # fmt: skip
+        check_refused(
+            run_cli("create", "--objective", "linear_probe", "--storage", url, "--set", f"encoder={encoder}"), fragment
+        )
     study = optuna.load_study(study_name="scratch", storage=url)
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
     failed = study.trials[-1].number
-    check_refused(run_cli("create", "--objective", "finetune", "--storage", url, "--set",
-                          f"encoder=trial:scratch:{failed}"), "is FAIL, not COMPLETE")  # fmt: skip
+    check_refused(
+        run_cli("create", "--objective", "finetune", "--storage", url, "--set", f"encoder=trial:scratch:{failed}"),
+        "is FAIL, not COMPLETE",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -123,8 +125,8 @@ def test_an_unwritable_work_dir_stops_optimize(tmp_path, data_dir):
 @pytest.mark.slow
 def test_optimize_into_a_log_file_writes_a_line_per_epoch_and_per_trial(tmp_path, data_dir):
     url = f"sqlite:///{tmp_path / 's.db'}"
-    create(url, "s", "supervised", "--set", *[s for s in tiny_sets("supervised", data_dir) if "epochs" not in s],
-           "epochs=3")  # fmt: skip
+    sets = [s for s in tiny_sets("supervised", data_dir) if "epochs" not in s]
+    create(url, "s", "supervised", "--set", *sets, "epochs=3")
     log = tmp_path / "log"
     with open(log, "w") as f:  # not a terminal, as `optimize ... > log 2>&1`
         argv = ["optimize", "s", "--trials", "2", "--device", "cpu", "--threads", "1", "--storage", url]
@@ -171,10 +173,13 @@ def test_export_writes_a_state_dict_that_torchvision_resnet18_loads(filled_store
     assert info["config"]["temperature"] == best["params"]["temperature"] and info["stem"] == "cifar"
     r = run_cli("export", "ssl", "--trial", "1", "--out", tmp_path / "one.pt", "--storage", filled_store.url)
     assert r.rc == 0 and json.loads((tmp_path / "one.json").read_text())["trial"] == 1
-    check_refused(run_cli("export", "probe-best", "--out", tmp_path / "x.pt", "--storage", filled_store.url),
-                  "no checkpoint")  # fmt: skip
-    check_refused(run_cli("export", "ssl", "--trial", "7", "--out", tmp_path / "x.pt", "--storage", filled_store.url),
-                  "has no trial 7")  # fmt: skip
+    check_refused(
+        run_cli("export", "probe-best", "--out", tmp_path / "x.pt", "--storage", filled_store.url), "no checkpoint"
+    )
+    check_refused(
+        run_cli("export", "ssl", "--trial", "7", "--out", tmp_path / "x.pt", "--storage", filled_store.url),
+        "has no trial 7",
+    )
 
 
 def test_show_csv_is_the_trials_table(filled_store):

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
+
+from atomic import atomic_write
 
 WEIGHT = 0.5  # of the newest measurement in the running (geometric) mean
 RATIO_RANGE = (0.25, 4.0)  # a ratio outside this is a broken run (or clock), not a cost model to learn
@@ -66,10 +67,7 @@ def learn(machine: str, measured: dict[str, tuple[float, float]], path: Path | N
         entry[objective] = {"ratio": ratio, "runs": int(old.get("runs", 0)) + 1}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".costs-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: f.write(json.dumps(data, indent=1).encode()))
     except OSError:
         pass
     return {k: v["ratio"] for k, v in entry.items()}

@@ -122,8 +122,11 @@ def fit(start: Knobs, estimate: Callable[[Knobs], dict[str, float]], budget_s: f
             f"({describe(knobs)}) needs ~{format_duration(total)}, {format_duration(total - budget_s)} more; raise "
             "--time-budget, or give --time-budget none for the preset's full plan"
         )
-    cuts = [f"{label} {getattr(start, name)} -> {getattr(knobs, name)}" for name, label, _ in ORDER
-            if getattr(start, name) != getattr(knobs, name)]  # fmt: skip
+    cuts = [
+        f"{label} {getattr(start, name)} -> {getattr(knobs, name)}"
+        for name, label, _ in ORDER
+        if getattr(start, name) != getattr(knobs, name)
+    ]
     return Sized(knobs, seconds, cuts, budget_s)
 
 

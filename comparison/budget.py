@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from comparison import costs, sizing
+from comparison.plan import PlannedStudy, Request, plan, start_knobs
+from comparison.regimes import HPARAMS, PRETRAINING, SEEDED
+from comparison.resume import check_existing, stored_time_plan, work_left
 from objectives import make_objective
-from objectives.compare import PlannedStudy
 from simclr.config import make_config
 from storage import store
 
@@ -40,13 +43,19 @@ class Sizes:
 def preflight(plans: Sequence[PlannedStudy], device: str) -> tuple[Sizes, Any]:
     """Load the data and resolve the device as the hyperparameter study will (downloading CIFAR when allowed and
     missing): a UserError here stops compare before anything is created. Returns the sizes and the runtime."""
-    planned = next(s for s in plans if s.role == "simclr_hparams")
+    planned = next(s for s in plans if s.role == HPARAMS.role)
     objective = make_objective(planned.spec(), device=device)
     objective.prepare()
     config = objective.config
     splits = objective.data.probe_splits(config)
-    sizes = Sizes(len(objective.data.pretrain_set(config)), len(splits["train"]), len(splits["val"]),
-                  len(splits["test"]), config.pretrain.data_fraction, config.data.probe_fraction)  # fmt: skip
+    sizes = Sizes(
+        len(objective.data.pretrain_set(config)),
+        len(splits["train"]),
+        len(splits["val"]),
+        len(splits["test"]),
+        config.pretrain.data_fraction,
+        config.data.probe_fraction,
+    )
     return sizes, objective.runtime(config)
 
 
@@ -88,27 +97,50 @@ def _imagenet_cost(resolution: int) -> float:
     return 1.82 / 0.56 * (resolution / 224) ** 2
 
 
+def _pretrain_work(planned: PlannedStudy, config, sizes: Sizes, probe_images: int) -> tuple[float, float]:
+    if planned.grid and not config.pretrain.equal_steps_as:
+        fractions = [float(v) for v in planned.spec().space["data_fraction"].choices]
+        pretrain = sum(fractions) * sizes.pretrain / max(fractions)  # the largest is the full fraction
+    else:  # equal steps: every scale point costs what the full fraction's run costs
+        pretrain = planned.trials * sizes.pretrain
+    cfg = config.pretrain
+    epochs, every = cfg.epochs, cfg.monitor_every
+    monitor = (epochs // every if every else 0) * (min(cfg.monitor_size, sizes.probe_train) + sizes.probe_val)
+    return 2 * epochs * pretrain, planned.trials * (monitor + probe_images)
+
+
+def _input_cost(planned: PlannedStudy, config) -> float:
+    """An image's cost relative to the CIFAR ResNet-18 at 32x32: the regime's input resolution decides it (the
+    ImageNet-stem encoder reads the `resolution` key; the CIFAR stem the data's own size)."""
+    regime = planned.regime
+    if regime is None or regime.resolution == "image_size":
+        return 1.0
+    return _imagenet_cost(config.flat()[regime.resolution])
+
+
+def _train_work(planned: PlannedStudy, config, sizes: Sizes, probe_images: int) -> tuple[float, float]:
+    """Supervised training (from scratch, or fine-tuning an encoder): every epoch trains on probe-train and
+    evaluates probe-val; the test set once."""
+    epochs, cost = config.supervised.epochs, _input_cost(planned, config)
+    train, forward = epochs * sizes.probe_train, epochs * sizes.probe_val + sizes.test
+    return planned.trials * cost * train, planned.trials * cost * forward
+
+
+def _probe_work(planned: PlannedStudy, config, sizes: Sizes, probe_images: int) -> tuple[float, float]:
+    return 0.0, _input_cost(planned, config) * probe_images  # features are extracted once per encoder and cached
+
+
+# the cost model of each objective a comparison runs (its studies' image passes)
+WORK = {"simclr": _pretrain_work, "supervised": _train_work, "finetune": _train_work, "linear_probe": _probe_work}
+
+
 def work(planned: PlannedStudy, sizes: Sizes) -> tuple[float, float]:
     """(training image passes, forward-only image passes) of one study's full budget: a cost model in units of a
     CIFAR ResNet-18 image. Probe training on cached features is small and left out."""
     config = make_config(planned.objective, planned.spec().config)
     sizes = sizes.at(config)
     probe_images = sizes.probe_train + sizes.probe_val + sizes.test
-    if planned.objective == "simclr":
-        if planned.sampler == "grid" and not config.pretrain.equal_steps_as:
-            fractions = [float(v) for v in planned.spec().space["data_fraction"].choices]
-            pretrain = sum(fractions) * sizes.pretrain / max(fractions)  # the largest is the full fraction
-        else:  # equal steps: every scale point costs what the full fraction's run costs
-            pretrain = planned.trials * sizes.pretrain
-        cfg = config.pretrain
-        epochs, every = cfg.epochs, cfg.monitor_every
-        monitor = (epochs // every if every else 0) * (min(cfg.monitor_size, sizes.probe_train) + sizes.probe_val)
-        return 2 * epochs * pretrain, planned.trials * (monitor + probe_images)
-    if planned.objective == "supervised":
-        epochs = config.supervised.epochs
-        return planned.trials * epochs * sizes.probe_train, planned.trials * (epochs * sizes.probe_val + sizes.test)
-    cost = _imagenet_cost(config.encoder.resolution) if planned.encoder == "imagenet" else 1.0
-    return 0.0, cost * probe_images  # features are extracted once per encoder and cached
+    return WORK[planned.objective](planned, config, sizes, probe_images)
 
 
 def estimate_seconds(
@@ -126,16 +158,21 @@ def estimate_seconds(
 
 
 def seeds_seconds(plans: Sequence[PlannedStudy], estimate: dict[str, float], seeds: int) -> float:
-    """The seeds studies' cost (seeds > 1): each regime's selected configuration `seeds - 1` more times, i.e. one
-    trial's share of its study, and the scale grid `seeds - 1` more times."""
+    """The seeds studies' cost (seeds > 1): each seeded regime's selected configuration `seeds - 1` more times, i.e.
+    one trial's share of the study that selected it, and each seeded grid (the scale curve) `seeds - 1` more times."""
     if seeds <= 1:
         return 0.0
+    by_name = {planned.name: planned for planned in plans}
+    prefix = plans[0].comparison
     total = 0.0
-    for planned in plans:
-        if planned.role == "probe_simclr":
-            continue  # each SimCLR seed probes its own encoder inside the simclr trial
-        share = estimate[planned.name] if planned.sampler == "grid" else estimate[planned.name] / planned.trials
-        total += (seeds - 1) * share
+    for regime in SEEDED:  # a SimCLR seed pretrains anew and probes its own encoder: the hparams study's share
+        planned = by_name.get(f"{prefix}-{regime.selected_by or regime.study}")
+        if planned is not None:
+            total += (seeds - 1) * estimate[planned.name] / planned.trials
+    for pretraining in PRETRAINING:
+        planned = by_name.get(f"{prefix}-{pretraining.suffix}")
+        if pretraining.seeds and planned is not None:
+            total += (seeds - 1) * estimate[planned.name]
     return total
 
 
@@ -147,31 +184,45 @@ def _steps(epochs: int, images: int, batch: int) -> int:
     return epochs * math.ceil(images / batch)  # balanced batches: ceil(n / batch) steps an epoch
 
 
+def _pretrain_line(planned: PlannedStudy, config, sizes: Sizes, search: str) -> str:
+    cfg = config.pretrain
+    steps = _steps(cfg.epochs, sizes.pretrain, cfg.batch_size)
+    if planned.grid:
+        fractions = [float(v) for v in planned.spec().space["data_fraction"].choices]
+        scale = sizes.pretrain / max(fractions)
+        what = "data_fraction " + ", ".join(f"{f:g} (~{_images(f * scale)})" for f in fractions)
+        what += f", each {steps:,} steps" if cfg.equal_steps_as else ""
+    else:
+        what = f"{_images(sizes.pretrain)} pretraining images; search {search}"
+    probe = config.probe.probe_epochs
+    return f"{cfg.epochs} epochs = {steps:,} steps at batch {cfg.batch_size} (+ probe {probe}); {what}"
+
+
+def _train_line(planned: PlannedStudy, config, sizes: Sizes, search: str) -> str:
+    cfg = config.supervised
+    steps = _steps(cfg.epochs, sizes.probe_train, cfg.batch_size)
+    images = _images(sizes.probe_train)
+    return f"{cfg.epochs} epochs = {steps:,} steps at batch {cfg.batch_size}; {images} images; search {search}"
+
+
+def _probe_line(planned: PlannedStudy, config, sizes: Sizes, search: str) -> str:
+    regime = planned.regime
+    side = f" at {config.flat()[regime.resolution]}px" if regime and regime.resolution != "image_size" else ""
+    images = _images(sizes.probe_train)
+    return (
+        f"{config.probe.probe_epochs} probe epochs; encoder {planned.encoder}{side}; {images} images; search {search}"
+    )
+
+
+# what a study of each objective trains, in one line of the printed plan
+LINES = {"simclr": _pretrain_line, "supervised": _train_line, "finetune": _train_line, "linear_probe": _probe_line}
+
+
 def _study_line(planned: PlannedStudy, sizes: Sizes) -> str:
     """What one study trains: epochs, steps at the configured batch size, images; what it searches."""
     spec = planned.spec()
     config = make_config(planned.objective, spec.config)
-    sizes, search = sizes.at(config), ", ".join(spec.space)
-    if planned.objective == "simclr":
-        cfg = config.pretrain
-        steps = _steps(cfg.epochs, sizes.pretrain, cfg.batch_size)
-        if planned.sampler == "grid":
-            fractions = [float(v) for v in spec.space["data_fraction"].choices]
-            scale = sizes.pretrain / max(fractions)
-            what = "data_fraction " + ", ".join(f"{f:g} (~{_images(f * scale)})" for f in fractions)
-            what += f", each {steps:,} steps" if cfg.equal_steps_as else ""
-        else:
-            what = f"{_images(sizes.pretrain)} pretraining images; search {search}"
-        probe = config.probe.probe_epochs
-        return f"{cfg.epochs} epochs = {steps:,} steps at batch {cfg.batch_size} (+ probe {probe}); {what}"
-    if planned.objective == "supervised":
-        cfg = config.supervised
-        steps = _steps(cfg.epochs, sizes.probe_train, cfg.batch_size)
-        images = _images(sizes.probe_train)
-        return f"{cfg.epochs} epochs = {steps:,} steps at batch {cfg.batch_size}; {images} images; search {search}"
-    encoder = planned.encoder + (f" at {config.encoder.resolution}px" if planned.encoder == "imagenet" else "")
-    images = _images(sizes.probe_train)
-    return f"{config.probe.probe_epochs} probe epochs; encoder {encoder}; {images} images; search {search}"
+    return LINES[planned.objective](planned, config, sizes.at(config), ", ".join(spec.space))
 
 
 def budget_lines(plans: Sequence[PlannedStudy], sizes: Sizes, estimate: dict[str, float] | None) -> list[str]:
@@ -180,8 +231,10 @@ def budget_lines(plans: Sequence[PlannedStudy], sizes: Sizes, estimate: dict[str
     lines = []
     for k, planned in enumerate(plans, 1):
         time_text = f"  ~{estimate[planned.name] / 60:.1f} min" if estimate else ""
-        lines.append(f"  {k}/{len(plans)} {planned.name:<{width}}  {planned.trials:>3} trials  "
-                     f"{_study_line(planned, sizes)}{time_text}")  # fmt: skip
+        lines.append(
+            f"  {k}/{len(plans)} {planned.name:<{width}}  {planned.trials:>3} trials  "
+            f"{_study_line(planned, sizes)}{time_text}"
+        )
     seeds = {name: v for name, v in (estimate or {}).items() if name.endswith("-seeds-*")}
     for name, seconds in seeds.items():
         lines.append(
@@ -200,32 +253,32 @@ def budget_lines(plans: Sequence[PlannedStudy], sizes: Sizes, estimate: dict[str
     return lines
 
 
-def size_plan(prefix: str, *, preset: str, sets: Sequence[str], trials: int | None, known, budget_s: float | None,
-              device: str, say, header: str = "") -> tuple[list[PlannedStudy], dict | None, str | None]:  # fmt: skip
-    """The comparison's plan sized to `budget_s` (objectives.sizing), printed with its estimate per study.
+def size_plan(
+    request: Request, *, known, budget_s: float | None, device: str, say: Callable[[str], None], header: str = ""
+) -> tuple[list[PlannedStudy], dict | None, str | None]:
+    """The comparison's plan sized to `budget_s` (comparison.sizing), printed with its estimate per study.
 
     Returns (plans, the time plan to store on new studies, this machine's cost-model key or None when nothing is
     left to run). A comparison whose studies exist keeps the plan stored with them (or the preset's full plan when
     they were made without one): a resumed run never resizes, on this machine or another."""
-    import torch
+    import torch  # not at import: `study.py compare --help` and the plan's tests stay light
 
-    from objectives import compare, costs, sizing
-
-    stored = compare.stored_time_plan(known, prefix)
-    start = compare.start_knobs(preset, sets, trials)
-    full = compare.plan(prefix, preset=preset, sets=sets, trials=trials)
+    prefix, preset = request.prefix, request.preset
+    stored = stored_time_plan(known, prefix)
+    start = start_knobs(request)
+    full = plan(request)
     names = set(store.study_names(known)) if known is not None else set()
     resumed = stored is not None or any(p.name in names for p in full)
     knobs = sizing.Knobs.from_json(stored["knobs"]) if stored else start
-    plans = compare.plan(prefix, preset=preset, sets=sets, trials=trials, knobs=knobs) if resumed else full
-    existing = compare.check_existing(known, plans) if known is not None else []  # a UserError before any line
+    plans = plan(request, knobs) if resumed else full
+    existing = check_existing(known, plans) if known is not None else []  # a UserError before any line
     if header:
         say(header)
     if existing:
         say(f"resuming: {len(existing)} of these studies exist; finished trials are kept, only what is left runs")
         if stored and stored.get("budget_s") != budget_s:
             say(f"  keeping the plan stored with them (sized for {_budget_text(stored.get('budget_s'))})")
-    if not compare.work_left(known, plans):
+    if not work_left(known, plans):
         return plans, stored, None
     sizes, rt = preflight(plans, device)  # data and device first: a UserError creates nothing
     rate, machine = speed_test(rt), costs.machine_key(rt.describe(), torch.get_num_threads())
@@ -233,7 +286,7 @@ def size_plan(prefix: str, *, preset: str, sets: Sequence[str], trials: int | No
     seeds = int(plans[1].spec().config["seeds"])
 
     def estimate(k: sizing.Knobs) -> dict[str, float]:
-        planned = compare.plan(prefix, preset=preset, sets=sets, trials=trials, knobs=k)
+        planned = plan(request, k)
         seconds = estimate_seconds(planned, sizes, rate, learned)
         return {**seconds, **({f"{prefix}-seeds-*": seeds_seconds(planned, seconds, seeds)} if seeds > 1 else {})}
 
@@ -242,11 +295,17 @@ def size_plan(prefix: str, *, preset: str, sets: Sequence[str], trials: int | No
     else:
         sized = sizing.fit(start, estimate, budget_s)
         plans, seconds = (
-            compare.plan(prefix, preset=preset, sets=sets, trials=trials, knobs=sized.knobs),
+            plan(request, sized.knobs),
             sized.estimate,
         )
-        time_plan = {"budget_s": budget_s, "knobs": sized.knobs.to_json(), "cuts": sized.cuts, "estimate_s": seconds,
-                     "machine": machine, "learned": learned}  # fmt: skip
+        time_plan = {
+            "budget_s": budget_s,
+            "knobs": sized.knobs.to_json(),
+            "cuts": sized.cuts,
+            "estimate_s": seconds,
+            "machine": machine,
+            "learned": learned,
+        }
     factors = ", ".join(f"{k} x{v:.2f}" for k, v in sorted(learned.items()))
     corrected = f"; corrected by what earlier runs here measured: {factors}" if learned else ""
     say(f"budget ({rt.describe()}, {preset} preset, time budget {_budget_text(budget_s)}{corrected}):")
@@ -258,16 +317,13 @@ def size_plan(prefix: str, *, preset: str, sets: Sequence[str], trials: int | No
 
 
 def _budget_text(budget_s: float | None) -> str:
-    from objectives.sizing import format_duration
-
-    return "none (the preset's full plan)" if budget_s is None else format_duration(budget_s)
+    return "none (the preset's full plan)" if budget_s is None else sizing.format_duration(budget_s)
 
 
-def time_lines(plans: Sequence[PlannedStudy], time_plan: dict | None, seconds: dict[str, float],
-               wall: float) -> list[str]:  # fmt: skip
+def time_lines(
+    plans: Sequence[PlannedStudy], time_plan: dict | None, seconds: dict[str, float], wall: float
+) -> list[str]:
     """Estimated vs actual minutes per study that ran in this command, and the whole command's wall time."""
-    from objectives.sizing import format_duration
-
     estimate = (time_plan or {}).get("estimate_s", {})
     width = max(len(p.name) for p in plans)
     lines = ["time: estimated (before pruning) vs actual, this run:"]
@@ -280,23 +336,27 @@ def time_lines(plans: Sequence[PlannedStudy], time_plan: dict | None, seconds: d
     within = (
         ""
         if budget is None
-        else f" (budget {format_duration(budget)}: "
-        + ("within it)" if wall <= budget else f"{format_duration(wall - budget)} over)")
+        else f" (budget {sizing.format_duration(budget)}: "
+        + ("within it)" if wall <= budget else f"{sizing.format_duration(wall - budget)} over)")
     )
-    lines.append(f"  wall time {format_duration(wall)}{within}")
+    lines.append(f"  wall time {sizing.format_duration(wall)}{within}")
     return lines
 
 
-def learn_from(machine: str | None, plans: Sequence[PlannedStudy], time_plan: dict | None,
-               outcome) -> dict[str, float]:  # fmt: skip
-    """Fold the studies that ran their whole budget into this machine's cost model (objectives.costs)."""
-    from objectives import costs
-
+def learn_from(
+    machine: str | None,
+    plans: Sequence[PlannedStudy],
+    time_plan: dict | None,
+    whole: Sequence[str],
+    seconds: dict[str, float],
+) -> dict[str, float]:
+    """Fold the studies that ran their whole budget (`whole`, taking `seconds`) into this machine's cost model
+    (comparison.costs)."""
     estimate = (time_plan or {}).get("estimate_s", {})
     measured: dict[str, tuple[float, float]] = {}
     for planned in plans:
         same_machine = machine and (time_plan or {}).get("machine") == machine  # estimates made here
-        if same_machine and planned.name in outcome.whole and estimate.get(planned.name):
+        if same_machine and planned.name in whole and estimate.get(planned.name):
             guess, actual = measured.get(planned.objective, (0.0, 0.0))
-            measured[planned.objective] = (guess + estimate[planned.name], actual + outcome.seconds[planned.name])
+            measured[planned.objective] = (guess + estimate[planned.name], actual + seconds[planned.name])
     return costs.learn(machine, measured) if measured else {}

@@ -12,11 +12,11 @@ import pytest
 import torch
 import torchvision
 
-from objectives import compare, run
+from objectives import run
 from reports import rows
 from reports.text import comparison_table
 from storage import schema
-from tests.studies.conftest import file_state, run_cli
+from tests.helpers import file_state, run_cli
 
 IMAGENET_FILE = "resnet18-f37072fd.pth"
 ROLES = {
@@ -59,9 +59,24 @@ def offline(tmp_path, monkeypatch) -> Path:
 
 def run_compare(url: str, data_dir: Path, out: Path, *extra: str):
     return run_cli(
-        "compare", "--preset", "smoke", "--prefix", "cmp", "--trials", "1", "--device", "cpu", "--storage", url,
-        "--out", out, "--set", f"data_dir={data_dir}", *TINY, *extra,
-    )  # fmt: skip
+        "compare",
+        "--preset",
+        "smoke",
+        "--prefix",
+        "cmp",
+        "--trials",
+        "1",
+        "--device",
+        "cpu",
+        "--storage",
+        url,
+        "--out",
+        out,
+        "--set",
+        f"data_dir={data_dir}",
+        *TINY,
+        *extra,
+    )
 
 
 def trials_of(url: str) -> dict[str, list[tuple]]:
@@ -179,8 +194,23 @@ def test_interrupted_then_resumed_reruns_no_finished_trial(tmp_path, data_dir, o
 
     # 2. resuming with other settings is refused (another --prefix), the store untouched
     state = file_state(tmp_path / "s.db")
-    r = run_cli("compare", "--preset", "smoke", "--prefix", "cmp", "--trials", "1", "--device", "cpu", "--storage", url,
-                "--set", f"data_dir={data_dir}", *TINY[:-1], "test_fraction=0.5")  # fmt: skip
+    r = run_cli(
+        "compare",
+        "--preset",
+        "smoke",
+        "--prefix",
+        "cmp",
+        "--trials",
+        "1",
+        "--device",
+        "cpu",
+        "--storage",
+        url,
+        "--set",
+        f"data_dir={data_dir}",
+        *TINY[:-1],
+        "test_fraction=0.5",
+    )
     assert r.rc == 2 and r.err.count("\n") == 1 and "--prefix" in r.err and "test_fraction: stored 1.0" in r.err
     assert file_state(tmp_path / "s.db") == state
 
@@ -238,8 +268,9 @@ def test_bad_input_exit_2_one_line_no_store(tmp_path, args, message):
 def test_missing_data_creates_nothing(tmp_path):
     path, empty = tmp_path / "s.db", tmp_path / "empty"
     empty.mkdir()
-    r = run_cli("compare", "--storage", f"sqlite:///{path}", "--device", "cpu", "--set", f"data_dir={empty}",
-                "download=false")  # fmt: skip
+    r = run_cli(
+        "compare", "--storage", f"sqlite:///{path}", "--device", "cpu", "--set", f"data_dir={empty}", "download=false"
+    )
     last = r.err.splitlines()[-1]
     assert r.rc == 2 and last.startswith("error:") and "cifar-100-python.tar.gz" in last
     assert not path.exists() and not (tmp_path / "s_artifacts").exists()
@@ -247,8 +278,20 @@ def test_missing_data_creates_nothing(tmp_path):
 
 def test_a_time_budget_too_small_for_this_machine_exit_2_no_store(tmp_path, data_dir):
     path = tmp_path / "s.db"
-    r = run_cli("compare", "--storage", f"sqlite:///{path}", "--device", "cpu", "--prefix", "cmp", "--time-budget",
-                "1s", "--set", f"data_dir={data_dir}", *TINY)  # fmt: skip
+    r = run_cli(
+        "compare",
+        "--storage",
+        f"sqlite:///{path}",
+        "--device",
+        "cpu",
+        "--prefix",
+        "cmp",
+        "--time-budget",
+        "1s",
+        "--set",
+        f"data_dir={data_dir}",
+        *TINY,
+    )
     last = r.err.splitlines()[-1]
     assert r.rc == 2 and last.startswith("error: --time-budget 1 s is too small for this machine"), r.err
     assert "more; raise --time-budget" in last
@@ -281,40 +324,35 @@ def test_which_trials_count_toward_the_budget(state, error, counted):
     assert run.uses_budget(_trial(optuna.trial.TrialState[state], error)) is counted
 
 
-def test_plan_splits_sets_and_scales_the_grid():
-    steps = compare.plan("p", preset="smoke", sets=["data_fraction=0.5", "resolution=64", "lr=0.1"], trials=2)
-    by_role = {s.role: s for s in steps}
-    assert [s.name for s in steps] == ["p-scale", "p-hparams", "p-probe-simclr", "p-probe-imagenet",
-                                       "p-probe-random", "p-scratch"]  # fmt: skip
-    assert by_role["simclr_scale"].spec().space["data_fraction"].choices == (0.05, 0.15, 0.5)
-    assert by_role["simclr_scale"].trials == 3 and by_role["simclr_hparams"].trials == 2
-    assert by_role["simclr_hparams"].spec().config["data_fraction"] == 0.5
-    assert "lr" not in by_role["simclr_hparams"].spec().space  # fixed by --set: searched nowhere
-    assert by_role["probe_imagenet"].spec().config["resolution"] == 64
-    assert "resolution" not in by_role["scratch"].spec().config
-    default = compare.plan("p", preset="default")
-    assert default[0].spec().space["data_fraction"].choices == (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
-    assert {s.trials for s in default[2:]} == {compare.BUDGETS["default"].regime}
-
-
-def test_spec_difference():
-    step = compare.plan("p", preset="smoke")[1]
-    assert compare.spec_difference(step.spec(), step.spec()) is None
-    other = compare.plan("p", preset="smoke", sets=["epochs=2"])[1].spec()
-    assert compare.spec_difference(step.spec(), other) == "epochs: stored 5, this command 2"
-    several = compare.plan("q", preset="smoke", sets=["epochs=2", "knn_k=7"])[1].spec()
-    assert compare.spec_difference(step.spec(), several) == "comparison: stored 'p', this command 'q' (and 2 more)"
-    probe = compare.plan("p", preset="smoke")[2]
-    assert compare.spec_difference(probe.spec("best:p-scale"), probe.spec(), ignore=["encoder"]) is None
-
-
 def test_format_table_rows():
-    row = {"regime": "scratch", "label": "from scratch (supervised)", "status": "ok", "reason": None,
-           "study": "p-scratch", "trial": 2, "test_top1": 10.0, "test_top5": 30.5, "gain_top1": 0.0,
-           "n_trials": 3, "n_complete": 2, "n_pruned": 1, "n_failed": 0}  # fmt: skip
-    missing = {**row, "regime": "probe_imagenet", "label": "ImageNet", "status": "missing", "reason": "offline",
-               "test_top1": None, "test_top5": None, "gain_top1": None, "n_trials": 0, "n_complete": 0,
-               "n_pruned": 0}  # fmt: skip
+    row = {
+        "regime": "scratch",
+        "label": "from scratch (supervised)",
+        "status": "ok",
+        "reason": None,
+        "study": "p-scratch",
+        "trial": 2,
+        "test_top1": 10.0,
+        "test_top5": 30.5,
+        "gain_top1": 0.0,
+        "n_trials": 3,
+        "n_complete": 2,
+        "n_pruned": 1,
+        "n_failed": 0,
+    }
+    missing = {
+        **row,
+        "regime": "probe_imagenet",
+        "label": "ImageNet",
+        "status": "missing",
+        "reason": "offline",
+        "test_top1": None,
+        "test_top5": None,
+        "gain_top1": None,
+        "n_trials": 0,
+        "n_complete": 0,
+        "n_pruned": 0,
+    }
     lines = comparison_table([row, missing]).splitlines()
     assert lines[0].split()[:4] == ["regime", "input", "test", "top-1"]
     assert lines[1].split()[-7:] == ["reference", "-", "3", "(2/1/0)", "ok:", "p-scratch", "#2"]
@@ -332,8 +370,11 @@ def test_seeds_rerun_each_regimes_selected_configuration(tmp_path, data_dir, off
     # the ImageNet probe cannot run offline: no selection, so no seeds study for it
     assert {"cmp-seeds-simclr", "cmp-seeds-probe_random", "cmp-seeds-scratch"} <= names
     assert "cmp-seeds-probe_imagenet" not in names
-    for regime, source, objective in (("simclr", "cmp-hparams", "simclr"), ("scratch", "cmp-scratch", "supervised"),
-                                      ("probe_random", "cmp-probe-random", "linear_probe")):  # fmt: skip
+    for regime, source, objective in (
+        ("simclr", "cmp-hparams", "simclr"),
+        ("scratch", "cmp-scratch", "supervised"),
+        ("probe_random", "cmp-probe-random", "linear_probe"),
+    ):
         seeds = optuna.load_study(study_name=f"cmp-seeds-{regime}", storage=url)
         selected = optuna.load_study(study_name=source, storage=url)
         spec = schema.read_spec(seeds.user_attrs)

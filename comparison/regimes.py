@@ -1,0 +1,153 @@
+"""The comparison's regimes, declared once: the ground floor of the comparison wing.
+
+A regime is one row of the comparison table: a representation (SimCLR on CIFAR-10, ImageNet-supervised, random,
+none) evaluated one way (linear probe, training from scratch, fine-tuning) on the probe data set's labels. Each is
+declared here once, with the study that selects its configuration, the encoder it evaluates, the labels its number
+rests on, its input resolution, the regime its gain is measured against, the budget knobs sizing may cut and its
+seeds study. The pretraining studies that make the SimCLR encoders are declared beside them.
+
+Everything else is derived from these two tables: the plan (comparison.plan), the cost model and sizing
+(comparison.budget), the seeds studies (comparison.seeds), what a resumed run checks (comparison.resume), and the
+report's rows and protocol lines (reports/). Plain data: no torch, no Optuna, no store, so the report (which must
+start fast) reads it too.
+
+Adding a regime: one entry in REGIMES (its objective must exist) plus its tests; see docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SIMCLR = "simclr"  # a regime's encoder: the best of this comparison's SimCLR pretraining (pinned at creation)
+PROBE_KNOBS = (("probe_fraction", "probe_fraction"),)  # every regime trains or probes on the probe images
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """A study of the comparison that trains SimCLR encoders (the `simclr` objective)."""
+
+    suffix: str  # the study is PREFIX-<suffix>
+    role: str  # its `role` study attr
+    grid: bool  # a grid over data_fraction, one trial a point (the scale curve); else a search (TPE, pruned)
+    trials: str  # the sizing knob of its trial budget ("" for the grid: one trial a point)
+    seeds: str = ""  # the seeds study re-running it with other seeds: PREFIX-seeds-<seeds>, role seeds_<seeds>
+    # (config key, sizing knob) pairs: what sizing may cut in this study's config
+    knobs: tuple[tuple[str, str], ...] = (
+        ("epochs", "simclr_epochs"),
+        ("data_fraction", "data_fraction"),
+        *PROBE_KNOBS,  # its trials probe their encoders on the probe images
+    )
+
+    @property
+    def seeds_role(self) -> str:
+        return f"seeds_{self.seeds}" if self.seeds else ""
+
+
+@dataclass(frozen=True)
+class Regime:
+    """One compared regime (a row of the comparison table)."""
+
+    role: str  # the `role` study attr of the study that selects its configuration
+    label: str  # the row's name in the report
+    objective: str  # the objective of that study
+    encoder: str | None  # the encoder evaluated: "simclr" (this comparison's best pretraining), "imagenet", "random"
+    labels: str  # which labels its number rests on (the report's protocol line)
+    missing: str  # what its study is, in words ("no <missing> in this store")
+    study: str = ""  # the study is PREFIX-<study>; "" = compare does not plan it (shown where a store has one)
+    resolution: str = "image_size"  # the config key giving its input side
+    baseline: str | None = "scratch"  # the regime its gain is measured against (None: it is the baseline)
+    trials: str = "regime_trials"  # the sizing knob of its trial budget
+    knobs: tuple[tuple[str, str], ...] = PROBE_KNOBS  # (config key, sizing knob) pairs sizing may cut
+    seeds: str = ""  # its seeds study: PREFIX-seeds-<seeds>, role seeds_<seeds> ("" = none)
+    seeds_objective: str = ""  # what that study runs ("" = the regime's objective)
+    selected_by: str = ""  # the study whose best config the seeds study re-runs ("" = the regime's own study)
+
+    @property
+    def seeds_role(self) -> str:
+        return f"seeds_{self.seeds}" if self.seeds else ""
+
+
+SCALE = Pretraining("scale", "simclr_scale", grid=True, trials="", seeds="scale")
+HPARAMS = Pretraining("hparams", "simclr_hparams", grid=False, trials="hparams_trials")  # seeds: probe_simclr's
+PRETRAINING: tuple[Pretraining, ...] = (SCALE, HPARAMS)
+
+_LINEAR = "CIFAR-100 labels for the linear layer only"
+REGIMES: tuple[Regime, ...] = (
+    Regime(
+        "probe_simclr",
+        "SimCLR -> linear probe",
+        "linear_probe",
+        encoder=SIMCLR,
+        labels=f"{_LINEAR} (pretraining: none)",
+        missing="linear-probe study of a SimCLR encoder",
+        study="probe-simclr",
+        seeds="simclr",
+        seeds_objective="simclr",  # each seed pretrains anew and probes its own encoder
+        selected_by=HPARAMS.suffix,
+    ),
+    Regime(
+        "probe_imagenet",
+        "ImageNet-supervised -> linear probe",
+        "linear_probe",
+        encoder="imagenet",
+        labels=f"{_LINEAR} (pretraining: ImageNet-1k labels)",
+        missing="ImageNet-supervised probe study",
+        study="probe-imagenet",
+        resolution="resolution",  # the 7x7-stem encoder at the configured input size
+        seeds="probe_imagenet",
+    ),
+    Regime(
+        "probe_random",
+        "random encoder -> linear probe",
+        "linear_probe",
+        encoder="random",
+        labels=f"{_LINEAR} (no pretraining)",
+        missing="random-encoder probe study",
+        study="probe-random",
+        seeds="probe_random",
+    ),
+    Regime(
+        "scratch",
+        "from scratch (supervised)",
+        "supervised",
+        encoder=None,
+        labels="CIFAR-100 labels for all weights",
+        missing="from-scratch supervised study",
+        study="scratch",
+        baseline=None,
+        knobs=(("epochs", "supervised_epochs"), *PROBE_KNOBS),
+        seeds="scratch",
+    ),
+    Regime(
+        "finetune",
+        "SimCLR fine-tuned",
+        "finetune",
+        encoder=SIMCLR,
+        labels="CIFAR-100 labels for all weights (from a pretrained encoder)",
+        missing="fine-tuning study",
+    ),
+)
+
+BY_ROLE: dict[str, Regime] = {regime.role: regime for regime in REGIMES}
+BASELINE = next(regime.role for regime in REGIMES if regime.baseline is None)
+PLANNED: tuple[Regime, ...] = tuple(regime for regime in REGIMES if regime.study)  # what compare creates
+SEEDED: tuple[Regime, ...] = tuple(regime for regime in PLANNED if regime.seeds)
+# every role a study of a comparison can play (`study.py create --role` takes these too)
+ROLES: tuple[str, ...] = (
+    *(p.role for p in PRETRAINING),
+    *BY_ROLE,
+    *(regime.seeds_role for regime in SEEDED),
+    *(p.seeds_role for p in PRETRAINING if p.seeds),
+)
+PRETRAINING_ROLES: tuple[str, ...] = tuple(p.role for p in PRETRAINING)
+
+
+def regime_of(objective: str, encoder: str) -> str | None:
+    """The regime a study without a `role` attr plays, guessed from its objective and encoder: a named encoder
+    ("imagenet", "random") picks the regime evaluating it, any other (a SimCLR checkpoint) the SimCLR one."""
+    candidates = [regime for regime in REGIMES if regime.objective == objective]
+    for regime in candidates:
+        if regime.encoder == encoder:
+            return regime.role
+    fallback = [regime for regime in candidates if regime.encoder in ("simclr", None)]
+    return fallback[0].role if fallback else None

@@ -1,0 +1,45 @@
+"""Queueing a configuration for the next worker (`study.py enqueue`): values of a study's searched parameters,
+checked against its stored search space, become a WAITING trial that the next `optimize` runs first."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+
+from errors import UserError
+from objectives import open_study
+from objectives.space import parse_set
+
+
+def in_range(dist: optuna.distributions.BaseDistribution, value: Any) -> bool:
+    """Whether `value` is one of a categorical distribution's choices, or within a numeric one's bounds and on its
+    step."""
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return value in dist.choices
+    low, high = dist.low, dist.high  # Float or Int distribution
+    step = getattr(dist, "step", None)
+    on_step = step is None or math.isclose((value - low) / step, round((value - low) / step), abs_tol=1e-8)
+    return low <= value <= high and on_step
+
+
+def enqueue(storage, name: str, sets: Sequence[str]) -> dict[str, Any]:
+    """Queue a trial of study `name` with the given values of its searched parameters (Optuna's enqueue_trial);
+    parameters not given are sampled as usual. UserError for a key that is fixed in the study, not a key of its
+    objective, or a value outside its search range. Returns the queued parameters."""
+    study, spec = open_study(storage, name)  # UserError for a study not made by study.py
+    params: dict[str, Any] = {}
+    for text in sets:
+        key, value = parse_set(spec.objective, text)
+        if key not in spec.space:
+            searched = ", ".join(spec.space) or "none"
+            raise UserError(f"{key} is fixed in study {name!r} ({key}={spec.config.get(key)!r}); searched: {searched}")
+        if not in_range(spec.space[key], value):
+            raise UserError(f"{key}={value!r} is outside the study's search range {spec.space[key]}")
+        params[key] = value
+    if not params:
+        raise UserError("give at least one --set KEY=VALUE of a searched parameter")
+    study.enqueue_trial(params, skip_if_exists=False)
+    return params

@@ -1,0 +1,169 @@
+"""The objectives, each declared once: an objective's identity in one record.
+
+A record says what `create`, `optimize`, `keys`, the presets, the default search space, pruning and the probes
+need to know of an objective: its config sections (simclr.config: the keys, their defaults, ranges and search
+ranges), its class, its values in each preset, its pruning axis, whether it takes an encoder or makes encoders
+other studies probe (`best:STUDY`), and what its complete trials carry in the store. Checkpoint and resume hooks
+come with its class (objectives.checkpoints.ResumableTrials for a pretraining objective).
+
+Adding an objective is one `register(ObjectiveInfo(...))` call (the four built-in ones are below) plus its class
+and tests; tests/objectives/test_registry.py registers a toy pretraining objective from the test file alone.
+Importing this module does not import torch: a built-in class is named "module:Class" and imported when a
+worker builds it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from errors import UserError
+from objectives.presets import PRESETS
+from simclr.config import SECTIONS, check_value, declare_objective, forget_objective, objective_keys
+from storage import schema
+
+Axis = Callable[[Mapping[str, Any]], "tuple[int, int]"]
+
+
+def epochs_axis(config: Mapping[str, Any]) -> tuple[int, int]:
+    """(first step pruning may fire, last step) of an objective reporting once an epoch: never before warm-up has
+    ended (a run still ramping its learning rate up says little about where it ends). Epochs are the axis: every
+    epoch is the training set's images whatever the batch size, so trials that searched different batch sizes are
+    compared at equal images seen."""
+    epochs, warmup = int(config["epochs"]), math.ceil(float(config["warmup_epochs"]))
+    every = int(config.get("monitor_every", 1)) or epochs  # the kNN monitor's period (SimCLR); 0: the end only
+    first_report = min(every, epochs)
+    after_warmup = -(-max(warmup, first_report) // every) * every  # the first report at or after warm-up's end
+    return min(after_warmup, epochs), epochs
+
+
+def probe_axis(config: Mapping[str, Any]) -> tuple[int, int]:
+    """The linear probe reports every probe epoch, on cached features: no warm-up to wait for."""
+    return 1, int(config["probe_epochs"])
+
+
+@dataclass(frozen=True)
+class ObjectiveInfo:
+    """One objective: everything the tool knows of it, in one place."""
+
+    name: str
+    sections: tuple[type, ...]  # its config: the union of these simclr.config sections
+    factory: str | Callable[..., Any]  # its Objective class, or "module:Class" (imported by make_objective)
+    help: str  # one line: what a trial does
+    report_axis: Axis = epochs_axis  # (first step pruning may fire, last step) of its intermediate values
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # preset -> config values
+    takes_encoder: bool = False  # its config names an encoder: random | imagenet | best:STUDY | trial:STUDY:N | path
+    makes_encoders: bool = False  # its trials' checkpoints are encoders that other studies probe or fine-tune
+    trial_attrs: tuple[str, ...] = ()  # what its COMPLETE trials carry beyond schema.COMPLETE_TRIAL_ATTRS
+
+    def preset(self, preset: str | None) -> dict[str, Any]:
+        """The config values a preset sets ({} for no preset, or a preset that says nothing of this objective);
+        UserError on an unknown preset."""
+        if not preset:
+            return {}
+        if preset not in PRESETS:
+            raise UserError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+        values = dict(self.presets.get(preset, {}))
+        keys = objective_keys(self.name)
+        for key, value in values.items():
+            assert key in keys, f"preset {preset}/{self.name} sets unknown key {key}"
+            check_value(self.name, key, value)
+        return values
+
+    def make(self, *args: Any, **kwargs: Any):
+        """An instance of its Objective class (imports the class's module: torch)."""
+        factory = self.factory
+        if isinstance(factory, str):
+            import importlib
+
+            module, _, attr = factory.partition(":")
+            factory = getattr(importlib.import_module(module), attr)
+        return factory(*args, **kwargs)
+
+
+REGISTRY: dict[str, ObjectiveInfo] = {}
+
+
+class _Names(Sequence[str]):
+    """The registered names as a live sequence: argparse's `choices` and error messages see later registrations."""
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return list(REGISTRY)[index]
+
+    def __len__(self) -> int:
+        return len(REGISTRY)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(REGISTRY))
+
+    def __contains__(self, name: object) -> bool:
+        return name in REGISTRY
+
+
+NAMES: Sequence[str] = _Names()
+
+
+def register(info: ObjectiveInfo) -> ObjectiveInfo:
+    """Add an objective (its config namespace goes to simclr.config); a name is registered once."""
+    if info.name in REGISTRY:
+        raise ValueError(f"objective {info.name!r} is registered already")
+    declare_objective(info.name, info.sections)
+    REGISTRY[info.name] = info
+    return info
+
+
+def unregister(name: str) -> None:
+    """Remove an objective registered with `register` (tests)."""
+    REGISTRY.pop(name)
+    forget_objective(name)
+
+
+def get(name: str) -> ObjectiveInfo:
+    if name not in REGISTRY:
+        raise UserError(f"unknown objective {name!r}; choose from {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def _presets(name: str) -> dict[str, Mapping[str, Any]]:
+    return {preset: values[name] for preset, values in PRESETS.items() if name in values}
+
+
+_PRETRAIN_ATTRS = (schema.DATA_FRACTION, schema.N_PRETRAIN_IMAGES, schema.EPOCHS, schema.IMAGES_SEEN)
+BUILT_IN = (
+    ObjectiveInfo(
+        "simclr",
+        SECTIONS["simclr"],
+        "objectives.simclr_objective:SimCLRObjective",
+        "SimCLR pretraining on a nested data_fraction subset, kNN monitor for pruning, then the linear probe",
+        presets=_presets("simclr"),
+        makes_encoders=True,
+        trial_attrs=(*_PRETRAIN_ATTRS, schema.CHECKPOINT),
+    ),
+    ObjectiveInfo(
+        "linear_probe",
+        SECTIONS["linear_probe"],
+        "objectives.probe_objective:LinearProbeObjective",
+        "the linear classification protocol on a frozen encoder's cached features",
+        report_axis=probe_axis,
+        presets=_presets("linear_probe"),
+        takes_encoder=True,
+    ),
+    ObjectiveInfo(
+        "supervised",
+        SECTIONS["supervised"],
+        "objectives.supervised_objective:SupervisedObjective",
+        "ResNet-18 trained from scratch with labels on probe-train (crop + flip)",
+        presets=_presets("supervised"),
+    ),
+    ObjectiveInfo(
+        "finetune",
+        SECTIONS["finetune"],
+        "objectives.supervised_objective:FinetuneObjective",
+        "an encoder fine-tuned with labels on probe-train, all weights trained",
+        presets=_presets("finetune"),
+        takes_encoder=True,
+    ),
+)
+REGISTRY.update({info.name: info for info in BUILT_IN})  # their config namespaces are simclr.config's SECTIONS
