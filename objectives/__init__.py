@@ -54,7 +54,7 @@ def build_spec(
     config = defaults(objective)
     config.update(info.preset(preset))
     config.update({k: v for k, v in (base or {}).items() if k in config})
-    fixed = _parsed_once("--set", [parse_set(objective, text) for text in sets] + _checked(objective, values))
+    fixed = _parsed_once("--set", [*parse_sets(objective, sets).items(), *_checked(objective, values)])
     config.update(fixed)
     pairs = [parse_param(objective, text) for text in params] + _checked_space(objective, searched)
     searched = _parsed_once("--param", pairs)
@@ -73,6 +73,11 @@ def build_spec(
         role=role,
         comparison=comparison,
     )
+
+
+def parse_sets(objective: str, sets: Sequence[str]) -> dict[str, Any]:
+    """`--set KEY=VALUE` texts as typed values, parsed once (UserError on a bad one, or a key given twice)."""
+    return _parsed_once("--set", [parse_set(objective, text) for text in sets])
 
 
 def _checked(objective: str, values: Mapping[str, Any] | None) -> list[tuple[str, Any]]:
@@ -121,4 +126,4 @@ def open_study(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.
     return study, spec
 
 
-__all__ = ["OBJECTIVES", "build_spec", "make_objective", "open_study"]
+__all__ = ["OBJECTIVES", "build_spec", "make_objective", "open_study", "parse_sets"]

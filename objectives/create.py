@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 
 from errors import UserError
-from objectives import build_spec
+from objectives import build_spec, parse_sets
 from objectives.provenance import provenance
 from objectives.space import parse_encoder
 from simclr.config import DataConfig
@@ -121,11 +121,6 @@ def pin_encoder(storage: optuna.storages.BaseStorage, study: optuna.Study, artif
     return trial.number
 
 
-def _encoder_of(sets: Sequence[str]) -> str | None:
-    values = [text.partition("=")[2].strip() for text in sets if text.partition("=")[0].strip() == "encoder"]
-    return values[-1] if values else None
-
-
 def _inherited(storage, encoder: str | None) -> tuple[str, dict[str, Any]]:
     """(preset, data settings) of the study whose encoder a probe or fine-tuning study takes ("", {} else)."""
     if encoder is None or parse_encoder(encoder)[0] not in ("best", "trial"):
@@ -162,7 +157,8 @@ def new_study(
         storage = open_storage(url) if store_exists(url) else None
     except UserError:  # a server database without Optuna's tables yet: created below, after the checks
         storage = None
-    encoder = _encoder_of(sets)
+    fixed = parse_sets(objective, sets)  # the --set texts, parsed once
+    encoder = fixed.get("encoder")
     if encoder is not None:
         kind, ref, _ = parse_encoder(encoder)
         if kind == "path" and not os.path.isfile(ref):
@@ -171,7 +167,7 @@ def new_study(
     data_dir = data_dir_default(data_dir)
     if data_dir is not None:
         base["data_dir"] = data_dir
-    spec = build_spec(objective, preset=preset or inherited_preset or None, sets=sets, base=base, **spec_args)
+    spec = build_spec(objective, preset=preset or inherited_preset or None, values=fixed, base=base, **spec_args)
     check_data(spec.config)
     storage = storage or open_storage(url, create=True)
     names = set(study_names(storage))

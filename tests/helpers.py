@@ -13,9 +13,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import optuna
 from optuna.distributions import CategoricalDistribution
 
 import study
+from storage import schema
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,3 +101,17 @@ def fixed_params(space) -> dict:
         else:
             out[key] = type(d.low)((d.low + d.high) / 2)
     return out
+
+
+def queue_retry_of_trial_0(study: optuna.Study, params: dict, space: dict, checkpoint: str) -> None:
+    """What a heartbeat retry of a killed trial 0 looks like: a WAITING trial with its params, the retry history
+    Optuna writes, and the checkpoint (after epoch 1) the dead trial left in its user attrs."""
+    study.add_trial(
+        optuna.create_trial(
+            state=optuna.trial.TrialState.WAITING,
+            params=params,
+            distributions=space,
+            user_attrs={schema.CHECKPOINT: checkpoint, schema.CHECKPOINT_EPOCH: 1},
+            system_attrs={"failed_trial": 0, "retry_history": [0]},
+        )
+    )

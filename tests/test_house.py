@@ -198,3 +198,14 @@ def test_renamed_values_are_read_under_their_new_names():
     assert parse_value("simclr", "optimizer", "adam") == "adamw"  # --set and --param choice: of older scripts
     assert make_config("supervised", {"optimizer": "adam"}).supervised.optimizer == "adamw"  # stored studies
     assert parse_value("linear_probe", "probe_optimizer", "adam") == "adam"  # torch.optim.Adam: not renamed
+
+
+def test_the_readmes_layout_names_every_module():
+    """A user finds every module in the README's layout (docs/architecture.md says why each is shaped so)."""
+    readme = (REPO / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :].split("```")[1]
+    for path in source_files():
+        if path.name != "__init__.py":
+            assert path.name in layout, f"README's layout does not name {path.relative_to(REPO)}"
+    for package in PACKAGES:
+        assert f"{package}/" in layout, package

@@ -14,7 +14,6 @@ import torchvision
 
 from objectives import run
 from reports import rows
-from reports.text import comparison_table
 from storage import schema
 from tests.helpers import file_state, run_cli
 
@@ -57,17 +56,12 @@ def offline(tmp_path, monkeypatch) -> Path:
     return tmp_path / "torch" / "hub" / "checkpoints"
 
 
+COMPARE = ("compare", "--preset", "smoke", "--prefix", "cmp", "--trials", "1", "--device", "cpu")
+
+
 def run_compare(url: str, data_dir: Path, out: Path, *extra: str):
     return run_cli(
-        "compare",
-        "--preset",
-        "smoke",
-        "--prefix",
-        "cmp",
-        "--trials",
-        "1",
-        "--device",
-        "cpu",
+        *COMPARE,
         "--storage",
         url,
         "--out",
@@ -195,15 +189,7 @@ def test_interrupted_then_resumed_reruns_no_finished_trial(tmp_path, data_dir, o
     # 2. resuming with other settings is refused (another --prefix), the store untouched
     state = file_state(tmp_path / "s.db")
     r = run_cli(
-        "compare",
-        "--preset",
-        "smoke",
-        "--prefix",
-        "cmp",
-        "--trials",
-        "1",
-        "--device",
-        "cpu",
+        *COMPARE,
         "--storage",
         url,
         "--set",
@@ -322,41 +308,6 @@ def _trial(state, error=None):
 )
 def test_which_trials_count_toward_the_budget(state, error, counted):
     assert run.uses_budget(_trial(optuna.trial.TrialState[state], error)) is counted
-
-
-def test_format_table_rows():
-    row = {
-        "regime": "scratch",
-        "label": "from scratch (supervised)",
-        "status": "ok",
-        "reason": None,
-        "study": "p-scratch",
-        "trial": 2,
-        "test_top1": 10.0,
-        "test_top5": 30.5,
-        "gain_top1": 0.0,
-        "n_trials": 3,
-        "n_complete": 2,
-        "n_pruned": 1,
-        "n_failed": 0,
-    }
-    missing = {
-        **row,
-        "regime": "probe_imagenet",
-        "label": "ImageNet",
-        "status": "missing",
-        "reason": "offline",
-        "test_top1": None,
-        "test_top5": None,
-        "gain_top1": None,
-        "n_trials": 0,
-        "n_complete": 0,
-        "n_pruned": 0,
-    }
-    lines = comparison_table([row, missing]).splitlines()
-    assert lines[0].split()[:4] == ["regime", "input", "test", "top-1"]
-    assert lines[1].split()[-7:] == ["reference", "-", "3", "(2/1/0)", "ok:", "p-scratch", "#2"]
-    assert lines[2].endswith("missing: offline") and " - " in lines[2]
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from objectives import build_spec, make_objective
 from objectives.common import reporter
 from storage import schema, store
 from storage.artifacts import open_artifacts, write_unlisted
-from tests.helpers import fixed_params, tiny_sets
+from tests.helpers import fixed_params, queue_retry_of_trial_0, tiny_sets
 
 TRIAL_ATTRS = set(schema.COMPLETE_TRIAL_ATTRS)
 
@@ -213,15 +213,7 @@ def test_retry_resumes_from_the_inherited_checkpoint(data_dir, tmp_path):
             on_epoch=die,
         )
     resume_id = write_unlisted(artifacts, tmp_path / "last.pt")
-    study.add_trial(
-        optuna.create_trial(
-            state=TrialState.WAITING,
-            params=params,
-            distributions=spec.space,
-            user_attrs={schema.CHECKPOINT: resume_id, schema.CHECKPOINT_EPOCH: 1},
-            system_attrs={"failed_trial": 0, "retry_history": [0]},
-        )
-    )
+    queue_retry_of_trial_0(study, params, spec.space, resume_id)
 
     study.optimize(objective, n_trials=1)
     trial = study.trials[0]

@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 from errors import UserError
 from storage import schema, store
 from storage.artifacts import AtomicFileSystemArtifactStore, open_artifacts, upload, write_unlisted
-from tests.helpers import REPO, run_cli, tiny_sets
+from tests.helpers import REPO, queue_retry_of_trial_0, run_cli, tiny_sets
 from tests.objectives.workers import create, store_for, trials, wait_all, worker
 
 pytestmark = pytest.mark.slow  # end-to-end: several processes or a whole study each
@@ -247,15 +247,7 @@ def test_a_retry_does_not_trust_a_truncated_checkpoint(tmp_path, data_dir):
     torch.save({"epoch": 1, "w": torch.zeros(10_000)}, bad)
     bad.write_bytes(bad.read_bytes()[:-500])
     resume_id = write_unlisted(artifacts, bad)
-    study.add_trial(
-        optuna.create_trial(
-            state=TrialState.WAITING,
-            params=params,
-            distributions=spec.space,
-            user_attrs={schema.CHECKPOINT: resume_id, schema.CHECKPOINT_EPOCH: 1},
-            system_attrs={"failed_trial": 0, "retry_history": [0]},
-        )
-    )
+    queue_retry_of_trial_0(study, params, spec.space, resume_id)
     study.optimize(make_objective(spec, device="cpu", storage=storage, artifacts=artifacts, study_name="r"), n_trials=1)
     (trial,) = study.trials
     assert trial.state == TrialState.COMPLETE, trial.user_attrs
