@@ -46,7 +46,7 @@ class DataCache:
     def pretrain_set(self, config: Config):
         from simclr.data import load_pretrain_set
 
-        assert config.pretrain is not None, "only the simclr objective pretrains"
+        assert config.pretrain is not None, "a pretraining set needs a config with the PretrainConfig section"
         key = (repr(config.data), config.pretrain.data_fraction, config.run.seed)
         if key not in self._pretrain:
             self._pretrain.clear()
@@ -121,7 +121,7 @@ class EncoderCache:
         from simclr.data import stats_for
         from simclr.models import load_encoder
 
-        assert config.encoder is not None, "only linear_probe and finetune take an encoder"
+        assert config.encoder is not None, "an encoder needs a config with the EncoderConfig section"
         spec, resolution, seed = config.encoder.encoder, config.encoder.resolution, config.run.seed
         key = (spec, resolution, seed, config.data.probe_data)
         if key != self._key:
