@@ -166,7 +166,9 @@ def start_knobs(request: Request) -> Knobs:
         objective = "simclr" if isinstance(study, Pretraining) else study.objective
         config = build_spec(objective, preset=request.preset, values=request.overrides[objective]).config
         for key, knob in study.knobs:
-            start.setdefault(knob, None if request.fixed(objective, key) else config[key])
+            value = None if request.fixed(objective, key) else config[key]
+            if start.setdefault(knob, value) != value:  # a table error, not the user's
+                raise ValueError(f"sizing knob {knob} starts at {start[knob]} and {value}: give them one knob each")
     budget = BUDGETS[request.preset]
     start["hparams_trials"] = None if request.trials else budget.hparams
     start["regime_trials"] = None if request.trials else budget.regime

@@ -19,6 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SIMCLR = "simclr"  # a regime's encoder: the best of this comparison's SimCLR pretraining (pinned at creation)
+# how a regime evaluates its representation: what its gain over the baseline compares
+LINEAR = "linear probe (frozen encoder)"
+FINE_TUNED = "fine-tuning (all weights)"
+FROM_SCRATCH = "training from scratch"
 PROBE_KNOBS = (("probe_fraction", "probe_fraction"),)  # every regime trains or probes on the probe images
 
 
@@ -53,6 +57,7 @@ class Regime:
     encoder: str | None  # the encoder evaluated: "simclr" (this comparison's best pretraining), "imagenet", "random"
     labels: str  # which labels its number rests on (the report's protocol line)
     missing: str  # what its study is, in words ("no <missing> in this store")
+    evaluation: str = LINEAR  # how the representation is evaluated: what its gain over the baseline compares
     study: str = ""  # the study is PREFIX-<study>; "" = compare does not plan it (shown where a store has one)
     resolution: str = "image_size"  # the config key giving its input side
     baseline: str | None = "scratch"  # the regime its gain is measured against (None: it is the baseline)
@@ -66,12 +71,21 @@ class Regime:
     def seeds_role(self) -> str:
         return f"seeds_{self.seeds}" if self.seeds else ""
 
+    def compares(self) -> str:
+        """What its gain compares, in words ("" for the baseline)."""
+        if self.baseline is None:
+            return ""
+        return f"gain: {self.evaluation} vs {BY_ROLE[self.baseline].evaluation}"
+
 
 SCALE = Pretraining("scale", "simclr_scale", grid=True, trials="", seeds="scale")
 HPARAMS = Pretraining("hparams", "simclr_hparams", grid=False, trials="hparams_trials")  # seeds: probe_simclr's
 PRETRAINING: tuple[Pretraining, ...] = (SCALE, HPARAMS)
 
 _LINEAR = "CIFAR-100 labels for the linear layer only"
+_ALL = "CIFAR-100 labels for all weights"
+_FINETUNE_KNOBS = (("epochs", "finetune_epochs"), *PROBE_KNOBS)
+# Rows grouped by representation (SimCLR, ImageNet-supervised, random, none) x evaluation (linear, fine-tuned).
 REGIMES: tuple[Regime, ...] = (
     Regime(
         "probe_simclr",
@@ -86,6 +100,18 @@ REGIMES: tuple[Regime, ...] = (
         selected_by=HPARAMS.suffix,
     ),
     Regime(
+        "finetune",
+        "SimCLR -> fine-tuned",
+        "finetune",
+        encoder=SIMCLR,
+        labels=f"{_ALL} (pretraining: none)",
+        missing="fine-tuning study of a SimCLR encoder",
+        study="finetune-simclr",
+        evaluation=FINE_TUNED,
+        knobs=_FINETUNE_KNOBS,
+        seeds="finetune",  # the selected SimCLR encoder fine-tuned with other seeds
+    ),
+    Regime(
         "probe_imagenet",
         "ImageNet-supervised -> linear probe",
         "linear_probe",
@@ -95,6 +121,19 @@ REGIMES: tuple[Regime, ...] = (
         study="probe-imagenet",
         resolution="resolution",  # the 7x7-stem encoder at the configured input size
         seeds="probe_imagenet",
+    ),
+    Regime(
+        "finetune_imagenet",
+        "ImageNet-supervised -> fine-tuned",
+        "finetune",
+        encoder="imagenet",
+        labels=f"{_ALL} (pretraining: ImageNet-1k labels)",
+        missing="fine-tuning study of the ImageNet-supervised encoder",
+        study="finetune-imagenet",
+        resolution="resolution",
+        evaluation=FINE_TUNED,
+        knobs=_FINETUNE_KNOBS,
+        seeds="finetune_imagenet",
     ),
     Regime(
         "probe_random",
@@ -111,20 +150,13 @@ REGIMES: tuple[Regime, ...] = (
         "from scratch (supervised)",
         "supervised",
         encoder=None,
-        labels="CIFAR-100 labels for all weights",
+        labels=_ALL,
         missing="from-scratch supervised study",
         study="scratch",
+        evaluation=FROM_SCRATCH,
         baseline=None,
         knobs=(("epochs", "supervised_epochs"), *PROBE_KNOBS),
         seeds="scratch",
-    ),
-    Regime(
-        "finetune",
-        "SimCLR fine-tuned",
-        "finetune",
-        encoder=SIMCLR,
-        labels="CIFAR-100 labels for all weights (from a pretrained encoder)",
-        missing="fine-tuning study",
     ),
 )
 

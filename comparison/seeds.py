@@ -46,9 +46,18 @@ def _spec(storage: optuna.storages.BaseStorage, name: str) -> schema.StudySpec |
 
 
 def _selected_config(storage: optuna.storages.BaseStorage, name: str) -> dict[str, Any] | None:
+    """The selected trial's whole config; an encoder named `best:STUDY` becomes the trial the study was pinned to,
+    so its seeds evaluate the very weights it did (not a later best of STUDY)."""
     best = _best(storage, name)
     spec = _spec(storage, name) if best is not None else None
-    return None if spec is None or best is None else {**spec.config, **best.params}
+    if spec is None or best is None:
+        return None
+    config = {**spec.config, **best.params}
+    pinned = storage.get_study_user_attrs(storage.get_study_id_from_name(name)).get(schema.ENCODER_TRIAL)
+    encoder = str(config.get("encoder", ""))
+    if pinned is not None and encoder.startswith("best:"):
+        config["encoder"] = f"trial:{encoder.removeprefix('best:')}:{int(pinned)}"
+    return config
 
 
 def _seeds(base: int, seeds: int) -> CategoricalDistribution:

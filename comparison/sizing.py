@@ -8,8 +8,9 @@ the plan is cut, one step at a time, in this order (each knob down to its floor 
     2. trials of every compared regime together, down to 2    (probes and scratch keep the same tuning effort)
     3. SimCLR epochs, down to 2                               (the scale study's equal steps follow from them)
     4. supervised (scratch) epochs, down to 2
-    5. pretraining images (data_fraction) x0.75, down to half the preset's
-    6. CIFAR-100 images for the probes and scratch (probe_fraction) x0.75, down to 0.4 of the preset's (the test
+    5. fine-tuning epochs, down to 2
+    6. pretraining images (data_fraction) x0.75, down to half the preset's
+    7. CIFAR-100 images for the probes and scratch (probe_fraction) x0.75, down to 0.4 of the preset's (the test
        images are never cut: they carry the confidence intervals)
 
 Trials go first: a trial fewer repeats no less of what each number means. Epochs next: every number is still a
@@ -54,6 +55,7 @@ class Knobs:
     supervised_epochs: int | None
     data_fraction: float | None
     probe_fraction: float | None = None
+    finetune_epochs: int | None = None  # (a plan stored before fine-tuning was compared has none: never cut)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -82,6 +84,7 @@ ORDER: tuple[tuple[str, str, Callable], ...] = (
     ("regime_trials", "trials of each compared regime", _fewer(MIN_TRIALS)),
     ("simclr_epochs", "SimCLR epochs", _fewer(MIN_EPOCHS)),
     ("supervised_epochs", "scratch epochs", _fewer(MIN_EPOCHS)),
+    ("finetune_epochs", "fine-tuning epochs", _fewer(MIN_EPOCHS)),
     ("data_fraction", "pretraining data_fraction", _fraction("data_fraction", MIN_FRACTION_RATIO)),
     ("probe_fraction", "CIFAR-100 probe_fraction", _fraction("probe_fraction", MIN_PROBE_RATIO)),
 )

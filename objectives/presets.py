@@ -22,6 +22,9 @@ Budget per regime (pretraining epochs x images; probe epochs on cached features;
   batch scaling); temperature 0.5 (B.9's best of 0.1, 0.5, 1.0); weight decay 1e-6; colour strength s = 0.5
   (jitter_strength, the paper's convention); no Gaussian blur at 32x32; 10 warm-up epochs, cosine decay; 1,000
   epochs (B.9 trains up to 1,000). Probes and scratch as in default.
+- fine-tuning (the `finetune` objective; compare fine-tunes the SimCLR and the ImageNet encoder): SGD at lr 0.01,
+  a tenth of scratch's (a pretrained encoder is moved, not trained anew), scratch's search space around it; smoke
+  3 epochs at 32x32, default 30 epochs with the ImageNet encoder at 96x96, paper 100 epochs at 224x224.
 
 A preset sets only the keys it changes; the rest keep their declared defaults (simclr/config.py). So default's
 SimCLR run (100 epochs, batch 256, SGD lr 0.3), its scratch optimiser (SGD lr 0.1, weight decay 5e-4, batch 128),

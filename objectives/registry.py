@@ -39,6 +39,18 @@ def epochs_axis(config: Mapping[str, Any]) -> tuple[int, int]:
     return min(after_warmup, epochs), epochs
 
 
+SUPERVISED_PRUNE_AFTER = 0.5  # share of a supervised run's epochs before pruning may fire (scratch, fine-tuning)
+
+
+def supervised_axis(config: Mapping[str, Any]) -> tuple[int, int]:
+    """Supervised training (from scratch, fine-tuning) is pruned only after half its epochs: under a cosine
+    schedule a higher learning rate trails until its rate has decayed (half the epochs: half the peak rate), and
+    pruning it at epoch 1 of 200 would favour small rates and under-tune the baseline every gain is measured
+    against."""
+    first, last = epochs_axis(config)
+    return max(first, math.ceil(SUPERVISED_PRUNE_AFTER * last)), last
+
+
 def probe_axis(config: Mapping[str, Any]) -> tuple[int, int]:
     """The linear probe reports every probe epoch, on cached features: no warm-up to wait for."""
     return 1, int(config["probe_epochs"])
@@ -155,6 +167,7 @@ BUILT_IN = (
         SECTIONS["supervised"],
         "objectives.supervised_objective:SupervisedObjective",
         "ResNet-18 trained from scratch with labels on probe-train (crop + flip)",
+        report_axis=supervised_axis,
         presets=_presets("supervised"),
     ),
     ObjectiveInfo(
@@ -162,6 +175,7 @@ BUILT_IN = (
         SECTIONS["finetune"],
         "objectives.supervised_objective:FinetuneObjective",
         "an encoder fine-tuned with labels on probe-train, all weights trained",
+        report_axis=supervised_axis,
         presets=_presets("finetune"),
         takes_encoder=True,
     ),

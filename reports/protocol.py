@@ -59,11 +59,13 @@ def add_seeds(rows: list[dict[str, Any]], studies: Sequence[Any]) -> None:
 def protocol(row: dict[str, Any], studies: Sequence[Any]) -> dict[str, Any]:
     """The protocol behind a regime's row, from the selected study's config and (for the SimCLR probe) the
     pretraining trial its encoder came from."""
+    regime = regimes.BY_ROLE.get(row["regime"])
     out: dict[str, Any] = {"labels": LABELS.get(row["regime"], ""), "trials": row["n_trials"]}
+    out["compares"] = regime.compares() if regime is not None else ""
     study = next((s for s in studies if s.name == row.get("study")), None)
     if study is None:
         return out
-    config, regime = study.config, regimes.BY_ROLE.get(row["regime"])
+    config = study.config
     encoder = regime.encoder if regime is not None and regime.encoder else str(config.get("encoder"))
     imagenet = encoder == "imagenet" or str(config.get("encoder")) == "imagenet"
     side = "resolution" if imagenet else (regime.resolution if regime is not None else "image_size")
@@ -90,7 +92,7 @@ def _pretraining(row: dict[str, Any], study: Any, studies: Sequence[Any]) -> str
 
 
 def protocol_text(p: dict[str, Any], seeds: dict[str, Any] | None = None) -> str:
-    """One line: labels; input; pretraining; epochs; trials; seeds."""
+    """One line: labels; input; pretraining; epochs; trials; seeds; what the gain compares."""
     parts = [p.get("labels", "")]
     if p.get("resolution"):
         parts.append(f"input {p['resolution']}x{p['resolution']}")
@@ -101,4 +103,6 @@ def protocol_text(p: dict[str, Any], seeds: dict[str, Any] | None = None) -> str
     parts.append(f"{p.get('trials', 0)} trials")
     if seeds:
         parts.append(f"{seeds['n']} seed{'s' if seeds['n'] != 1 else ''}")
+    if p.get("compares"):
+        parts.append(p["compares"])
     return "; ".join(x for x in parts if x)

@@ -22,7 +22,9 @@ ROLES = {
     "cmp-scale": "simclr_scale",
     "cmp-hparams": "simclr_hparams",
     "cmp-probe-simclr": "probe_simclr",
+    "cmp-finetune-simclr": "finetune",
     "cmp-probe-imagenet": "probe_imagenet",
+    "cmp-finetune-imagenet": "finetune_imagenet",
     "cmp-probe-random": "probe_random",
     "cmp-scratch": "scratch",
 }
@@ -97,15 +99,16 @@ def test_compare_end_to_end_offline_then_with_imagenet_weights(tmp_path, data_di
     url, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "report.html"
     r = run_compare(url, data_dir, out)
     assert r.rc == 0, r.err
-    assert "budget (cpu" in r.err and "[6/6] cmp-scratch" in r.err
+    assert "budget (cpu" in r.err and "[8/8] cmp-scratch" in r.err
     assert "cmp-probe-imagenet cannot run" in r.err and IMAGENET_FILE in r.err
+    assert "cmp-finetune-imagenet cannot run" in r.err
     # every study, with its role, the comparison and the preset
     studies = {s.name: s for s in rows.load_studies(url)}
     assert {name: s.role for name, s in studies.items()} == ROLES
     assert all(
         s.user_attrs[schema.COMPARISON] == "cmp" and s.user_attrs[schema.PRESET] == "smoke" for s in studies.values()
     )
-    assert studies["cmp-probe-simclr"].encoder == "best:cmp-hparams"
+    assert studies["cmp-probe-simclr"].encoder == studies["cmp-finetune-simclr"].encoder == "best:cmp-hparams"
     assert {n: studies[n].encoder for n in ("cmp-probe-imagenet", "cmp-probe-random")} == {
         "cmp-probe-imagenet": "imagenet",
         "cmp-probe-random": "random",
@@ -115,22 +118,25 @@ def test_compare_end_to_end_offline_then_with_imagenet_weights(tmp_path, data_di
     assert len({(schema.space_to_json(p.space), str(p.sampler)) for p in probes}) == 1
     scale = studies["cmp-scale"]
     assert sorted(t.params["data_fraction"] for t in scale.complete()) == [0.1, 0.3, 1.0]
-    for name in ("cmp-hparams", "cmp-probe-simclr", "cmp-probe-random", "cmp-scratch"):
+    for name in ("cmp-hparams", "cmp-probe-simclr", "cmp-finetune-simclr", "cmp-probe-random", "cmp-scratch"):
         assert [t.state.name for t in studies[name].trials] == ["COMPLETE"], name
-    assert studies["cmp-probe-imagenet"].trials == []
-    assert IMAGENET_FILE in studies["cmp-probe-imagenet"].user_attrs[schema.STUDY_ERROR]
+    for name in ("cmp-probe-imagenet", "cmp-finetune-imagenet"):
+        assert studies[name].trials == [] and IMAGENET_FILE in studies[name].user_attrs[schema.STUDY_ERROR]
     # the printed table: one row per regime; ImageNet missing with the reason; then the report's path
     table = r.out[r.out.index("regime") :].splitlines()
     assert table[-1] == f"report: {out}" and out.is_file()
     protocol = table.index("protocol:")  # the rule under the table, then one protocol line per regime
-    assert [line.split(":")[0].strip() for line in table[protocol + 1 : protocol + 5]] == [
-        line[:40].split("  ")[0] for line in table[1:5]
+    assert [line.split(":")[0].strip() for line in table[protocol + 1 : protocol + 7]] == [
+        line[:40].split("  ")[0] for line in table[1:7]
     ]
-    assert "reference" in table[4] and table[1].startswith("SimCLR -> linear probe")
-    assert "missing: cmp-probe-imagenet could not run: ImageNet ResNet-18 weights" in table[2]
+    assert "reference" in table[6] and table[1].startswith("SimCLR -> linear probe")
+    assert table[2].startswith("SimCLR -> fine-tuned")
+    assert "missing: cmp-probe-imagenet could not run: ImageNet ResNet-18 weights" in table[3]
+    assert "gain: fine-tuning (all weights) vs training from scratch" in table[protocol + 2]
     got = comparison(url)
-    assert got["probe_imagenet"]["status"] == "missing" and str(offline) in got["probe_imagenet"]["reason"]
-    assert all(got[k]["status"] == "ok" for k in ("probe_simclr", "probe_random", "scratch"))
+    for regime in ("probe_imagenet", "finetune_imagenet"):
+        assert got[regime]["status"] == "missing" and str(offline) in got[regime]["reason"]
+    assert all(got[k]["status"] == "ok" for k in ("probe_simclr", "finetune", "probe_random", "scratch"))
     assert "ImageNet" in out.read_text()
     import optuna_dashboard
 
@@ -144,15 +150,17 @@ def test_compare_end_to_end_offline_then_with_imagenet_weights(tmp_path, data_di
     torch.save(torchvision.models.resnet18().state_dict(), offline / IMAGENET_FILE)
     r = run_compare(url, data_dir, out)
     assert r.rc == 0, r.err
-    assert r.err.count("nothing left to run") == 5
+    assert r.err.count("nothing left to run") == 6
     after = trials_of(url)
-    assert {k: v for k, v in after.items() if k != "cmp-probe-imagenet"} == {
-        k: v for k, v in before.items() if k != "cmp-probe-imagenet"
+    imagenet = ("cmp-probe-imagenet", "cmp-finetune-imagenet")
+    assert {k: v for k, v in after.items() if k not in imagenet} == {
+        k: v for k, v in before.items() if k not in imagenet
     }
-    assert [t[1] for t in after["cmp-probe-imagenet"]] == ["COMPLETE"]
+    assert [t[1] for t in after["cmp-probe-imagenet"]] == [t[1] for t in after["cmp-finetune-imagenet"]] == ["COMPLETE"]
     got = comparison(url)
-    assert got["probe_imagenet"]["status"] == "ok" and got["probe_imagenet"]["test_top1"] is not None
-    assert got["probe_imagenet"]["gain_top1"] is not None
+    for regime in ("probe_imagenet", "finetune_imagenet"):
+        assert got[regime]["status"] == "ok" and got[regime]["test_top1"] is not None
+        assert got[regime]["gain_top1"] is not None
     study = optuna.load_study(study_name="cmp-probe-imagenet", storage=url)
     assert study.user_attrs[schema.STUDY_ERROR] == ""  # cleared once it ran
     assert "ok: cmp-probe-imagenet #0" in r.out
@@ -217,13 +225,15 @@ def test_interrupted_then_resumed_reruns_no_finished_trial(tmp_path, data_dir, o
     calls.update(n=0, stop_at=0)
     r = run_compare(url, data_dir, out)
     assert r.rc == 0, r.err
-    assert "[1/6] cmp-scale (simclr, role simclr_scale): 3/3 trials done, nothing left to run" in r.err
+    assert "[1/8] cmp-scale (simclr, role simclr_scale): 3/3 trials done, nothing left to run" in r.err
     third = trials_of(url)
     assert third["cmp-scale"] == second["cmp-scale"] and third["cmp-hparams"][0] == second["cmp-hparams"][0]
     assert [t[1] for t in third["cmp-hparams"]] == ["FAIL", "COMPLETE"]  # budget 1: the interrupted one is not counted
     assert {name: len(t) for name, t in third.items() if name not in ("cmp-scale", "cmp-hparams")} == {
         "cmp-probe-simclr": 1,
+        "cmp-finetune-simclr": 1,
         "cmp-probe-imagenet": 0,
+        "cmp-finetune-imagenet": 0,
         "cmp-probe-random": 1,
         "cmp-scratch": 1,
     }
@@ -234,7 +244,10 @@ def test_interrupted_then_resumed_reruns_no_finished_trial(tmp_path, data_dir, o
     "args, message",
     [
         (["--preset", "huge"], "invalid choice: 'huge'"),
-        (["--set", "no_such_key=1"], "--set no_such_key: not a config key of simclr, linear_probe, supervised"),
+        (
+            ["--set", "no_such_key=1"],
+            "--set no_such_key: not a config key of simclr, linear_probe, finetune, supervised",
+        ),
         (["--set", "encoder=random"], "compare probes its own encoders"),
         (["--set", "epochs=0"], "epochs=0: must be > 0"),
         (["--trials", "0"], "--trials must be >= 1"),
@@ -319,7 +332,12 @@ def test_seeds_rerun_each_regimes_selected_configuration(tmp_path, data_dir, off
     assert r.rc == 0, r.err
     names = {s.study_name for s in optuna.get_all_study_summaries(url)}
     # the ImageNet probe cannot run offline: no selection, so no seeds study for it
-    assert {"cmp-seeds-simclr", "cmp-seeds-probe_random", "cmp-seeds-scratch"} <= names
+    assert {"cmp-seeds-simclr", "cmp-seeds-finetune", "cmp-seeds-probe_random", "cmp-seeds-scratch"} <= names
+    # fine-tuning's other seeds fine-tune the very encoder its study was pinned to, not a later best
+    finetune = optuna.load_study(study_name="cmp-finetune-simclr", storage=url)
+    pinned = finetune.user_attrs[schema.ENCODER_TRIAL]
+    seeded = schema.read_spec(optuna.load_study(study_name="cmp-seeds-finetune", storage=url).user_attrs)
+    assert seeded.config["encoder"] == f"trial:cmp-hparams:{pinned}"
     assert "cmp-seeds-probe_imagenet" not in names
     for regime, source, objective in (
         ("simclr", "cmp-hparams", "simclr"),

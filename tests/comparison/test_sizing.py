@@ -32,7 +32,13 @@ def fake_estimate(rate: float, sets=()):
 def test_a_large_budget_keeps_the_presets_full_plan():
     start = start_knobs(Request.of("cmp", preset="smoke"))
     assert start == sizing.Knobs(
-        hparams_trials=3, regime_trials=3, simclr_epochs=5, supervised_epochs=3, data_fraction=0.02, probe_fraction=0.05
+        hparams_trials=3,
+        regime_trials=3,
+        simclr_epochs=5,
+        supervised_epochs=3,
+        data_fraction=0.02,
+        probe_fraction=0.05,
+        finetune_epochs=3,
     )
     sized = sizing.fit(start, fake_estimate(rate=100.0), budget_s=10 * 3600)
     assert sized.knobs == start and sized.cuts == []
@@ -40,6 +46,12 @@ def test_a_large_budget_keeps_the_presets_full_plan():
         p.spec() for p in plan(Request.of("cmp", preset="smoke"))
     ]
     assert sizing.fit(start, fake_estimate(rate=1.0), budget_s=None).knobs == start  # no budget: never cut
+    default = start_knobs(Request.of("cmp", preset="default"))  # one knob each: scratch's 200, fine-tuning's 30
+    assert (default.supervised_epochs, default.finetune_epochs) == (200, 30)
+    sized = {p.role: p.spec().config.get("epochs") for p in plan(Request.of("cmp", preset="default"), default)}
+    assert (sized["scratch"], sized["finetune"], sized["finetune_imagenet"]) == (200, 30, 30)
+    old = sizing.Knobs.from_json({k: v for k, v in start.to_json().items() if k != "finetune_epochs"})
+    assert old.finetune_epochs is None  # a plan stored before fine-tuning was compared: its epochs never cut
 
 
 @pytest.mark.parametrize("rate", [20.0, 40.0, 80.0])
@@ -93,7 +105,8 @@ def test_cuts_follow_the_documented_order_as_the_budget_shrinks():
     with pytest.raises(
         UserError,
         match=r"\(SimCLR hyperparameter trials 2, trials of each compared regime 2, SimCLR "
-        r"epochs 2, scratch epochs 2, pretraining data_fraction 0.01, CIFAR-100 probe_fraction 0.02\)",
+        r"epochs 2, scratch epochs 2, fine-tuning epochs 2, pretraining data_fraction 0.01, CIFAR-100 probe_fraction "
+        r"0.02\)",
     ):
         sizing.fit(start, estimate, 1.0)  # every knob at its floor
 

@@ -102,6 +102,44 @@ def test_pruning_never_fires_inside_warm_up():
     assert default.pruner["n_warmup_steps"] == 10  # 10 warm-up epochs, the monitor every 5
 
 
+def _curve(start: float, end: float, epochs: int, delay: float = 0.0) -> list[float]:
+    """Validation top-1 per epoch (synthetic): a rise that is fast early and slows down, starting after `delay` of
+    the epochs, as a higher learning rate's noisy first epochs delay it."""
+    out = []
+    for epoch in range(1, epochs + 1):
+        t = max(0.0, (epoch / epochs - delay) / (1 - delay))
+        out.append(start + (end - start) * (1 - (1 - t) ** 3))
+    return out
+
+
+@pytest.mark.parametrize("objective", ["supervised", "finetune"])
+def test_a_slow_starting_run_that_ends_best_is_not_pruned_early(objective):
+    """Scratch and fine-tuning are pruned only after half their epochs (objectives.registry.supervised_axis):
+    a higher learning rate that trails early and ends best survives the median pruner; pruned from the first
+    epoch after warm-up, as before, it would not."""
+    sets = [f"epochs={20}", "warmup_epochs=1"] + (["encoder=random"] if objective == "finetune" else [])
+    spec = build_spec(objective, sets=sets)
+    assert spec.pruner["n_warmup_steps"] == 10
+
+    def pruned_at(n_warmup_steps: int) -> int | None:
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=n_warmup_steps)
+        study = optuna.create_study(direction="maximize", pruner=pruner)
+        for end in (40.0, 41.0, 42.0):  # small learning rates: fast start, low plateau
+            trial = study.ask()
+            for step, value in enumerate(_curve(10.0, end, 20), 1):
+                trial.report(value, step)
+            study.tell(trial, end)
+        trial = study.ask()
+        for step, value in enumerate(_curve(5.0, 50.0, 20, delay=0.2), 1):  # ends best
+            trial.report(value, step)
+            if trial.should_prune():
+                return step
+        return None
+
+    assert pruned_at(spec.pruner["n_warmup_steps"]) is None
+    assert pruned_at(1) is not None  # the old axis: pruned right after warm-up
+
+
 @pytest.mark.slow
 def test_a_probe_study_keeps_the_encoder_pinned_at_creation(filled_store, tmp_path):
     shutil.copy(filled_store.path, tmp_path / "p.db")

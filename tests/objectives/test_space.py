@@ -256,13 +256,15 @@ def test_samplers_are_seeded(name):
             {"monitor_every": 1, "warmup_epochs": 0.5},
             {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 1},
         ),
-        ("median", "supervised", {"warmup_epochs": 5}, {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 5}),
+        # supervised runs: after half their epochs (30 here), however short the warm-up
+        ("median", "supervised", {"warmup_epochs": 5}, {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 15}),
+        ("median", "finetune", {"epochs": 200}, {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 100}),
         ("median:1:0", "linear_probe", {}, {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0}),
         (
             "hyperband",
             "supervised",
             {"epochs": 27},
-            {"name": "hyperband", "min_resource": 1, "max_resource": 27, "reduction_factor": 3},
+            {"name": "hyperband", "min_resource": 14, "max_resource": 27, "reduction_factor": 3},
         ),
         (
             "hyperband:5:2",

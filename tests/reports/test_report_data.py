@@ -13,6 +13,7 @@ import optuna
 import pytest
 
 import reports
+from comparison import regimes
 from errors import UserError
 from reports import intervals, rows, scale, study_info
 from storage import schema
@@ -108,9 +109,12 @@ def test_missing_regime_is_never_zero(studies, dropped, regime, reason):
         assert got["probe_simclr"]["test_top1"] == 42.0
 
 
-def test_optional_finetune_row_only_when_present(studies):
+def test_every_regime_has_a_row_and_a_missing_one_says_why(studies):
     kept = [s for name, s in studies.items() if name != "finetune-by-hand"]
-    assert "finetune" not in [r["regime"] for r in rows.comparison_rows(kept)]
+    got = {r["regime"]: r for r in rows.comparison_rows(kept)}
+    assert list(got) == [regime.role for regime in regimes.REGIMES]
+    assert got["finetune"]["status"] == "missing"
+    assert got["finetune"]["reason"] == "no fine-tuning study of a SimCLR encoder in this store"
 
 
 def test_missing_reason_without_error_attr():
@@ -148,7 +152,8 @@ def test_missing_reason_from_the_study_error_attr(error, reason):
         ({"objective": "linear_probe", "encoder": "best:simclr-a"}, "probe_simclr"),
         ({"objective": "linear_probe", "encoder": "/ckpt/simclr.pt"}, "probe_simclr"),
         ({"objective": "supervised"}, "scratch"),
-        ({"objective": "finetune", "encoder": "imagenet"}, "finetune"),
+        ({"objective": "finetune", "encoder": "imagenet"}, "finetune_imagenet"),
+        ({"objective": "finetune", "encoder": "trial:simclr-a:3"}, "finetune"),
         ({"objective": "simclr"}, None),
         ({"objective": "simclr", "role": "simclr_scale"}, "simclr_scale"),
         ({}, None),
