@@ -198,20 +198,27 @@ def _pretrain_line(planned: PlannedStudy, config, sizes: Sizes, search: str) -> 
     return f"{cfg.epochs} epochs = {steps:,} steps at batch {cfg.batch_size} (+ probe {probe}); {what}"
 
 
+def _encoder_text(planned: PlannedStudy, config) -> str:
+    """ "; encoder imagenet at 64px" for a study over an encoder ("" for scratch): what it starts from."""
+    if not planned.encoder:
+        return ""
+    regime = planned.regime
+    side = f" at {config.flat()[regime.resolution]}px" if regime and regime.resolution != "image_size" else ""
+    return f"; encoder {planned.encoder}{side}"
+
+
 def _train_line(planned: PlannedStudy, config, sizes: Sizes, search: str) -> str:
     cfg = config.supervised
     steps = _steps(cfg.epochs, sizes.probe_train, cfg.batch_size)
     images = _images(sizes.probe_train)
-    return f"{cfg.epochs} epochs = {steps:,} steps at batch {cfg.batch_size}; {images} images; search {search}"
+    encoder = _encoder_text(planned, config)
+    return f"{cfg.epochs} epochs = {steps:,} steps at batch {cfg.batch_size}{encoder}; {images} images; search {search}"
 
 
 def _probe_line(planned: PlannedStudy, config, sizes: Sizes, search: str) -> str:
-    regime = planned.regime
-    side = f" at {config.flat()[regime.resolution]}px" if regime and regime.resolution != "image_size" else ""
     images = _images(sizes.probe_train)
-    return (
-        f"{config.probe.probe_epochs} probe epochs; encoder {planned.encoder}{side}; {images} images; search {search}"
-    )
+    encoder = _encoder_text(planned, config)
+    return f"{config.probe.probe_epochs} probe epochs{encoder}; {images} images; search {search}"
 
 
 # what a study of each objective trains, in one line of the printed plan

@@ -24,7 +24,8 @@ Budget per regime (pretraining epochs x images; probe epochs on cached features;
   epochs (B.9 trains up to 1,000). Probes and scratch as in default.
 - fine-tuning (the `finetune` objective; compare fine-tunes the SimCLR and the ImageNet encoder): SGD at lr 0.01,
   a tenth of scratch's (a pretrained encoder is moved, not trained anew), scratch's search space around it; smoke
-  3 epochs at 32x32, default 30 epochs with the ImageNet encoder at 96x96, paper 100 epochs at 224x224.
+  3 epochs with the ImageNet encoder at 64x64 (as its probe), default 30 epochs with it at 96x96, paper 100
+  epochs at 224x224.
 
 A preset sets only the keys it changes; the rest keep their declared defaults (simclr/config.py). So default's
 SimCLR run (100 epochs, batch 256, SGD lr 0.3), its scratch optimiser (SGD lr 0.1, weight decay 5e-4, batch 128),
@@ -56,7 +57,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         },
         "linear_probe": {**_SMOKE_DATA, **_SMOKE_PROBE, "resolution": 64},
         "supervised": {**_SMOKE_DATA, "epochs": 3, "warmup_epochs": 0.5},
-        "finetune": {**_SMOKE_DATA, "epochs": 3, "warmup_epochs": 0.5, "lr": 0.01, "resolution": 32},
+        "finetune": {**_SMOKE_DATA, "epochs": 3, "warmup_epochs": 0.5, "lr": 0.01, "resolution": 64},  # as the probe
     },
     "default": {
         "simclr": {"seeds": 3},
