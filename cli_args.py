@@ -122,7 +122,12 @@ COMMANDS: dict[str, tuple[str, list[Argument]]] = {
     ),
     "report": (
         "one HTML report over the store",
-        [arg("names", nargs="*", metavar="NAME"), arg("--out", default="report.html"), arg("--json", **FLAG)],
+        [
+            arg("names", nargs="*", metavar="NAME"),
+            arg("--comparison", metavar="PREFIX", help="only the studies of this comparison (compare --prefix)"),
+            arg("--out", default="report.html"),
+            arg("--json", **FLAG),
+        ],
     ),
     "compare": ("the whole comparison (resumable), then the report", COMPARE),
 }

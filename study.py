@@ -168,7 +168,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     url = resolve_url(args.storage)
     if not args.json:
         reports.check_out(args.out)  # before anything is read
-    report = reports.build_report(open_storage(url, read_only=True), args.names or None, url=display_url(url))
+    storage = open_storage(url, read_only=True)
+    report = reports.build_report(storage, args.names or None, url=display_url(url), comparison=args.comparison)
     print(json.dumps(report.to_json(), indent=2)) if args.json else say(str(reports.write(report, args.out)))
     return 0
 

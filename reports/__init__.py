@@ -56,22 +56,29 @@ def write(report: Report, path: str | Path) -> Path:
 
 
 def build_report(
-    storage: str | BaseStorage, study_names: Sequence[str] | None = None, *, url: str | None = None
+    storage: str | BaseStorage,
+    study_names: Sequence[str] | None = None,
+    *,
+    url: str | None = None,
+    comparison: str | None = None,
 ) -> Report:
     """Read the studies (all when `study_names` is None) once and compute every table of the report.
 
     `storage` is a storage URL (opened read-only) or an opened optuna storage; `url` is what the header shows
-    (default: the URL, or the storage's own URL where it has one, else its class), password masked. Unknown
-    study names raise UserError.
+    (default: the URL, or the storage's own URL where it has one, else its class), password masked. `comparison`
+    keeps only the studies of that comparison (`compare --prefix`). Unknown study names or comparisons raise
+    UserError.
     """
     studies = rows.load_studies(storage, study_names)
+    if comparison is not None:
+        studies = _of_comparison(studies, comparison)
     studies.sort(key=_section_order)
     shown = url or (storage if isinstance(storage, str) else storage_url(storage) or type(storage).__name__)
     return Report(
         studies=studies,
         storage=display_url(shown),
         created=datetime.now(timezone.utc),
-        comparison=rows.comparison_rows(studies),
+        comparison=rows.comparisons(studies),
         scale=scale.scale_rows(studies),
         importances={s.name: study_info.importance_info(s) for s in studies},
         timing=timing_info(studies),
@@ -80,6 +87,14 @@ def build_report(
 
 def report_json(storage: str | BaseStorage, study_names: Sequence[str] | None = None, **kwargs: Any) -> dict:
     return build_report(storage, study_names).to_json(**kwargs)
+
+
+def _of_comparison(studies: list[StudyData], prefix: str) -> list[StudyData]:
+    kept = [s for s in studies if rows.comparison_of(s) == prefix]
+    if not kept:
+        held = sorted({rows.comparison_of(s) for s in studies} - {""})
+        raise UserError(f"no study of comparison {prefix!r} in the store (comparisons: {', '.join(held) or 'none'})")
+    return kept
 
 
 _ORDER = [*rows.SIMCLR_ROLES, *rows.REGIMES]  # pretraining first, then what is compared

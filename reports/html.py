@@ -95,7 +95,11 @@ def render(report: Report) -> str:
     page = _Page()
     _header(page, report)
     if report.has_comparison:
-        _comparison(page, report.comparison)
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for row in report.comparison:
+            groups.setdefault(row.get("comparison", ""), []).append(row)
+        for k, (prefix, group) in enumerate(groups.items()):
+            _comparison(page, group, prefix if len(groups) > 1 else None, k)
     if report.scale:
         _scale(page, report.scale)
     if report.timing:
@@ -139,7 +143,8 @@ def _header(page: _Page, report: Report) -> None:
     )
 
 
-def _comparison(page: _Page, comparison: list[dict[str, Any]]) -> None:
+def _comparison(page: _Page, comparison: list[dict[str, Any]], prefix: str | None = None, index: int = 0) -> None:
+    """One comparison's table and figure; `prefix` names it where the store holds several."""
     seeded = any((r.get("seeds") or {}).get("n", 0) > 1 for r in comparison)  # a column only when seeds ran
     columns = [
         "regime",
@@ -170,8 +175,9 @@ def _comparison(page: _Page, comparison: list[dict[str, Any]]) -> None:
             f'<tr class="protocol"><td></td><td class="text" colspan="{len(columns) - 1}">'
             f"{_e(protocol_text(r.get('protocol') or {}, r.get('seeds')))}</td></tr>"
         )
+    title = "Comparison" if prefix is None else f"Comparison {prefix}" if prefix else "Comparison of the other studies"
     page.add(
-        '<h2 id="comparison">Comparison</h2>',
+        f'<h2 id="comparison{f"-{index}" if index else ""}">{_e(title)}</h2>',
         f'<p class="meta">{_e(COMPARISON_RULE)}</p>',
         _table(columns, body, "comparison", text_columns=(0, len(columns) - 3, len(columns) - 1)),
     )

@@ -138,6 +138,25 @@ def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
 # ----------------------------------------------------------------------------------------------- comparison
 
 
+def comparison_of(study: StudyData) -> str:
+    """The comparison a study belongs to (its `comparison` attr; "" for one made outside any)."""
+    return str(study.user_attrs.get(schema.COMPARISON) or "")
+
+
+def comparisons(studies: Sequence[StudyData]) -> list[dict[str, Any]]:
+    """The comparison rows of every comparison in `studies`, each row naming its comparison ("comparison": the
+    prefix; "" for studies made outside one). A regime's row, its gain and its seeds come from one comparison,
+    never from two: a store holding a smoke and a default comparison reports each apart. Comparisons come in
+    prefix order, studies outside any last; one without a regime study has no rows."""
+    groups: dict[str, list[StudyData]] = {}
+    for study in studies:
+        groups.setdefault(comparison_of(study), []).append(study)
+    playing = {prefix: members for prefix, members in groups.items() if any(s.regime in REGIMES for s in members)}
+    order = sorted(playing or {"": list(studies)}, key=lambda prefix: (prefix == "", prefix))
+    members = playing or {"": list(studies)}
+    return [{**row, "comparison": prefix} for prefix in order for row in comparison_rows(members[prefix])]
+
+
 def comparison_rows(studies: Sequence[StudyData]) -> list[dict[str, Any]]:
     """One row per regime: the best COMPLETE trial by objective (validation top-1) over every study playing it.
 

@@ -15,6 +15,7 @@ import pytest
 import reports
 from reports.html import script_json
 from storage import schema
+from tests.helpers import check_refused, run_cli
 from tests.reports import stores
 
 PLOTLY_JS = plotly.offline.get_plotlyjs()
@@ -186,3 +187,30 @@ def test_scale_figure_one_curve_per_study():
         "a: best trial: val top-1": ([5000, 25000], [30.0, 40.0]),
         "b: best trial: val top-1": ([5000], [50.0]),
     }
+
+
+def test_report_keeps_two_comparisons_apart_and_picks_one(tmp_path):
+    """`study.py report` over a store with two comparisons: one section each; `--comparison PREFIX` keeps one;
+    an unknown prefix is one line and exit 2."""
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    storage = optuna.storages.RDBStorage(url)
+    for prefix, top1 in (("a", 20.0), ("b", 60.0)):
+        played = (
+            (f"{prefix}-probe", "probe_random", "linear_probe", top1),
+            (f"{prefix}-scratch", "scratch", "supervised", 10.0),
+        )
+        for name, role, objective, value in played:
+            trials = [stores._trial(value=value, test_top1=value)]
+            made = stores._study(storage, name, trials, objective=objective, role=role)
+            made.set_user_attr(schema.COMPARISON, prefix)
+    r = run_cli("report", "--json", "--storage", url)
+    rows_ = [(r["comparison"], r["regime"], r["test_top1"]) for r in json.loads(r.out)["comparison"]]
+    assert ("a", "probe_random", 20.0) in rows_ and ("b", "probe_random", 60.0) in rows_
+    r = run_cli("report", "--comparison", "a", "--json", "--storage", url)
+    assert {row["comparison"] for row in json.loads(r.out)["comparison"]} == {"a"}
+    assert [s["study"] for s in json.loads(r.out)["studies"]] == ["a-probe", "a-scratch"]
+    out = tmp_path / "two.html"
+    assert run_cli("report", "--out", out, "--storage", url).rc == 0
+    text = out.read_text(encoding="utf-8")
+    assert ">Comparison a</h2>" in text and ">Comparison b</h2>" in text
+    check_refused(run_cli("report", "--comparison", "zz", "--storage", url), "no study of comparison 'zz'")

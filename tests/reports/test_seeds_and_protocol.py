@@ -100,3 +100,36 @@ def test_scale_points_get_a_spread_over_seeds():
 
     names = [t.name for t in scale_figure(list(got.values())).data]
     assert "mean ± sd over seeds" in names
+
+
+def test_two_comparisons_in_one_store_are_reported_apart():
+    """A smoke and a default comparison in one store: each regime's row, gain and seeds come from its own
+    comparison (before, the better of the two probes was picked and the seeds of both were pooled)."""
+
+    def of(prefix, made):
+        for made_study in made:
+            made_study.user_attrs["comparison"] = prefix
+        return made
+
+    a = of(
+        "a",
+        [
+            study("a-probe", "probe_random", "linear_probe", [trial(0, 50.0, 20.0)], {"seed": 0, "encoder": "random"}),
+            study("a-seeds", "seeds_probe_random", "linear_probe", [trial(0, 1, 22.0, 1)]),
+            study("a-scratch", "scratch", "supervised", [trial(0, 40.0, 10.0)]),
+        ],
+    )
+    b = of(
+        "b",
+        [
+            study("b-probe", "probe_random", "linear_probe", [trial(0, 90.0, 60.0)], {"seed": 0, "encoder": "random"}),
+            study("b-scratch", "scratch", "supervised", [trial(0, 40.0, 30.0)]),
+        ],
+    )
+    got = rows.comparisons([*b, *a])
+    assert [r["comparison"] for r in got] == ["a"] * (len(got) // 2) + ["b"] * (len(got) // 2)
+    probes = {r["comparison"]: r for r in got if r["regime"] == "probe_random"}
+    assert (probes["a"]["study"], probes["a"]["gain_top1"]) == ("a-probe", 10.0)
+    assert (probes["b"]["study"], probes["b"]["gain_top1"]) == ("b-probe", 30.0)
+    assert probes["a"]["seeds"]["n"] == 2 and probes["b"]["seeds"]["n"] == 1  # a's seeds stay a's
+    assert [r["comparison"] for r in rows.comparisons(a)] == ["a"] * len(rows.REGIMES)
