@@ -22,7 +22,7 @@ import plotly.offline
 from atomic import atomic_write
 from reports import figures, rows, study_info
 from reports.protocol import protocol_text
-from reports.text import COMPARISON_RULE
+from reports.text import COMPARISON_RULE, seeds_text
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -193,14 +193,15 @@ def _spread(seeds: dict[str, Any] | None) -> str:
 
 
 def _seeds_cell(r: dict[str, Any]) -> str:
-    """ "42.10 ± 0.80 / +3.20 ± 1.10 (3 seeds)"; "1 seed" when the configuration ran once."""
+    """ "42.10 ± 0.80 [40.2, 44.0] / +3.20 ± 1.10 [+1.0, +5.4] (3 seeds)": mean ± sd over the seed runs with the
+    two-level interval where known; "1 seed" when the configuration ran once."""
     seeds, gain = r.get("seeds") or {}, r.get("gain_seeds") or {}
     if not seeds.get("n"):
         return ""
     if seeds["n"] == 1:
         return "1 seed"
-    top1 = f"{seeds['mean']:.2f} ± {seeds['sd']:.2f}"
-    diff = f"{gain['mean']:+.2f} ± {gain['sd']:.2f}" if gain.get("n", 0) > 1 and gain.get("sd") is not None else "-"
+    top1 = seeds_text(seeds).rsplit(" (n=", 1)[0]
+    diff = seeds_text(gain, "+").rsplit(" (n=", 1)[0] if gain.get("n", 0) > 1 and gain.get("sd") is not None else "-"
     return f"{top1} / {diff} ({seeds['n']} seeds)"
 
 

@@ -8,10 +8,17 @@ hits it, only `reference` does, both or neither), resampling images draws a Mult
 three), and the gain of a resample is (only correct - only reference) / n. Same distribution as resampling
 indices for both trials at once, which is what makes the interval paired. numpy only, seeded: the same
 inputs always give the same interval.
+
+Over seed runs (`two_level_ci`): the mean test top-1 of several runs of one configuration varies with the seed and
+with the test images. A two-level bootstrap (Davison & Hinkley 1997, sec. 2.4 and 3.8: resample the runs, then the
+images) draws the runs with replacement and weights the test images by Poisson(1) counts (the Poisson bootstrap,
+Hanley & MacGibbon 2006) shared by every run, since all runs are scored on the same images; paired with the
+reference's run of the same seed for a gain.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -60,3 +67,34 @@ def paired_bootstrap_ci(
     shares = np.array([only_a, only_b, n - only_a - only_b]) / n
     draws = np.random.default_rng(seed).multinomial(n, shares, size=n_resamples)  # (n_resamples, 3)
     return _percentile_interval(100.0 * (draws[:, 0] - draws[:, 1]) / n, level)
+
+
+def two_level_ci(
+    runs: Sequence[Any],
+    reference: Sequence[Any] | None = None,
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = SEED,
+    level: float = LEVEL,
+    chunk: int = 100,
+) -> tuple[float, float]:
+    """(low, high) in percent of the mean top-1 over seed runs, each given as per-image hits on the same test
+    images; with `reference` (the baseline's runs, paired run by run: the same seeds in the same order), of the mean
+    gain in points. Each resample draws the runs with replacement, then weights every image by a Poisson(1)
+    count shared by all runs, so the interval carries the seed-to-seed and the test-image variance."""
+    scores = np.stack([_hits(r, "run") for r in runs]).astype(np.float64)  # (S, N)
+    if reference is not None:
+        base = np.stack([_hits(r, "reference") for r in reference]).astype(np.float64)
+        if base.shape != scores.shape:
+            raise ValueError(f"paired runs need the same seeds and test images: {scores.shape} and {base.shape}")
+        scores = scores - base  # per run and image: +1, 0 or -1
+    n_runs, n_images = scores.shape
+    rng = np.random.default_rng(seed)
+    values = []
+    for start in range(0, n_resamples, chunk):
+        m = min(chunk, n_resamples - start)
+        runs_drawn = rng.multinomial(n_runs, [1.0 / n_runs] * n_runs, size=m)  # (m, S) how often each run
+        images = rng.poisson(1.0, size=(m, n_images))  # (m, N) how often each image
+        total = ((runs_drawn @ scores) * images).sum(axis=1)
+        values.append(100.0 * total / (n_runs * np.maximum(images.sum(axis=1), 1)))
+    return _percentile_interval(np.concatenate(values), level)

@@ -1,7 +1,8 @@
 """What each compared regime's number rests on: its protocol (labels used, input resolution, pretraining images
 and steps, probe or training epochs, trials, seeds) and, where `compare` re-ran the selected configuration with
 other seeds (PREFIX-seeds-* studies), the mean and spread over seeds of test top-1 and of the gain over scratch
-(paired by seed: seed k of a regime against seed k of scratch)."""
+(paired by seed: seed k of a regime against seed k of scratch), with a two-level bootstrap interval of each mean
+(seed runs, then test images: reports.intervals.two_level_ci)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+from optuna.trial import FrozenTrial
+
 from comparison import regimes
+from reports import intervals
 from storage import schema
 
 # regime -> the role of the study that re-runs its selected configuration with other seeds (comparison.seeds)
@@ -18,19 +23,44 @@ SEED_ROLES = {regime.role: regime.seeds_role for regime in regimes.REGIMES if re
 LABELS = {regime.role: regime.labels for regime in regimes.REGIMES}  # the labels each regime's number rests on
 
 
-def seed_values(row: dict[str, Any], studies: Sequence[Any]) -> list[tuple[int, float]]:
-    """[(seed, test top-1)] of a regime: its selected trial (the study's seed) and its seeds study's trials."""
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def per_image_hits(trial: FrozenTrial) -> np.ndarray | None:
+    """The trial's per-image test top-1 hits (numpy bool (N,)) from its TEST_CORRECT attr; None when absent,
+    unreadable, or not what its test_top1 attr counts (an interval must be about the number it is shown with)."""
+    text, top1 = trial.user_attrs.get(schema.TEST_CORRECT), _number(trial.user_attrs.get(schema.TEST_TOP1))
+    if not isinstance(text, str) or top1 is None:
+        return None
+    try:
+        hits = schema.unpack_correct(text)
+    except ValueError:
+        return None
+    return hits if hits.size and abs(100.0 * hits.mean() - top1) < 1e-3 else None
+
+
+def seed_runs(row: dict[str, Any], studies: Sequence[Any]) -> dict[int, tuple[float, np.ndarray | None]]:
+    """{seed: (test top-1, per-image hits or None)} of a regime: its selected trial (the study's seed) and its
+    seeds study's trials."""
     if row["status"] != "ok" or row["test_top1"] is None:
-        return []
+        return {}
     selected = next(s for s in studies if s.name == row["study"])
-    values = [(int(selected.config.get("seed", 0)), float(row["test_top1"]))]
+    trial = next((t for t in selected.trials if t.number == row["trial"]), None)
+    runs = {int(selected.config.get("seed", 0)): (float(row["test_top1"]), per_image_hits(trial) if trial else None)}
     role = SEED_ROLES.get(row["regime"])
     for study in (s for s in studies if role and s.role == role):
         for trial in study.complete():
-            top1 = trial.user_attrs.get(schema.TEST_TOP1)
-            if isinstance(top1, (int, float)) and math.isfinite(top1):
-                values.append((int(trial.params.get("seed", study.config.get("seed", 0))), float(top1)))
-    return values
+            top1 = _number(trial.user_attrs.get(schema.TEST_TOP1))
+            if top1 is not None:
+                runs[int(trial.params.get("seed", study.config.get("seed", 0)))] = (top1, per_image_hits(trial))
+    return runs
+
+
+def seed_values(row: dict[str, Any], studies: Sequence[Any]) -> list[tuple[int, float]]:
+    """[(seed, test top-1)] of a regime: its selected trial (the study's seed) and its seeds study's trials."""
+    return [(seed, top1) for seed, (top1, _) in seed_runs(row, studies).items()]
 
 
 def spread(values: Sequence[float]) -> dict[str, Any]:
@@ -44,16 +74,30 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
+def _ci(runs: list[np.ndarray | None], reference: list[np.ndarray | None] | None = None) -> list[float] | None:
+    """The two-level interval where every run (and reference run) stored its hits on the same images."""
+    every = runs + (reference or [])
+    if len(runs) < 2 or any(h is None for h in every) or len({h.size for h in every}) != 1:
+        return None
+    return list(intervals.two_level_ci(runs, reference))
+
+
 def add_seeds(rows: list[dict[str, Any]], studies: Sequence[Any]) -> None:
-    """Each row gets `seeds` ({n, mean, sd} of test top-1 over seeds) and `gain_seeds` (the same for the gain
-    over scratch, paired by seed)."""
-    per_regime = {row["regime"]: dict(seed_values(row, studies)) for row in rows}
+    """Each row gets `seeds` ({n, mean, sd, ci} of test top-1 over its seed runs) and `gain_seeds` (the same for
+    the gain over scratch, paired by seed). `ci` is the two-level bootstrap interval of the mean (seed runs, then
+    test images: reports.intervals.two_level_ci), None where a run stored no per-image hits or ran once."""
+    per_regime = {row["regime"]: seed_runs(row, studies) for row in rows}
     scratch = per_regime.get(regimes.BASELINE, {})
     for row in rows:
         mine = per_regime[row["regime"]]
-        row["seeds"] = spread(list(mine.values()))
-        paired = [mine[seed] - scratch[seed] for seed in sorted(set(mine) & set(scratch))]
-        row["gain_seeds"] = spread(paired) if row["regime"] != regimes.BASELINE else spread([0.0] * len(paired))
+        row["seeds"] = {**spread([top1 for top1, _ in mine.values()]), "ci": _ci([h for _, h in mine.values()])}
+        common = sorted(set(mine) & set(scratch))
+        if row["regime"] == regimes.BASELINE:
+            row["gain_seeds"] = {**spread([0.0] * len(common)), "ci": None}
+            continue
+        paired = [mine[seed][0] - scratch[seed][0] for seed in common]
+        gain_ci = _ci([mine[seed][1] for seed in common], [scratch[seed][1] for seed in common])
+        row["gain_seeds"] = {**spread(paired), "ci": gain_ci}
 
 
 def protocol(row: dict[str, Any], studies: Sequence[Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from comparison import regimes
 from errors import UserError
 from reports import intervals, protocol
+from reports.protocol import per_image_hits
 from storage import open_storage, schema
 from storage.optuna_private import study_id
 
@@ -223,19 +224,6 @@ def _regime_row(regime: str, members: list[StudyData]) -> tuple[dict[str, Any], 
     hits = per_image_hits(best)
     row["test_top1_ci"] = list(intervals.bootstrap_ci(hits)) if hits is not None else None
     return row, hits
-
-
-def per_image_hits(trial: FrozenTrial) -> np.ndarray | None:
-    """The trial's per-image test top-1 hits (numpy bool (N,)) from its TEST_CORRECT attr; None when absent,
-    unreadable, or not what its test_top1 attr counts (an interval must be about the number it is shown with)."""
-    text, top1 = trial.user_attrs.get(schema.TEST_CORRECT), number_attr(trial, schema.TEST_TOP1)
-    if not isinstance(text, str) or top1 is None:
-        return None
-    try:
-        hits = schema.unpack_correct(text)
-    except ValueError:
-        return None
-    return hits if hits.size and abs(100.0 * hits.mean() - top1) < 1e-3 else None
 
 
 def _missing_reason(regime: str, members: list[StudyData], counts: dict[str, int]) -> str:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from reports.intervals import bootstrap_ci, paired_bootstrap_ci
+from reports.intervals import bootstrap_ci, paired_bootstrap_ci, two_level_ci
 
 
 def sample_hits(n: int, p: float, seed: int) -> np.ndarray:
@@ -89,3 +89,47 @@ def test_seeded_so_deterministic():
 def test_bad_inputs(args, match):
     with pytest.raises(ValueError, match=match):
         paired_bootstrap_ci(*args)
+
+
+def two_level_reference(runs, reference=None, n_resamples: int = 2000, seed: int = 321) -> tuple[float, float]:
+    """The textbook two-level bootstrap, written out: draw runs with replacement, then n image indices shared by
+    the drawn runs; the mean (gain) over the drawn runs."""
+    rng = np.random.default_rng(seed)
+    runs = np.stack(runs).astype(float) - (np.stack(reference).astype(float) if reference is not None else 0.0)
+    s, n = runs.shape
+    values = []
+    for _ in range(n_resamples):
+        picked, idx = rng.integers(0, s, s), rng.integers(0, n, n)
+        values.append(100.0 * runs[picked][:, idx].mean())
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+@pytest.mark.parametrize("rates", [(0.40, 0.42, 0.44), (0.30, 0.50, 0.70, 0.45), (0.6,)])
+def test_two_level_interval_matches_resampling_runs_then_images(rates):
+    runs = [sample_hits(800, p, seed=k) for k, p in enumerate(rates)]
+    low, high = two_level_ci(runs)
+    ref_low, ref_high = two_level_reference(runs)
+    width = ref_high - ref_low
+    assert low == pytest.approx(ref_low, abs=0.1 * width) and high == pytest.approx(ref_high, abs=0.1 * width)
+
+
+def test_two_level_interval_carries_the_seed_spread():
+    """Runs that disagree (30/50/70%) make the interval of their mean far wider than the images alone would: the
+    image-only interval of the pooled hits misses the seed-to-seed variance."""
+    runs = [sample_hits(2000, p, seed=k) for k, p in enumerate((0.3, 0.5, 0.7))]
+    low, high = two_level_ci(runs)
+    pooled_low, pooled_high = bootstrap_ci(np.concatenate(runs))
+    assert low < 50.0 < high and (high - low) > 5 * (pooled_high - pooled_low)
+    assert two_level_ci(runs) == (low, high)  # seeded
+
+
+def test_two_level_gain_is_paired_run_by_run():
+    runs = [sample_hits(600, 0.5, seed=k) for k in range(3)]
+    assert two_level_ci(runs, runs) == (0.0, 0.0)  # a configuration against itself: no gain in any resample
+    better = [r | (np.arange(600) % 10 == 0) for r in runs]  # +~5 points on the same images, every seed
+    low, high = two_level_ci(better, runs)
+    ref_low, ref_high = two_level_reference(better, runs)
+    assert 0 < low < high < 10 and low == pytest.approx(ref_low, abs=0.5) and high == pytest.approx(ref_high, abs=0.5)
+    with pytest.raises(ValueError, match="same seeds and test images"):
+        two_level_ci(runs, runs[:2])

@@ -39,7 +39,7 @@ def test_comparison_rows_match_hand_computed(studies):
         assert {k: row[k] for k in expected} == expected, row["regime"]  # numbers chosen exact in binary
         assert set(row) - set(expected) == {"seeds", "gain_seeds", "protocol", "resolution"}
         if row["status"] == "ok":  # one run per regime here: one seed, its own test top-1
-            assert row["seeds"] == {"n": 1, "mean": row["test_top1"], "sd": None}
+            assert row["seeds"] == {"n": 1, "mean": row["test_top1"], "sd": None, "ci": None}
             assert row["protocol"]["trials"] == row["n_trials"] and row["protocol"]["labels"]
 
 

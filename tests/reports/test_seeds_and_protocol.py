@@ -133,3 +133,33 @@ def test_two_comparisons_in_one_store_are_reported_apart():
     assert (probes["b"]["study"], probes["b"]["gain_top1"]) == ("b-probe", 30.0)
     assert probes["a"]["seeds"]["n"] == 2 and probes["b"]["seeds"]["n"] == 1  # a's seeds stay a's
     assert [r["comparison"] for r in rows.comparisons(a)] == ["a"] * len(rows.REGIMES)
+
+
+def test_the_mean_over_seeds_carries_a_two_level_interval():
+    """Where every seed run stored its per-image hits, the mean over runs gets an interval over runs and images,
+    the gain's paired by seed; one run without hits and there is none (never an interval of other numbers)."""
+    import numpy as np
+
+    from storage import schema
+
+    def run(number, rate, seed=None, n=500):
+        hits = np.random.default_rng(number + 10 * (seed or 0)).random(n) < rate
+        top1 = 100.0 * hits.mean()
+        return trial(number, top1, top1, seed, test_correct=schema.pack_correct(hits))
+
+    probe_config = {"seed": 0, "encoder": "random"}
+    studies = [
+        study("p-probe", "probe_random", "linear_probe", [run(0, 0.50)], probe_config),
+        study("p-seeds-probe", "seeds_probe_random", "linear_probe", [run(0, 0.55, 1), run(1, 0.45, 2)]),
+        study("p-scratch", "scratch", "supervised", [run(0, 0.30)]),
+        study("p-seeds-scratch", "seeds_scratch", "supervised", [run(0, 0.32, 1), run(1, 0.28, 2)]),
+    ]
+    got = {r["regime"]: r for r in rows.comparison_rows(studies)}
+    seeds, gain = got["probe_random"]["seeds"], got["probe_random"]["gain_seeds"]
+    assert seeds["n"] == 3 and seeds["ci"][0] < seeds["mean"] < seeds["ci"][1]
+    assert gain["ci"][0] < gain["mean"] < gain["ci"][1] and gain["ci"][0] > 0  # ~20 points better, every seed
+    assert got["scratch"]["gain_seeds"]["ci"] is None  # the reference
+    studies[1] = study(
+        "p-seeds-probe", "seeds_probe_random", "linear_probe", [run(0, 0.55, 1), trial(1, 45.0, 45.0, 2)]
+    )
+    assert {r["regime"]: r for r in rows.comparison_rows(studies)}["probe_random"]["seeds"]["ci"] is None
