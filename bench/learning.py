@@ -50,6 +50,7 @@ RECIPE = PretrainConfig(
     batch_size=64,
     optimizer="adamw",
     lr=2e-3,
+    lr_scaling="none",  # the rate both implementations train with (lightly's recipe states rates as is)
     weight_decay=1e-6,
     warmup_epochs=1,
     temperature=0.2,

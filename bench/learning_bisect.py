@@ -34,7 +34,7 @@ from simclr.augment import normalize, simclr_params_from, simclr_views
 from simclr.config import PretrainConfig
 from simclr.loss import nt_xent
 from simclr.pretrain import build_model
-from simclr.schedule import balanced_batches, build_optimizer, lr_at, set_lr
+from simclr.schedule import balanced_batches, build_optimizer, effective_lr, lr_at, set_lr
 
 PARTS = ("aug", "backbone", "head", "loss", "optim", "batches")
 
@@ -59,11 +59,12 @@ def train(cfg: PretrainConfig, images: torch.Tensor, mean, std, seed: int, swap:
     model = _model(cfg, swap, seed)
     steps_per_epoch = -(-len(images) // cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
+    peak = effective_lr(cfg.lr, cfg.batch_size, cfg.lr_scaling)
     if "optim" in swap:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=peak, weight_decay=cfg.weight_decay)
         scheduler = CosineWarmupScheduler(optimizer, warmup_epochs=warmup, max_epochs=total, end_value=0.0)
     else:
-        optimizer = build_optimizer(model, cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = build_optimizer(model, cfg.optimizer, lr=peak, weight_decay=cfg.weight_decay)
     loss_fn = NTXentLoss(temperature=cfg.temperature) if "loss" in swap else None
     views = Views(images, lightly_transform(cfg, images.shape[-1], mean, std)) if "aug" in swap else None
     gen, order_gen = torch.Generator().manual_seed(seed + 2), torch.Generator().manual_seed(seed + 1)
@@ -79,7 +80,7 @@ def train(cfg: PretrainConfig, images: torch.Tensor, mean, std, seed: int, swap:
             z1, z2 = model(torch.cat([x1, x2])).float().chunk(2)
             loss = loss_fn(z1, z2) if loss_fn is not None else nt_xent(z1, z2, cfg.temperature)
             if "optim" not in swap:
-                set_lr(optimizer, lr_at(step, total, warmup, cfg.lr))
+                set_lr(optimizer, lr_at(step, total, warmup, peak))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

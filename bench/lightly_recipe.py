@@ -27,6 +27,7 @@ from torch import nn
 import common  # noqa: F401  (puts the repo on sys.path)
 from simclr.config import PretrainConfig
 from simclr.device import cpu_has_bf16
+from simclr.schedule import effective_lr
 
 
 def cifar_resnet18() -> nn.Module:
@@ -66,10 +67,11 @@ def lightly_transform(cfg: PretrainConfig, size: int, mean, std) -> SimCLRTransf
 
 
 def _optimizer(params, cfg: PretrainConfig) -> torch.optim.Optimizer:
+    lr = effective_lr(cfg.lr, cfg.batch_size, cfg.lr_scaling)  # the rate ours trains with at this batch
     if cfg.optimizer == "adamw":  # decoupled decay, as ours
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     raise ValueError(f"the lightly recipe here runs adamw or sgd, not {cfg.optimizer!r}")
 
 

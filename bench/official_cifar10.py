@@ -29,6 +29,7 @@ from simclr.device import runtime, seed_everything
 from simclr.models import encoder_from_checkpoint_payload, load_checkpoint
 from simclr.pretrain import CHECKPOINT_NAME, pretrain
 from simclr.probe import evaluate_encoder
+from simclr.schedule import effective_lr
 
 BATCH, BASE_LR = 512, 1.0  # the README's --train_batch_size and --learning_rate (per 256 images)
 
@@ -38,7 +39,7 @@ def recipe(epochs: int, every: int, batch: int = BATCH) -> PretrainConfig:
         epochs=epochs,
         batch_size=batch,
         optimizer="lars",
-        lr=BASE_LR * batch / 256,  # learning_rate_scaling="linear"
+        lr=BASE_LR,  # per 256 images, scaled by the batch (lr_scaling="linear", the source's learning_rate_scaling)
         momentum=0.9,
         weight_decay=1e-6,
         warmup_epochs=10,
@@ -72,7 +73,8 @@ def main() -> None:
         sets.append(data.subset(stratified_subset(data.labels, args.fraction, 0)) if args.fraction < 1 else data)
     train, test = sets
     cfg = recipe(args.epochs, args.every, args.batch)
-    print(f"# {len(train)} train / {len(test)} test images; lr {cfg.lr:g} (= {BASE_LR:g} x {cfg.batch_size} / 256)")
+    trained = effective_lr(cfg.lr, cfg.batch_size, cfg.lr_scaling)
+    print(f"# {len(train)} train / {len(test)} test images; lr {trained:g} (= {BASE_LR:g} x {cfg.batch_size} / 256)")
     args.work_dir.mkdir(parents=True, exist_ok=True)
     last = args.work_dir / CHECKPOINT_NAME
     started, knn = time.perf_counter(), {}

@@ -28,6 +28,7 @@ from errors import NonFiniteLoss, UserError, first_line
 from objectives.space import grid_duplicate_of, suggest
 from simclr.config import Config, make_config
 from simclr.device import Runtime, runtime, seed_everything
+from simclr.schedule import effective_lr
 from storage import schema
 from storage.artifacts import remove_quietly, upload
 from storage.optuna_private import retried_trial, retry_system_attrs, study_id, trial_id
@@ -46,6 +47,13 @@ def trial_config(spec: schema.StudySpec, trial: optuna.Trial) -> Config:
     were validated when the study was created (the config's values, the space's bounds), so nothing is checked
     again here: the one validation of a config value is simclr.config.check_value."""
     return make_config(spec.objective, {**spec.config, **suggest(trial, spec.space)})
+
+
+def trained_lr(config: Config) -> float | None:
+    """The peak learning rate a trial trains with: its `lr` (per 256 images) at its batch_size (None: no training
+    loop of its own, as the probe's)."""
+    training = config.pretrain or config.supervised
+    return None if training is None else effective_lr(training.lr, training.batch_size, training.lr_scaling)
 
 
 def set_attrs(trial: optuna.Trial, **attrs: Any) -> None:
@@ -86,7 +94,7 @@ class EpochBar:
     epoch on the "objectives" logger (trial, epoch, loss, monitor, images/s, ETA), which a command shows when its
     progress is "lines" (objectives.run.progress_lines)."""
 
-    SHOWN = ("loss", "knn_top1", "val_top1")
+    SHOWN = ("loss", "knn_top1", "val_top1", "lr")  # lr: the rate trained with (per-256 lr at this batch)
 
     def __init__(self, total: int, desc: str, enabled: bool):
         self.bar = None
@@ -303,6 +311,8 @@ class Objective:
             self.prepare()
             rt = self.runtime(config)
             set_attrs(trial, **{schema.DEVICE: rt.describe()})
+            if trained_lr(config) is not None:  # not rounded as set_attrs does: a rate may be 1e-5
+                trial.set_user_attr(schema.EFFECTIVE_LR, trained_lr(config))
             seed_everything(config.run.seed)
             value = self.run(trial, config, rt)
             value = round(float(value), 4)

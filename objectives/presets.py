@@ -18,18 +18,21 @@ Budget per regime (pretraining epochs x images; probe epochs on cached features;
   baseline with the standard CIFAR-100 ResNet-18 recipe (200 epochs, SGD lr 0.1 momentum 0.9, weight decay 5e-4,
   batch 128, cosine: the well-known reproductions, e.g. weiaicunzai/pytorch-cifar100, reach ~75% top-1).
 - paper: SimCLR's CIFAR-10 setting (Chen et al. 2020, Appendix B.9): ResNet with a 3x3 stride-1 stem and no
-  max-pool; LARS; batch 1024 (B.9 sweeps 256-4096); learning rate 1.0 (B.9 sweeps 0.5, 1.0, 1.5; used as is, no
-  batch scaling); temperature 0.5 (B.9's best of 0.1, 0.5, 1.0); weight decay 1e-6; colour strength s = 0.5
-  (jitter_strength, the paper's convention); no Gaussian blur at 32x32; 10 warm-up epochs, cosine decay; 1,000
-  epochs (B.9 trains up to 1,000). Probes and scratch as in default.
-- fine-tuning (the `finetune` objective; compare fine-tunes the SimCLR and the ImageNet encoder): SGD at lr 0.01,
-  a tenth of scratch's (a pretrained encoder is moved, not trained anew), scratch's search space around it; smoke
-  3 epochs with the ImageNet encoder at 64x64 (as its probe), default 30 epochs with it at 96x96, paper 100
-  epochs at 224x224.
+  max-pool; LARS; batch 1024 (B.9 sweeps 256-4096); learning rate 1.0 per 256 images, trained with 4.0 at batch 1024
+  (B.9 sweeps 0.5, 1.0, 1.5; google-research/simclr's `learning_rate` is per 256 images with
+  `learning_rate_scaling=linear`, and its README's CIFAR-10 recipe, batch 512 at 1.0, trains with 2.0); temperature
+  0.5 (B.9's best of 0.1, 0.5, 1.0); weight decay 1e-6; colour strength s = 0.5 (jitter_strength, the paper's
+  convention); no Gaussian blur at 32x32; 10 warm-up epochs, cosine decay; 1,000 epochs (B.9 trains up to 1,000).
+  Probes and scratch as in default.
+- fine-tuning (the `finetune` objective; compare fine-tunes the SimCLR and the ImageNet encoder): SGD at lr 0.02 per
+  256 images (0.01 at batch 128), a tenth of scratch's (a pretrained encoder is moved, not trained anew), scratch's
+  search space around it; smoke 3 epochs with the ImageNet encoder at 64x64 (as its probe), default 30 epochs with
+  it at 96x96, paper 100 epochs at 224x224.
 
 A preset sets only the keys it changes; the rest keep their declared defaults (simclr/config.py). So default's
-SimCLR run (100 epochs, batch 256, SGD lr 0.3), its scratch optimiser (SGD lr 0.1, weight decay 5e-4, batch 128),
-and the paper's temperature, colour strength, blur and 10 warm-up epochs are the keys' defaults.
+SimCLR run (100 epochs, batch 256, SGD lr 0.3), its scratch optimiser (SGD lr 0.2 per 256 images, i.e. 0.1 at
+batch 128, weight decay 5e-4), and the paper's temperature, colour strength, blur and 10 warm-up epochs are the
+keys' defaults.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "data_fraction": 0.02,  # 1,000 CIFAR-10 images (compare's scale grid: 100, 300, 1,000)
             "epochs": 5,
             "batch_size": 128,
+            "lr": 0.6,  # per 256 images: 0.3 at batch 128
             "warmup_epochs": 0.5,
             "checkpoint_every": 2,
             "monitor_every": 1,
@@ -57,13 +61,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         },
         "linear_probe": {**_SMOKE_DATA, **_SMOKE_PROBE, "resolution": 64},
         "supervised": {**_SMOKE_DATA, "epochs": 3, "warmup_epochs": 0.5},
-        "finetune": {**_SMOKE_DATA, "epochs": 3, "warmup_epochs": 0.5, "lr": 0.01, "resolution": 64},  # as the probe
+        "finetune": {**_SMOKE_DATA, "epochs": 3, "warmup_epochs": 0.5, "lr": 0.02, "resolution": 64},
     },
     "default": {
         "simclr": {"seeds": 3},
         "linear_probe": {"seeds": 3},
         "supervised": {"seeds": 3, "epochs": 200},
-        "finetune": {"lr": 0.01, "resolution": 96},
+        "finetune": {"lr": 0.02, "resolution": 96},
     },
     "paper": {
         "simclr": {
@@ -77,6 +81,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         },
         "linear_probe": {"seeds": 3},
         "supervised": {"seeds": 3, "epochs": 200},
-        "finetune": {"epochs": 100, "lr": 0.01},
+        "finetune": {"epochs": 100, "lr": 0.02},
     },
 }

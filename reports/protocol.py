@@ -114,6 +114,10 @@ def protocol(row: dict[str, Any], studies: Sequence[Any]) -> dict[str, Any]:
     imagenet = encoder == "imagenet" or str(config.get("encoder")) == "imagenet"
     side = "resolution" if imagenet else (regime.resolution if regime is not None else "image_size")
     out["resolution"] = int(config.get(side) or {"resolution": 224}.get(side, 32))  # the keys' defaults
+    selected = next((t for t in study.trials if t.number == row.get("trial")), None)
+    lr = _number(selected.user_attrs.get(schema.EFFECTIVE_LR)) if selected is not None else None
+    if lr is not None:
+        out["lr"] = lr  # the peak rate the selected trial trained with (lr per 256 images x its batch)
     out["epochs"] = config.get("probe_epochs") if study.objective == "linear_probe" else config.get("epochs")
     out["epochs_of"] = "probe" if study.objective == "linear_probe" else "training"
     if imagenet:
@@ -132,7 +136,9 @@ def _pretraining(row: dict[str, Any], study: Any, studies: Sequence[Any]) -> str
     if pre is None:
         return f"SimCLR encoder {source or '?'}"
     images, steps = pre.user_attrs.get(schema.N_PRETRAIN_IMAGES), pre.user_attrs.get(schema.STEPS)
-    return f"SimCLR on {images:,} images, {steps:,} steps ({name} #{number})" if images and steps else source
+    lr = _number(pre.user_attrs.get(schema.EFFECTIVE_LR))
+    at = f" at lr {lr:.3g}" if lr is not None else ""
+    return f"SimCLR on {images:,} images, {steps:,} steps{at} ({name} #{number})" if images and steps else source
 
 
 def protocol_text(p: dict[str, Any], seeds: dict[str, Any] | None = None) -> str:
@@ -143,7 +149,8 @@ def protocol_text(p: dict[str, Any], seeds: dict[str, Any] | None = None) -> str
     if p.get("pretraining"):
         parts.append(p["pretraining"])
     if p.get("epochs"):
-        parts.append(f"{p['epochs']} {p.get('epochs_of', '')} epochs".replace("  ", " "))
+        at = f" at lr {p['lr']:.3g}" if p.get("lr") is not None else ""
+        parts.append(f"{p['epochs']} {p.get('epochs_of', '')} epochs{at}".replace("  ", " "))
     parts.append(f"{p.get('trials', 0)} trials")
     if seeds:
         parts.append(f"{seeds['n']} seed{'s' if seeds['n'] != 1 else ''}")

@@ -55,7 +55,8 @@ def show_text(data: dict[str, Any], defaults: dict[str, Any]) -> str:
     best_text = f"; best #{best['number']} {best['value']:.2f}" if best else ""
     lines.append(f"trials: {data['n_trials']} ({states}){best_text}")
     if data["trials"]:
-        lines.append(f"{'#':>4}  {'state':<8}  {'value':>7}  {'test':>7}  {'steps':>6}  {'seconds':>8}  params / error")
+        header = f"{'#':>4}  {'state':<8}  {'value':>7}  {'test':>7}  {'steps':>6}  {'lr':>8}  {'seconds':>8}"
+        lines.append(f"{header}  params / error")  # lr: the peak rate trained with (lr per 256 images x batch)
         lines += [_trial_line(t) for t in data["trials"]]
     return "\n".join(lines)
 
@@ -74,9 +75,11 @@ def _trial_line(t: dict[str, Any]) -> str:
     test = ua.get(schema.TEST_TOP1)
     params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
     extra = f"  [{ua[schema.ERROR]}]" if ua.get(schema.ERROR) else ""
+    lr = ua.get(schema.EFFECTIVE_LR)
     return (
         f"{t['number']:>4}  {t['state']:<8}  {value:>7}  {'' if test is None else f'{test:.2f}':>7}  "
-        f"{ua.get(schema.STEPS, ''):>6}  {ua.get(schema.SECONDS, ''):>8}  {params}{extra}"
+        f"{ua.get(schema.STEPS, ''):>6}  {'' if lr is None else f'{lr:.4g}':>8}  {ua.get(schema.SECONDS, ''):>8}  "
+        f"{params}{extra}"
     )
 
 

@@ -92,9 +92,15 @@ class TrainingConfig:
     )
     lr: float = key(
         PER_SECTION,
-        "peak learning rate after warm-up",
+        "peak learning rate after warm-up, per 256 images: the rate trained with is lr x batch_size / 256 (lr_scaling)",
         search=Search("float", 0.1, 3, log=True, relative=True),
         **POSITIVE,
+    )
+    lr_scaling: str = key(
+        "linear",
+        "how lr scales with batch_size (google-research/simclr learning_rate_scaling): linear = lr x batch/256, "
+        "sqrt = lr x sqrt(batch), none = lr as is",
+        choices=("linear", "sqrt", "none"),
     )
     momentum: float = key(0.9, "SGD/LARS momentum", **NON_NEGATIVE)
     weight_decay: float = key(PER_SECTION, "L2 weight decay (BN and biases excluded)", **NON_NEGATIVE)
@@ -109,7 +115,7 @@ class TrainingConfig:
         "images per step; each gives two views, so 2x this many rows in NT-Xent",
         search=Search("choice", choices=(0.5, 1, 2), relative=True),
     ),
-    lr=As(0.3, "peak learning rate after warm-up (SimCLR: 0.3 x batch/256 with LARS)"),
+    lr=As(0.3, "peak learning rate after warm-up per 256 images (SimCLR: 0.3, trained with 0.3 x batch/256)"),
     weight_decay=As(1e-4, search=Search("float", 1e-6, 1e-3, log=True)),
     warmup_epochs=10,
 )
@@ -187,7 +193,7 @@ class EncoderConfig:
 @redeclare(
     epochs=As(30, "supervised training epochs"),
     batch_size=128,
-    lr=0.1,
+    lr=As(0.2, "peak learning rate after warm-up per 256 images (0.2: the CIFAR recipe's 0.1 at batch 128)"),
     momentum=As(help="SGD momentum"),
     weight_decay=As(5e-4, search=Search("float", 1e-5, 1e-3, log=True)),
     warmup_epochs=1,

@@ -42,7 +42,7 @@ from simclr.models import (
     save_checkpoint,
     weights_digest,
 )
-from simclr.schedule import LARS, balanced_batches, build_optimizer, lr_at
+from simclr.schedule import LARS, balanced_batches, build_optimizer, effective_lr, lr_at
 from simclr.train import LossFn, StepSchedule, loop_generators, train_epoch
 
 __all__ = ["LARS", "PretrainResult", "lr_at", "pretrain", "build_model", "CHECKPOINT_NAME"]
@@ -90,7 +90,7 @@ class _Run:
 def _start(cfg: PretrainConfig, rt: Runtime, seed: int, resume: str | Path | None) -> _Run:
     """A fresh run seeded from `seed`, continued from the checkpoint `resume` when given."""
     model = rt.prepare(build_model(cfg, seed))
-    optimizer = build_optimizer(model, cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(model, cfg.optimizer, lr=0.0, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     run = _Run(model, optimizer, rt.grad_scaler(), loop_generators(seed, rt.device))
     if resume is not None:
         _restore(Path(resume), cfg, run)
@@ -310,7 +310,8 @@ def pretrain(
         raise UserError(f"SimCLR needs at least 2 pretraining images (NT-Xent needs negatives), got {n}")
     batch_size = min(cfg.batch_size, n)
     plan = plan_run(cfg, n, n_reference)
-    schedule = StepSchedule(plan.total_steps, plan.warmup_steps, cfg.lr)
+    peak = effective_lr(cfg.lr, cfg.batch_size, cfg.lr_scaling)  # lr is per 256 images (batch_size: the key)
+    schedule = StepSchedule(plan.total_steps, plan.warmup_steps, peak)
     view_kw = simclr_params_from(cfg)  # before building the model: a bad setting fails fast
     run = _start(cfg, rt, seed, resume)
     step_model = torch.compile(run.model) if rt.compile else run.model

@@ -120,6 +120,19 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0, "adapt": False}]
 
 
+def effective_lr(lr: float, batch_size: int, scaling: str = "linear") -> float:
+    """The peak rate trained with, from `lr` per 256 images (google-research/simclr `learning_rate_scaling`):
+    linear lr x batch/256 (Goyal et al. 2017), sqrt lr x sqrt(batch) (the SimCLR paper's rule for LARS at small
+    batches, B.1: 0.075 x sqrt(batch)), none lr as is."""
+    if scaling == "linear":
+        return lr * batch_size / 256
+    if scaling == "sqrt":
+        return lr * math.sqrt(batch_size)
+    if scaling == "none":
+        return lr
+    raise ValueError(f"unknown lr_scaling {scaling!r}; choose from linear, sqrt, none")
+
+
 def build_optimizer(
     model: nn.Module, name: str, *, lr: float, momentum: float = 0.9, weight_decay: float = 0.0
 ) -> torch.optim.Optimizer:

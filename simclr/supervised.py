@@ -30,7 +30,7 @@ from simclr.config import SupervisedConfig
 from simclr.data import ImageSet
 from simclr.device import Runtime
 from simclr.models import FEATURE_DIM, Encoder, init_weights_, resnet18, save_checkpoint
-from simclr.schedule import build_optimizer, epoch_batches
+from simclr.schedule import build_optimizer, effective_lr, epoch_batches
 from simclr.train import LossFn, StepSchedule, loop_generators, train_epoch
 
 CHECKPOINT_NAME = "final.pt"  # the final epoch's model (no epoch is selected)
@@ -173,12 +173,13 @@ def _fit(
 ) -> _Fit:
     """cfg.epochs epochs of `train_epoch` over seeded batches (the last one short), val top-1 after each."""
     step_model = torch.compile(model) if rt.compile else model
-    optimizer = build_optimizer(model, cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(model, cfg.optimizer, lr=0.0, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scaler = rt.grad_scaler()
     gens = loop_generators(seed, rt.device)
     loss_fn = _crop_flip_loss(step_model, train, gens["augment"], cfg, rt=rt, size=size, mean=mean, std=std)
     batch_size = min(cfg.batch_size, len(train))
-    schedule = StepSchedule.of_run(cfg.epochs, -(-len(train) // batch_size), cfg.warmup_epochs, cfg.lr)
+    peak = effective_lr(cfg.lr, cfg.batch_size, cfg.lr_scaling)  # lr is per 256 images (batch_size: the key)
+    schedule = StepSchedule.of_run(cfg.epochs, -(-len(train) // batch_size), cfg.warmup_epochs, peak)
     fit = _Fit()
     for epoch in range(1, cfg.epochs + 1):
         model.train()

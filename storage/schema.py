@@ -17,11 +17,13 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # What changed in each version: a study stored under an older meaning is refused, never silently reinterpreted.
 SCHEMA_CHANGES = {
     2: "jitter_strength became the SimCLR paper's colour strength s, ColorJitter(0.8s, 0.8s, 0.8s, 0.2s); in schema 1 "
     "it scaled (0.4s, 0.4s, 0.4s, 0.1s), so a stored value means twice the jitter now",
+    3: "lr became a rate per 256 images, trained with lr x batch_size / 256 (lr_scaling); in schema 2 it was the rate "
+    "trained with, so a stored value would now train at batch_size / 256 times its rate",
 }
 DIRECTION = "maximize"  # every objective value is a validation top-1 in percent
 
@@ -72,6 +74,7 @@ KNN_TOP1 = "knn_top1"  # float, percent, simclr: the last weighted-kNN monitor t
 PRETRAIN_SECONDS = "pretrain_seconds"  # float, simclr: seconds of pretraining
 PROBE_SECONDS = "probe_seconds"  # float, simclr: seconds of the linear probe after pretraining
 FEATURE_SECONDS = "feature_seconds"  # float, linear_probe: seconds spent computing (or loading) features
+EFFECTIVE_LR = "effective_lr"  # float, training objectives: the peak rate trained with (lr per 256 x batch_size)
 BEST_EPOCH = "best_epoch"  # int, supervised/finetune: the epoch of the reported model (always the final one)
 # What every COMPLETE trial of every objective carries (the rest depend on the objective).
 COMPLETE_TRIAL_ATTRS = (

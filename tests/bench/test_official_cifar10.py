@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from simclr.schedule import effective_lr
 from tests import fakedata
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,9 +27,11 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_recipe_is_the_official_cifar10_one():
     cfg = recipe(1000, 50)
     assert (cfg.epochs, cfg.batch_size, cfg.optimizer, cfg.warmup_epochs) == (1000, 512, "lars", 10)
-    assert cfg.lr == pytest.approx(2.0)  # learning rate 1.0 per 256 images, scaled linearly to batch 512
+    assert (cfg.lr, cfg.lr_scaling) == (1.0, "linear")  # learning rate 1.0 per 256 images, as the source's flag
+    assert effective_lr(cfg.lr, cfg.batch_size, cfg.lr_scaling) == pytest.approx(2.0)  # trained with at batch 512
     assert (cfg.temperature, cfg.jitter_strength, cfg.blur_p, cfg.weight_decay) == (0.5, 0.5, 0.0, 1e-6)
-    assert recipe(10, 5, batch=128).lr == pytest.approx(0.5)
+    small = recipe(10, 5, batch=128)
+    assert effective_lr(small.lr, small.batch_size, small.lr_scaling) == pytest.approx(0.5)
 
 
 @pytest.mark.slow

@@ -39,6 +39,9 @@ def test_fixed_trial(objective, extra, data_dir):
     assert attrs[schema.N_TRAIN_IMAGES] == 15  # 5 classes x 4 images, 1 per class to probe-val
     assert attrs[schema.DEVICE].startswith("cpu ")
     assert schema.ERROR not in attrs
+    config = {**spec.config, **trial.params}  # lr is per 256 images: the trial records the rate it trained with
+    trained = config["lr"] * config["batch_size"] / 256 if objective != "linear_probe" else None
+    assert attrs.get(schema.EFFECTIVE_LR) == (pytest.approx(trained) if trained else None)
     if objective == "simclr":
         assert attrs[schema.N_PRETRAIN_IMAGES] == 10 and attrs[schema.DATA_FRACTION] == 0.5
         assert attrs[schema.STEPS] == 10 // 5

@@ -16,7 +16,7 @@ from objectives import build_spec
 from objectives.presets import PRESETS
 from simclr.config import PretrainConfig
 from simclr.pretrain import plan_run
-from simclr.schedule import balanced_batches
+from simclr.schedule import balanced_batches, effective_lr
 from storage import schema
 from tests.helpers import check_refused, run_cli, show, tiny_sets
 
@@ -85,6 +85,10 @@ def test_jitter_strength_is_the_papers_s_and_old_stores_are_refused(tmp_path, da
     check_refused(r, "schema 1")
     assert "jitter_strength" in r.err and "create a new study" in r.err
     assert run_cli("show", "old", "--storage", url).rc == 0  # still readable
+    optuna.load_study(study_name="old", storage=url).set_user_attr(schema.SCHEMA, 2)  # lr read as the rate trained
+    r = run_cli("optimize", "old", "--device", "cpu", "--storage", url)
+    check_refused(r, "schema 2")
+    assert "lr became a rate per 256 images" in r.err and "jitter_strength" not in r.err
 
 
 def test_presets_state_their_budgets():
@@ -92,6 +96,16 @@ def test_presets_state_their_budgets():
     paper = build_spec("simclr", preset="paper").config
     assert (paper["optimizer"], paper["batch_size"], paper["lr"], paper["temperature"]) == ("lars", 1024, 1.0, 0.5)
     assert (paper["weight_decay"], paper["blur_p"], paper["warmup_epochs"]) == (1e-6, 0.0, 10)
+    # lr is per 256 images, as google-research/simclr's learning_rate: the paper's 1.0 trains with 4.0 at 1024
+    assert paper["lr_scaling"] == "linear" and effective_lr(paper["lr"], paper["batch_size"]) == 4.0
+    trained = {}
+    for preset, objective in (("smoke", "simclr"), ("default", "simclr"), ("default", "supervised")):
+        config = build_spec(objective, preset=preset).config
+        trained[preset, objective] = effective_lr(config["lr"], config["batch_size"], config["lr_scaling"])
+    # the rates smoke, default's SimCLR and the CIFAR-100 scratch recipe trained with before lr was per 256 images
+    assert trained == {("smoke", "simclr"): 0.3, ("default", "simclr"): 0.3, ("default", "supervised"): 0.1}
+    space = build_spec("simclr", preset="paper").space["lr"]
+    assert space.low * 1024 / 256 <= 4.0 <= space.high * 1024 / 256  # the source's rate is inside the search
     assert build_spec("linear_probe", preset="smoke").config["resolution"] == 64  # not a 1x1 final map
 
 

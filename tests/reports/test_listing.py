@@ -49,7 +49,7 @@ def url(tmp_path_factory) -> str:
             params={"lr": 0.1, "wd": 1e-4},
             distributions=SPACE,
             intermediate_values={1: 12.0},
-            user_attrs={"steps": 40},
+            user_attrs={"steps": 40, "effective_lr": 0.05},
         )
     )
     ours.add_trial(
@@ -133,10 +133,10 @@ def test_details_of_our_study(url):
         "space: lr float [0.001, 1] log; wd choice [0.0, 0.0001]",
         "config (differs from the defaults): encoder=imagenet lr=0.5",
         "trials: 3 (1 complete, 1 fail, 1 pruned); best #0 40.00",
-        "   #  state       value     test   steps   seconds  params / error",
-        "   0  COMPLETE    40.00    39.50     120      12.5  lr=0.01 wd=0",
-        "   1  PRUNED                          40            lr=0.1 wd=0.0001",
-        "   2  FAIL                                          lr=0.5 wd=0  [UserError: boom]",
+        "   #  state       value     test   steps        lr   seconds  params / error",
+        "   0  COMPLETE    40.00    39.50     120                12.5  lr=0.01 wd=0",
+        "   1  PRUNED                          40      0.05            lr=0.1 wd=0.0001",
+        "   2  FAIL                                                    lr=0.5 wd=0  [UserError: boom]",
     ]
 
 

@@ -163,3 +163,10 @@ def test_the_mean_over_seeds_carries_a_two_level_interval():
         "p-seeds-probe", "seeds_probe_random", "linear_probe", [run(0, 0.55, 1), trial(1, 45.0, 45.0, 2)]
     )
     assert {r["regime"]: r for r in rows.comparison_rows(studies)}["probe_random"]["seeds"]["ci"] is None
+
+
+def test_the_protocol_line_states_the_rate_trained_with():
+    """lr is per 256 images; the line says the peak rate the selected trial trained with (its effective_lr)."""
+    scratch = study("p-scratch", "scratch", "supervised", [trial(0, 20.0, 19.0, effective_lr=0.1)], {"epochs": 3})
+    row = next(r for r in rows.comparison_rows([scratch]) if r["regime"] == "scratch")
+    assert "3 training epochs at lr 0.1" in protocol_text(row["protocol"])

@@ -50,6 +50,7 @@ CONFIG = PretrainConfig(
     batch_size=64,  # measured: at batch 32 (same steps, half the images) the monitor stayed at random for 128 steps
     optimizer="adamw",
     lr=2e-3,
+    lr_scaling="none",  # the rate trained with, as bench/learning.py states it for lightly's recipe too
     weight_decay=1e-6,
     warmup_epochs=1,
     temperature=0.2,

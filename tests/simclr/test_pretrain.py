@@ -28,6 +28,7 @@ def image_set(n_per_class: int, n_classes: int, seed: int, size: int = 8) -> Ima
 
 def config(**changes) -> PretrainConfig:
     base = dict(epochs=2, batch_size=32, lr=0.5, warmup_epochs=1, monitor_every=0, checkpoint_every=0, knn_k=20)
+    base["lr_scaling"] = "none"  # the rates below are the rates trained with
     return PretrainConfig(**{**base, **changes})
 
 

@@ -35,6 +35,7 @@ def config(**changes) -> SupervisedConfig:
     base = dict(
         epochs=3, batch_size=16, optimizer="adamw", lr=2e-3, warmup_epochs=0, crop_padding=1, label_smoothing=0.1
     )
+    base["lr_scaling"] = "none"  # the rates below are the rates trained with
     return SupervisedConfig(**{**base, **changes})
 
 
