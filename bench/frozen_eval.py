@@ -18,10 +18,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
-from sklearn.neighbors import KNeighborsClassifier
+
+try:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.neighbors import KNeighborsClassifier
+except ModuleNotFoundError as e:  # one line, not a traceback
+    raise SystemExit(
+        f"error: {e.name} is not installed; it is benchmark-only: pip install -r bench/requirements.txt"
+    ) from None
 
 import common  # noqa: F401  (puts the repo on sys.path)
 from simclr.data import ImageSet

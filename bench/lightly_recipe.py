@@ -17,12 +17,18 @@ from collections.abc import Callable
 
 import torch
 import torchvision
-from lightly.loss import NTXentLoss
-from lightly.models.modules import SimCLRProjectionHead
-from lightly.transforms import SimCLRTransform
-from lightly.utils.scheduler import CosineWarmupScheduler
 from PIL import Image
 from torch import nn
+
+try:
+    from lightly.loss import NTXentLoss
+    from lightly.models.modules import SimCLRProjectionHead
+    from lightly.transforms import SimCLRTransform
+    from lightly.utils.scheduler import CosineWarmupScheduler
+except ModuleNotFoundError as e:  # one line, not a traceback
+    raise SystemExit(
+        f"error: {e.name} is not installed; it is benchmark-only: pip install -r bench/requirements.txt"
+    ) from None
 
 import common  # noqa: F401  (puts the repo on sys.path)
 from simclr.config import PretrainConfig

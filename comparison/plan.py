@@ -156,7 +156,7 @@ class Request:
 
     def fixed(self, objective: str, key: str) -> bool:
         """Whether the user fixed `key` (sizing never cuts it)."""
-        return key in self.overrides[objective] and key != "data_dir"
+        return key in self.overrides[objective]
 
 
 def start_knobs(request: Request) -> Knobs:
@@ -193,8 +193,9 @@ def _scale_values(values: Mapping[str, Any], user: Mapping[str, Any], full: floa
     return out
 
 
-def _trials(name: str, knobs: Knobs | None, default: int) -> int:
-    return (getattr(knobs, name) if knobs and name and getattr(knobs, name) else None) or default
+def _trials(knob: str, knobs: Knobs | None, default: int) -> int:
+    """The trial budget a sized plan gives `knob` ("" for the grid's: one trial a point), else `default`."""
+    return (getattr(knobs, knob) if knobs is not None and knob else None) or default
 
 
 def _pretraining(p: Pretraining, prefix: str, values: dict, user: dict, budget: Budget, common: dict) -> PlannedStudy:

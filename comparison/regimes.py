@@ -181,5 +181,5 @@ def regime_of(objective: str, encoder: str) -> str | None:
     for regime in candidates:
         if regime.encoder == encoder:
             return regime.role
-    fallback = [regime for regime in candidates if regime.encoder in ("simclr", None)]
+    fallback = [regime for regime in candidates if regime.encoder in (SIMCLR, None)]
     return fallback[0].role if fallback else None

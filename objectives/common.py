@@ -311,8 +311,9 @@ class Objective:
             self.prepare()
             rt = self.runtime(config)
             set_attrs(trial, **{schema.DEVICE: rt.describe()})
-            if trained_lr(config) is not None:  # not rounded as set_attrs does: a rate may be 1e-5
-                trial.set_user_attr(schema.EFFECTIVE_LR, trained_lr(config))
+            lr = trained_lr(config)
+            if lr is not None:  # not rounded as set_attrs does: a rate may be 1e-5
+                trial.set_user_attr(schema.EFFECTIVE_LR, lr)
             seed_everything(config.run.seed)
             value = self.run(trial, config, rt)
             value = round(float(value), 4)

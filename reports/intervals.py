@@ -11,9 +11,8 @@ inputs always give the same interval.
 
 Over seed runs (`two_level_ci`): the mean test top-1 of several runs of one configuration varies with the seed and
 with the test images. A two-level bootstrap (Davison & Hinkley 1997, sec. 2.4 and 3.8: resample the runs, then the
-images) draws the runs with replacement and weights the test images by Poisson(1) counts (the Poisson bootstrap,
-Hanley & MacGibbon 2006) shared by every run, since all runs are scored on the same images; paired with the
-reference's run of the same seed for a gain.
+images) draws the runs with replacement and then the test images, the same images for every run since all runs
+are scored on them (drawn by outcome, as above); paired with the reference's run of the same seed for a gain.
 """
 
 from __future__ import annotations
@@ -76,25 +75,25 @@ def two_level_ci(
     n_resamples: int = N_RESAMPLES,
     seed: int = SEED,
     level: float = LEVEL,
-    chunk: int = 100,
 ) -> tuple[float, float]:
     """(low, high) in percent of the mean top-1 over seed runs, each given as per-image hits on the same test
     images; with `reference` (the baseline's runs, paired run by run: the same seeds in the same order), of the mean
-    gain in points. Each resample draws the runs with replacement, then weights every image by a Poisson(1)
-    count shared by all runs, so the interval carries the seed-to-seed and the test-image variance."""
-    scores = np.stack([_hits(r, "run") for r in runs]).astype(np.float64)  # (S, N)
+    gain in points. Each resample draws the runs with replacement, then the test images with replacement, the same
+    images for every run, so the interval carries the seed-to-seed and the test-image variance.
+
+    As for the paired interval, images are drawn by outcome: an image is its column of hits over the runs (and the
+    reference's), and resampling n images is a Multinomial(n, shares of the distinct columns), at most 2^runs
+    numbers a resample instead of n indices."""
+    scores = np.stack([_hits(r, "run") for r in runs]).astype(np.int8)  # (S, N)
     if reference is not None:
-        base = np.stack([_hits(r, "reference") for r in reference]).astype(np.float64)
+        base = np.stack([_hits(r, "reference") for r in reference]).astype(np.int8)
         if base.shape != scores.shape:
             raise ValueError(f"paired runs need the same seeds and test images: {scores.shape} and {base.shape}")
         scores = scores - base  # per run and image: +1, 0 or -1
     n_runs, n_images = scores.shape
+    columns, counts = np.unique(scores, axis=1, return_counts=True)  # (S, P) distinct outcomes, how many images each
     rng = np.random.default_rng(seed)
-    values = []
-    for start in range(0, n_resamples, chunk):
-        m = min(chunk, n_resamples - start)
-        runs_drawn = rng.multinomial(n_runs, [1.0 / n_runs] * n_runs, size=m)  # (m, S) how often each run
-        images = rng.poisson(1.0, size=(m, n_images))  # (m, N) how often each image
-        total = ((runs_drawn @ scores) * images).sum(axis=1)
-        values.append(100.0 * total / (n_runs * np.maximum(images.sum(axis=1), 1)))
-    return _percentile_interval(np.concatenate(values), level)
+    runs_drawn = rng.multinomial(n_runs, [1.0 / n_runs] * n_runs, size=n_resamples)  # (B, S) how often each run
+    images = rng.multinomial(n_images, counts / n_images, size=n_resamples)  # (B, P) how many images of each outcome
+    total = ((runs_drawn @ columns.astype(np.float64)) * images).sum(axis=1)
+    return _percentile_interval(100.0 * total / (n_runs * n_images), level)

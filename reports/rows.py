@@ -153,9 +153,9 @@ def comparisons(studies: Sequence[StudyData]) -> list[dict[str, Any]]:
     for study in studies:
         groups.setdefault(comparison_of(study), []).append(study)
     playing = {prefix: members for prefix, members in groups.items() if any(s.regime in REGIMES for s in members)}
-    order = sorted(playing or {"": list(studies)}, key=lambda prefix: (prefix == "", prefix))
-    members = playing or {"": list(studies)}
-    return [{**row, "comparison": prefix} for prefix in order for row in comparison_rows(members[prefix])]
+    playing = playing or {"": list(studies)}  # no regime anywhere: the (all missing) rows, as one comparison
+    order = sorted(playing, key=lambda prefix: (prefix == "", prefix))
+    return [{**row, "comparison": prefix} for prefix in order for row in comparison_rows(playing[prefix])]
 
 
 def comparison_rows(studies: Sequence[StudyData]) -> list[dict[str, Any]]:
