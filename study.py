@@ -180,7 +180,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from comparison.run import run_comparison
     from objectives.run import progress_lines
     from reports.dashboard import save_to_dashboard
-    from reports.text import comparison_table
+    from reports.text import comparison_table, labels_table
     from storage import display_url, resolve_url
 
     reports.check_out(args.out)
@@ -204,6 +204,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     path = reports.write(report, args.out)
     save_to_dashboard(storage, report)
     print(comparison_table(report.comparison))
+    if report.labels:
+        print(labels_table(report.labels))
     print(f"report: {path}")
     return 0
 

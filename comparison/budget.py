@@ -1,43 +1,23 @@
 """The cost of a comparison before it runs: the data sizes (a preflight that loads the data and resolves the
-device, so a UserError stops `compare` before anything is created), a speed test of this machine, and a cost
-model that turns each planned study's budget into a rough time."""
+device, so a UserError stops `compare` before anything is created), a speed test of this machine, the cost model
+(comparison.work) turning each planned study's budget into a rough time, the plan sized to the time budget and
+printed, and afterwards estimated vs actual time."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from comparison import costs, sizing
+from comparison import costs, labels, sizing
 from comparison.plan import PlannedStudy, Request, plan, start_knobs
-from comparison.regimes import HPARAMS, PRETRAINING, SEEDED
+from comparison.regimes import HPARAMS
 from comparison.resume import check_existing, stored_time_plan, work_left
+from comparison.work import Sizes, estimate_seconds, seeds_seconds
 from objectives import make_objective
 from simclr.config import make_config
 from storage import store
-
-
-@dataclass
-class Sizes:
-    """Image counts of the comparison's data (from the preflight)."""
-
-    pretrain: int  # pretraining images at the preset's (full) data_fraction
-    probe_train: int
-    probe_val: int
-    test: int
-    data_fraction: float = 0.0  # the data_fraction and probe_fraction these counts were taken at (0: unknown)
-    probe_fraction: float = 0.0
-
-    def at(self, config) -> Sizes:
-        """The counts a config with other fractions (a sized plan) would see, in proportion."""
-        pre = config.pretrain
-        d = (pre.equal_steps_as or pre.data_fraction) if pre is not None else self.data_fraction
-        p = config.data.probe_fraction
-        a = d / self.data_fraction if self.data_fraction else 1.0
-        b = p / self.probe_fraction if self.probe_fraction else 1.0
-        return Sizes(round(self.pretrain * a), round(self.probe_train * b), round(self.probe_val * b), self.test, d, p)
 
 
 def preflight(plans: Sequence[PlannedStudy], device: str) -> tuple[Sizes, Any]:
@@ -55,6 +35,7 @@ def preflight(plans: Sequence[PlannedStudy], device: str) -> tuple[Sizes, Any]:
         len(splits["test"]),
         config.pretrain.data_fraction,
         config.data.probe_fraction,
+        splits["train"].num_classes,
     )
     return sizes, objective.runtime(config)
 
@@ -91,91 +72,6 @@ def speed_test(rt, seconds: float = 1.5) -> float:
     return batch / statistics.median(times)
 
 
-def _imagenet_cost(resolution: int) -> float:
-    """Forward cost of the ImageNet-stem ResNet-18 at `resolution` relative to the CIFAR one at 32x32
-    (1.82 vs 0.56 GMACs at 224: the 7x7 stride-2 stem and max-pool shrink the maps 16-fold)."""
-    return 1.82 / 0.56 * (resolution / 224) ** 2
-
-
-def _pretrain_work(planned: PlannedStudy, config, sizes: Sizes, probe_images: int) -> tuple[float, float]:
-    if planned.grid and not config.pretrain.equal_steps_as:
-        fractions = [float(v) for v in planned.spec().space["data_fraction"].choices]
-        pretrain = sum(fractions) * sizes.pretrain / max(fractions)  # the largest is the full fraction
-    else:  # equal steps: every scale point costs what the full fraction's run costs
-        pretrain = planned.trials * sizes.pretrain
-    cfg = config.pretrain
-    epochs, every = cfg.epochs, cfg.monitor_every
-    monitor = (epochs // every if every else 0) * (min(cfg.monitor_size, sizes.probe_train) + sizes.probe_val)
-    return 2 * epochs * pretrain, planned.trials * (monitor + probe_images)
-
-
-def _input_cost(planned: PlannedStudy, config) -> float:
-    """An image's cost relative to the CIFAR ResNet-18 at 32x32: the regime's input resolution decides it (the
-    ImageNet-stem encoder reads the `resolution` key; the CIFAR stem the data's own size)."""
-    regime = planned.regime
-    if regime is None or regime.resolution == "image_size":
-        return 1.0
-    return _imagenet_cost(config.flat()[regime.resolution])
-
-
-def _train_work(planned: PlannedStudy, config, sizes: Sizes, probe_images: int) -> tuple[float, float]:
-    """Supervised training (from scratch, or fine-tuning an encoder): every epoch trains on probe-train and
-    evaluates probe-val; the test set once."""
-    epochs, cost = config.supervised.epochs, _input_cost(planned, config)
-    train, forward = epochs * sizes.probe_train, epochs * sizes.probe_val + sizes.test
-    return planned.trials * cost * train, planned.trials * cost * forward
-
-
-def _probe_work(planned: PlannedStudy, config, sizes: Sizes, probe_images: int) -> tuple[float, float]:
-    return 0.0, _input_cost(planned, config) * probe_images  # features are extracted once per encoder and cached
-
-
-# the cost model of each objective a comparison runs (its studies' image passes)
-WORK = {"simclr": _pretrain_work, "supervised": _train_work, "finetune": _train_work, "linear_probe": _probe_work}
-
-
-def work(planned: PlannedStudy, sizes: Sizes) -> tuple[float, float]:
-    """(training image passes, forward-only image passes) of one study's full budget: a cost model in units of a
-    CIFAR ResNet-18 image. Probe training on cached features is small and left out."""
-    config = make_config(planned.objective, planned.spec().config)
-    sizes = sizes.at(config)
-    probe_images = sizes.probe_train + sizes.probe_val + sizes.test
-    return WORK[planned.objective](planned, config, sizes, probe_images)
-
-
-def estimate_seconds(
-    plans: Sequence[PlannedStudy], sizes: Sizes, train_rate: float, learned: dict[str, float] | None = None
-) -> dict[str, float]:
-    """Rough seconds per study: training passes at `train_rate`, forward passes 4x faster (measured: 100 and 400
-    images/s on 2 CPU cores), plus 10 s of loading data, times what earlier runs on this machine measured against
-    their estimate (`learned`: objective -> actual / estimated). An upper bound where trials are pruned."""
-    out = {}
-    for planned in plans:
-        train, forward = work(planned, sizes)
-        ratio = (learned or {}).get(planned.objective, 1.0)
-        out[planned.name] = ratio * (10.0 + train / train_rate + forward / (4 * train_rate))
-    return out
-
-
-def seeds_seconds(plans: Sequence[PlannedStudy], estimate: dict[str, float], seeds: int) -> float:
-    """The seeds studies' cost (seeds > 1): each seeded regime's selected configuration `seeds - 1` more times, i.e.
-    one trial's share of the study that selected it, and each seeded grid (the scale curve) `seeds - 1` more times."""
-    if seeds <= 1:
-        return 0.0
-    by_name = {planned.name: planned for planned in plans}
-    prefix = plans[0].comparison
-    total = 0.0
-    for regime in SEEDED:  # a SimCLR seed pretrains anew and probes its own encoder: the hparams study's share
-        planned = by_name.get(f"{prefix}-{regime.selected_by or regime.study}")
-        if planned is not None:
-            total += (seeds - 1) * estimate[planned.name] / planned.trials
-    for pretraining in PRETRAINING:
-        planned = by_name.get(f"{prefix}-{pretraining.suffix}")
-        if pretraining.seeds and planned is not None:
-            total += (seeds - 1) * estimate[planned.name]
-    return total
-
-
 def _images(n: float) -> str:
     return f"{n:,.0f}"
 
@@ -193,9 +89,23 @@ def _pretrain_line(planned: PlannedStudy, config, sizes: Sizes, search: str) -> 
         what = "data_fraction " + ", ".join(f"{f:g} (~{_images(f * scale)})" for f in fractions)
         what += f", each {steps:,} steps" if cfg.equal_steps_as else ""
     else:
-        what = f"{_images(sizes.pretrain)} pretraining images; search {search}"
+        what = f"{_images(sizes.pretrain)} pretraining images; search {search}; {pruning_text(cfg, sizes)}"
     probe = config.probe.probe_epochs
     return f"{cfg.epochs} epochs = {steps:,} steps at batch {cfg.batch_size} (+ probe {probe}); {what}"
+
+
+def pruning_text(cfg, sizes: Sizes) -> str:
+    """How a search over a kNN-monitored objective is pruned, in words: not at all (no monitor), or on a bank of so
+    many images, with simclr.knn.bank_problem's reason where that bank is too small to rank trials."""
+    from simclr.knn import bank_problem  # torch: only once the plan is printed
+
+    if not cfg.monitor_every:
+        return "not pruned (no kNN monitor: monitor_every 0)"
+    bank = min(cfg.monitor_size or sizes.probe_train, sizes.probe_train)
+    problem = bank_problem(bank, sizes.classes) if sizes.classes else None
+    if problem:
+        return f"pruned on a monitor that cannot rank trials: {problem}"
+    return f"pruned after half its epochs on a kNN bank of {_images(bank)} images"
 
 
 def _encoder_text(planned: PlannedStudy, config) -> str:
@@ -215,6 +125,17 @@ def _train_line(planned: PlannedStudy, config, sizes: Sizes, search: str) -> str
     return f"{cfg.epochs} epochs = {steps:,} steps at batch {cfg.batch_size}{encoder}; {images} images; search {search}"
 
 
+def _labelled_line(planned: PlannedStudy, config, sizes: Sizes, search: str) -> str:
+    cfg = config.supervised
+    steps = _steps(cfg.epochs, sizes.pretrain, cfg.batch_size)
+    what = (
+        f"{_images(sizes.pretrain)} pretraining images with their labels; search {search}; {pruning_text(cfg, sizes)}"
+    )
+    return (
+        f"{cfg.epochs} epochs = {steps:,} steps at batch {cfg.batch_size} (+ probe {config.probe.probe_epochs}); {what}"
+    )
+
+
 def _probe_line(planned: PlannedStudy, config, sizes: Sizes, search: str) -> str:
     images = _images(sizes.probe_train)
     encoder = _encoder_text(planned, config)
@@ -222,7 +143,13 @@ def _probe_line(planned: PlannedStudy, config, sizes: Sizes, search: str) -> str
 
 
 # what a study of each objective trains, in one line of the printed plan
-LINES = {"simclr": _pretrain_line, "supervised": _train_line, "finetune": _train_line, "linear_probe": _probe_line}
+LINES = {
+    "simclr": _pretrain_line,
+    "supervised_pretrain": _labelled_line,
+    "supervised": _train_line,
+    "finetune": _train_line,
+    "linear_probe": _probe_line,
+}
 
 
 def _study_line(planned: PlannedStudy, sizes: Sizes) -> str:
@@ -242,11 +169,15 @@ def budget_lines(plans: Sequence[PlannedStudy], sizes: Sizes, estimate: dict[str
             f"  {k}/{len(plans)} {planned.name:<{width}}  {planned.trials:>3} trials  "
             f"{_study_line(planned, sizes)}{time_text}"
         )
-    seeds = {name: v for name, v in (estimate or {}).items() if name.endswith("-seeds-*")}
-    for name, seconds in seeds.items():
-        lines.append(
-            f"  then {name}: each regime's selected configuration with the other seeds  ~{seconds / 60:.1f} min"
-        )
+    for name, seconds in (estimate or {}).items():
+        if name.endswith("-seeds-*"):
+            lines.append(
+                f"  then {name}: each regime's selected configuration with the other seeds  ~{seconds / 60:.1f} min"
+            )
+        elif name.endswith("-labels-*") and seconds:
+            fractions = ", ".join(f"{f:g}" for f in labels.curve_fractions(plans[0].preset))
+            what = f"each regime's selected configuration at label fractions {fractions}"
+            lines.append(f"  then {name}: {what}  ~{seconds / 60:.1f} min")
     probe = sizes.at(make_config(plans[-1].objective, plans[-1].spec().config))
     lines.append(
         f"  data: probe-train {_images(probe.probe_train)}, probe-val {_images(probe.probe_val)}, "
@@ -295,7 +226,9 @@ def size_plan(
     def estimate(k: sizing.Knobs) -> dict[str, float]:
         planned = plan(request, k)
         seconds = estimate_seconds(planned, sizes, rate, learned)
-        return {**seconds, **({f"{prefix}-seeds-*": seeds_seconds(planned, seconds, seeds)} if seeds > 1 else {})}
+        extra = {f"{prefix}-seeds-*": seeds_seconds(planned, seconds, seeds)} if seeds > 1 else {}
+        extra[f"{prefix}-labels-*"] = labels.labels_seconds(planned, seconds, preset, seeds)
+        return {**seconds, **extra}
 
     if resumed:
         time_plan, seconds = stored, estimate(knobs)

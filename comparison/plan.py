@@ -18,7 +18,7 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from comparison.regimes import BY_ROLE, HPARAMS, PLANNED, PRETRAINING, SIMCLR, Pretraining, Regime
+from comparison.regimes import BY_ROLE, ENCODER_STUDY, PLANNED, PRETRAINING, SIMCLR, Pretraining, Regime, SameAs
 from comparison.sizing import Knobs
 from errors import UserError
 from objectives import build_spec
@@ -44,12 +44,14 @@ class Budget:
 
 
 BUDGETS: dict[str, Budget] = {
-    "smoke": Budget(hparams=3, regime=3, pruner="median:1"),  # prune from the second trial: minutes count
+    "smoke": Budget(hparams=3, regime=3, pruner="none"),  # its kNN bank is too small to rank trials (presets.py)
     "default": Budget(hparams=12, regime=12),
     "paper": Budget(hparams=20, regime=20),
 }
 # the objectives a comparison runs: the user's --set is split among them
-COMPARED: tuple[str, ...] = tuple(dict.fromkeys(["simclr", *(regime.objective for regime in PLANNED)]))
+COMPARED: tuple[str, ...] = tuple(
+    dict.fromkeys([*(p.objective for p in PRETRAINING), *(regime.objective for regime in PLANNED)])
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,10 @@ class PlannedStudy:
     @property
     def regime(self) -> Regime | None:
         return BY_ROLE.get(self.role)
+
+    @property
+    def pretraining(self) -> Pretraining | None:
+        return next((p for p in PRETRAINING if p.role == self.role), None)
 
     @property
     def probes_simclr(self) -> bool:
@@ -163,7 +169,7 @@ def start_knobs(request: Request) -> Knobs:
     """The preset's plan as sizing knobs (comparison.sizing); a knob the user fixed (--set, --trials) is None."""
     start: dict[str, Any] = {}
     for study in (*PRETRAINING, *PLANNED):
-        objective = "simclr" if isinstance(study, Pretraining) else study.objective
+        objective = study.objective
         config = build_spec(objective, preset=request.preset, values=request.overrides[objective]).config
         for key, knob in study.knobs:
             value = None if request.fixed(objective, key) else config[key]
@@ -203,7 +209,7 @@ def _pretraining(p: Pretraining, prefix: str, values: dict, user: dict, budget: 
     name = f"{prefix}-{p.suffix}"
     if not p.grid:
         n = _trials(p.trials, common["knobs"], common["n_hparams"])
-        return PlannedStudy(name, "simclr", p.role, n, preset, prefix, values, pruner=budget.pruner)
+        return PlannedStudy(name, p.objective, p.role, n, preset, prefix, values, pruner=budget.pruner)
     full = float(build_spec("simclr", preset=preset, values=values).config["data_fraction"])
     grid = sorted({float(f"{ratio * full:.6g}") for ratio in SCALE_RATIOS[preset]})
     space = {"data_fraction": CategoricalDistribution(grid)}
@@ -211,11 +217,21 @@ def _pretraining(p: Pretraining, prefix: str, values: dict, user: dict, budget: 
     return PlannedStudy(name, "simclr", p.role, len(grid), preset, prefix, scale, space, "grid", "none")
 
 
+def _regime_values(regime: Regime, values: dict, preset: str) -> dict:
+    """The regime's own config values (Regime.values, SameAs resolved in the study's config) under the user's."""
+    if not regime.values:
+        return values
+    config = build_spec(regime.objective, preset=preset, values=values).config
+    own = {key: config[v.key] if isinstance(v, SameAs) else v for key, v in regime.values}
+    return {**own, **{k: v for k, v in values.items() if k not in own}}
+
+
 def _regime(regime: Regime, prefix: str, values: dict, common: dict) -> PlannedStudy:
+    values = _regime_values(regime, values, common["preset"])
     n = _trials(regime.trials, common["knobs"], common["n_regime"])
     encoder = regime.encoder or ""
-    if encoder == SIMCLR:  # the hyperparameter study's best; comparison.run picks the scale study's if it has none
-        encoder = f"best:{prefix}-{HPARAMS.suffix}"
+    if encoder in ENCODER_STUDY:  # that study's best (SimCLR: comparison.run picks the scale study's if it has none)
+        encoder = f"best:{prefix}-{ENCODER_STUDY[encoder].suffix}"
     name = f"{prefix}-{regime.study}"
     return PlannedStudy(name, regime.objective, regime.role, n, common["preset"], prefix, values, encoder=encoder)
 
@@ -231,7 +247,7 @@ def plan(request: Request, knobs: Knobs | None = None) -> list[PlannedStudy]:
     common = {"preset": request.preset, "knobs": knobs, "n_hparams": n_hparams, "n_regime": n_regime}
     prefix = request.prefix
     plans = [
-        _pretraining(p, prefix, _sized(user["simclr"], knobs, p.knobs), user["simclr"], budget, common)
+        _pretraining(p, prefix, _sized(user[p.objective], knobs, p.knobs), user[p.objective], budget, common)
         for p in PRETRAINING
     ]
     plans += [_regime(r, prefix, _sized(user[r.objective], knobs, r.knobs), common) for r in PLANNED]

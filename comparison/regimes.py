@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SIMCLR = "simclr"  # a regime's encoder: the best of this comparison's SimCLR pretraining (pinned at creation)
+SUPERVISED = "supervised"  # ... the best of its same-data supervised pretraining (CIFAR-10 labels, SimCLR's images)
 # how a regime evaluates its representation: what its gain over the baseline compares
 LINEAR = "linear probe (frozen encoder)"
 FINE_TUNED = "fine-tuning (all weights)"
@@ -27,14 +28,26 @@ PROBE_KNOBS = (("probe_fraction", "probe_fraction"),)  # every regime trains or 
 
 
 @dataclass(frozen=True)
+class SameAs:
+    """A regime's config value that is another key's value in the same study (the in-domain probe reads the
+    pretraining set: `probe_data` = SameAs("pretrain_data"))."""
+
+    key: str
+
+
+@dataclass(frozen=True)
 class Pretraining:
-    """A study of the comparison that trains SimCLR encoders (the `simclr` objective)."""
+    """A study of the comparison that trains encoders: SimCLR's (the `simclr` objective), or the same-data
+    supervised arm's (`supervised_pretrain`: the pretraining set's labels on the very images SimCLR pretrains on)."""
 
     suffix: str  # the study is PREFIX-<suffix>
     role: str  # its `role` study attr
     grid: bool  # a grid over data_fraction, one trial a point (the scale curve); else a search (TPE, pruned)
     trials: str  # the sizing knob of its trial budget ("" for the grid: one trial a point)
+    objective: str = "simclr"
+    makes: str = ""  # the encoder its best trial is to the regimes (SIMCLR, SUPERVISED); "" = none
     seeds: str = ""  # the seeds study re-running it with other seeds: PREFIX-seeds-<seeds>, role seeds_<seeds>
+    tuned_by: str = ""  # the search whose best trial's parameters it runs with (set when it is created)
     # (config key, sizing knob) pairs: what sizing may cut in this study's config
     knobs: tuple[tuple[str, str], ...] = (
         ("epochs", "simclr_epochs"),
@@ -66,26 +79,48 @@ class Regime:
     seeds: str = ""  # its seeds study: PREFIX-seeds-<seeds>, role seeds_<seeds> ("" = none)
     seeds_objective: str = ""  # what that study runs ("" = the regime's objective)
     selected_by: str = ""  # the study whose best config the seeds study re-runs ("" = the regime's own study)
+    label_curve: bool = True  # compare re-runs its selected configuration at fewer labels (comparison.labels)
+    values: tuple[tuple[str, object], ...] = ()  # config values the regime sets over the preset
+    check: str = ""  # a sanity row, not a compared one: what it checks (no gain; the report shows it apart)
 
     @property
     def seeds_role(self) -> str:
         return f"seeds_{self.seeds}" if self.seeds else ""
 
+    @property
+    def labels_role(self) -> str:
+        return f"labels_{self.role}" if self.label_curve and self.study else ""
+
     def compares(self) -> str:
-        """What its gain compares, in words ("" for the baseline)."""
+        """What its gain compares, in words ("" for the baseline and for a check)."""
         if self.baseline is None:
-            return ""
+            return self.check
         return f"gain: {self.evaluation} vs {BY_ROLE[self.baseline].evaluation}"
 
 
-SCALE = Pretraining("scale", "simclr_scale", grid=True, trials="", seeds="scale")
-HPARAMS = Pretraining("hparams", "simclr_hparams", grid=False, trials="hparams_trials")  # seeds: probe_simclr's
-PRETRAINING: tuple[Pretraining, ...] = (SCALE, HPARAMS)
+HPARAMS = Pretraining(
+    "hparams", "simclr_hparams", grid=False, trials="hparams_trials", makes=SIMCLR
+)  # seeds: the probe's
+# the scale curve at the configuration the search selected (the preset's where the search has no complete trial)
+SCALE = Pretraining("scale", "simclr_scale", grid=True, trials="", seeds="scale", tuned_by=HPARAMS.suffix)
+# labels vs no labels on equal data: the same images, the same trial budget as SimCLR's search, selected alike
+LABELLED = Pretraining(
+    "supervised-pretrain",
+    "supervised_pretrain",
+    grid=False,
+    trials="hparams_trials",
+    objective="supervised_pretrain",
+    makes=SUPERVISED,
+    knobs=(("epochs", "labelled_epochs"), ("data_fraction", "data_fraction"), *PROBE_KNOBS),
+)
+PRETRAINING: tuple[Pretraining, ...] = (HPARAMS, SCALE, LABELLED)  # run order: the search, the curve at its pick
+ENCODER_STUDY: dict[str, Pretraining] = {p.makes: p for p in PRETRAINING if p.makes}  # encoder -> its study
 
 _LINEAR = "CIFAR-100 labels for the linear layer only"
 _ALL = "CIFAR-100 labels for all weights"
 _FINETUNE_KNOBS = (("epochs", "finetune_epochs"), *PROBE_KNOBS)
-# Rows grouped by representation (SimCLR, ImageNet-supervised, random, none) x evaluation (linear, fine-tuned).
+# Rows grouped by representation (SimCLR, ImageNet-supervised, random, none) x evaluation (linear, fine-tuned),
+# then the checks (rows that are not compared: the in-domain probe).
 REGIMES: tuple[Regime, ...] = (
     Regime(
         "probe_simclr",
@@ -110,6 +145,30 @@ REGIMES: tuple[Regime, ...] = (
         evaluation=FINE_TUNED,
         knobs=_FINETUNE_KNOBS,
         seeds="finetune",  # the selected SimCLR encoder fine-tuned with other seeds
+    ),
+    Regime(
+        "probe_supervised",
+        "CIFAR-10-supervised -> linear probe",
+        "linear_probe",
+        encoder=SUPERVISED,
+        labels=f"{_LINEAR} (pretraining: CIFAR-10 labels on SimCLR's images)",
+        missing="linear-probe study of the same-data supervised encoder",
+        study="probe-supervised",
+        seeds="supervised",
+        seeds_objective="supervised_pretrain",  # each seed trains anew on the labels and probes its own encoder
+        selected_by=LABELLED.suffix,
+    ),
+    Regime(
+        "finetune_supervised",
+        "CIFAR-10-supervised -> fine-tuned",
+        "finetune",
+        encoder=SUPERVISED,
+        labels=f"{_ALL} (pretraining: CIFAR-10 labels on SimCLR's images)",
+        missing="fine-tuning study of the same-data supervised encoder",
+        study="finetune-supervised",
+        evaluation=FINE_TUNED,
+        knobs=_FINETUNE_KNOBS,
+        seeds="finetune_supervised",
     ),
     Regime(
         "probe_imagenet",
@@ -158,17 +217,34 @@ REGIMES: tuple[Regime, ...] = (
         knobs=(("epochs", "supervised_epochs"), *PROBE_KNOBS),
         seeds="scratch",
     ),
+    Regime(
+        "probe_simclr_in_domain",
+        "SimCLR -> linear probe on CIFAR-10 (in-domain check)",
+        "linear_probe",
+        encoder=SIMCLR,
+        labels="CIFAR-10 labels for the linear layer only (pretraining: none)",
+        missing="in-domain (CIFAR-10) probe study of the SimCLR encoder",
+        study="probe-simclr-cifar10",
+        baseline=None,
+        label_curve=False,
+        values=(("probe_data", SameAs("pretrain_data")),),
+        check="in-domain check: hold it against the public CIFAR-10 linear-probe numbers (ResNet-18 after 1,000 "
+        "epochs: around 91% in google-research/simclr, 90.7% in solo-learn)",
+    ),
 )
 
 BY_ROLE: dict[str, Regime] = {regime.role: regime for regime in REGIMES}
-BASELINE = next(regime.role for regime in REGIMES if regime.baseline is None)
+BASELINE = next(regime.role for regime in REGIMES if regime.baseline is None and not regime.check)
+CHECKS: tuple[str, ...] = tuple(regime.role for regime in REGIMES if regime.check)  # rows outside the comparison
 PLANNED: tuple[Regime, ...] = tuple(regime for regime in REGIMES if regime.study)  # what compare creates
 SEEDED: tuple[Regime, ...] = tuple(regime for regime in PLANNED if regime.seeds)
+LABEL_CURVED: tuple[Regime, ...] = tuple(regime for regime in PLANNED if regime.labels_role)
 # every role a study of a comparison can play (`study.py create --role` takes these too)
 ROLES: tuple[str, ...] = (
     *(p.role for p in PRETRAINING),
     *BY_ROLE,
     *(regime.seeds_role for regime in SEEDED),
+    *(regime.labels_role for regime in LABEL_CURVED),
     *(p.seeds_role for p in PRETRAINING if p.seeds),
 )
 PRETRAINING_ROLES: tuple[str, ...] = tuple(p.role for p in PRETRAINING)

@@ -36,9 +36,24 @@ def spec_difference(stored: schema.StudySpec, wanted: schema.StudySpec, *, ignor
     return diffs[0] + (f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else "")
 
 
+def tuned_values(storage: optuna.storages.BaseStorage, planned: PlannedStudy) -> tuple[dict[str, Any], str]:
+    """The parameters a study tuned by a search runs with (Pretraining.tuned_by: the search's best trial's, the
+    study's own grid keys left out) and "SEARCH #N"; ({}, "") when the search has no complete trial yet."""
+    pretraining = planned.pretraining
+    if pretraining is None or not pretraining.tuned_by:
+        return {}, ""
+    try:
+        best = store.load_study(storage, f"{planned.comparison}-{pretraining.tuned_by}").best_trial
+    except (ValueError, UserError):  # no complete trial, or no such study
+        return {}, ""
+    params = {k: v for k, v in best.params.items() if k not in planned.searched and k != "seed"}
+    return params, f"{planned.comparison}-{pretraining.tuned_by} #{best.number}"
+
+
 def check_existing(storage: optuna.storages.BaseStorage, plans: Sequence[PlannedStudy]) -> list[str]:
     """The plans' studies already in the store; UserError when one was made with other settings."""
     names = set(store.study_names(storage))
+    searched = {p.pretraining.suffix: set(p.spec().space) for p in plans if p.pretraining is not None}
     existing = []
     for planned in plans:
         if planned.name not in names:
@@ -47,7 +62,9 @@ def check_existing(storage: optuna.storages.BaseStorage, plans: Sequence[Planned
             stored = store.study_spec(storage, planned.name)
         except UserError as e:  # not a study of ours (it is in the store)
             raise UserError(f"{e}; use another --prefix") from None
-        ignore = ("encoder",) if planned.probes_simclr else ()  # chosen when the study was created
+        ignore: set[str] = {"encoder"} if planned.probes_simclr else set()  # chosen when the study was created
+        if planned.pretraining is not None and planned.pretraining.tuned_by:  # so were the tuned parameters
+            ignore |= searched.get(planned.pretraining.tuned_by, set())
         diff = spec_difference(stored, planned.spec(), ignore=ignore)
         if diff:
             raise UserError(

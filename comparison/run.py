@@ -3,7 +3,8 @@
 The plan (comparison.plan: the studies PREFIX-*, each with the attrs comparison=PREFIX, preset and role) is sized to
 the time budget and printed (comparison.budget); then each study is created (the SimCLR probe's encoder pinned to
 best:PREFIX-hparams, or best:PREFIX-scale when only that one has a complete trial) or loaded, and runs what is left
-of its budget; then each regime's selected configuration runs with the other seeds (comparison.seeds).
+of its budget; then each regime's selected configuration runs with the other seeds (comparison.seeds) and at fewer
+labels (comparison.labels).
 
 Resuming. Studies that exist are loaded, never recreated, after checking that they hold what this command would
 create (else: UserError, use another --prefix). A study runs what is left of its budget: the budget minus the
@@ -27,11 +28,13 @@ from dataclasses import dataclass, field, replace
 import optuna
 
 from comparison import budget, sizing
+from comparison.labels import curve_fractions, label_plans
 from comparison.plan import PlannedStudy, Request, plan
-from comparison.resume import add_wall_seconds, remaining, set_study_error, simclr_encoder
+from comparison.resume import add_wall_seconds, remaining, set_study_error, simclr_encoder, tuned_values
 from comparison.seeds import seed_plans
 from errors import UserError, first_line
 from objectives.create import check_name, create_study, pin_encoder
+from objectives.enqueue import enqueue_recipe
 from objectives.run import RunOptions, requeue_grid_points, run_study
 from storage import display_url, open_artifacts, open_storage, schema, store, store_exists
 
@@ -62,11 +65,20 @@ def ensure_study(
     time_plan: dict | None = None,
 ) -> optuna.Study:
     """The planned study: loaded when it exists (checked by check_existing), else created; a probe of the SimCLR
-    encoder pinned to the trial its best:STUDY resolves to now (objectives.create.pin_encoder)."""
+    encoder pinned to the trial its best:STUDY resolves to now (objectives.create.pin_encoder); the scale study
+    with the parameters its search selected (comparison.resume.tuned_values), named in its `tuned_by` attr; a
+    search with its preset's configuration queued as its first trial (objectives.enqueue.enqueue_recipe)."""
     if planned.name in store.study_names(storage):
         return store.load_study(storage, planned.name)
     encoder = simclr_encoder(storage, planned.comparison) if planned.probes_simclr else None
-    study = create_study(storage, planned.name, planned.spec(encoder))
+    tuned, tuned_by = tuned_values(storage, planned)
+    planned = replace(planned, values={**planned.values, **tuned}) if tuned else planned
+    spec = planned.spec(encoder)
+    study = create_study(storage, planned.name, spec)
+    if not planned.grid:
+        enqueue_recipe(study, spec)  # every search's first trial is its recipe: equal for every regime
+    if planned.pretraining is not None and planned.pretraining.tuned_by:
+        study.set_user_attr(schema.TUNED_BY, tuned_by)  # "" = the preset's configuration (the search had no pick)
     pin_encoder(storage, study, open_artifacts(url, artifacts_dir, create=False))
     if time_plan:  # the sized plan travels with the studies: a resumed run keeps it on any machine
         study.set_user_attr(schema.TIME_PLAN, json.dumps(time_plan))
@@ -158,6 +170,11 @@ def run_comparison(
     if seeds > 1 and not outcome.interrupted:  # each regime's selected configuration with other seeds
         extra = seed_plans(storage, request.prefix, request.preset, seeds)
         say(f"seeds: each regime's selected configuration with {seeds - 1} more seed(s): {len(extra)} studies")
+        plans, outcome = [*plans, *extra], outcome.merged(run_plans(extra, storage, options, **run))
+    if not outcome.interrupted:  # each regime's selected configuration on fewer labels
+        extra = label_plans(storage, request.prefix, request.preset, seeds)
+        fractions = ", ".join(f"{f:g}" for f in curve_fractions(request.preset))
+        say(f"label efficiency: each regime's selected configuration at label fractions {fractions}: {len(extra)}")
         plans, outcome = [*plans, *extra], outcome.merged(run_plans(extra, storage, options, **run))
     if outcome.seconds:
         for line in budget.time_lines(plans, time_plan, outcome.seconds, time.perf_counter() - started):

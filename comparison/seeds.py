@@ -45,7 +45,7 @@ def _spec(storage: optuna.storages.BaseStorage, name: str) -> schema.StudySpec |
     return store.study_spec(storage, name)
 
 
-def _selected_config(storage: optuna.storages.BaseStorage, name: str) -> dict[str, Any] | None:
+def selected_config(storage: optuna.storages.BaseStorage, name: str) -> dict[str, Any] | None:
     """The selected trial's whole config; an encoder named `best:STUDY` becomes the trial the study was pinned to,
     so its seeds evaluate the very weights it did (not a later best of STUDY)."""
     best = _best(storage, name)
@@ -67,11 +67,11 @@ def _seeds(base: int, seeds: int) -> CategoricalDistribution:
 def _regime_plan(storage, regime: Regime, prefix: str, preset: str, seeds: int) -> PlannedStudy | None:
     """The seeds study of one regime: its selected config (from `selected_by` when another study selected it, with
     the regime's own tuned probe settings) over seed + 1, ..., seed + seeds - 1."""
-    config = _selected_config(storage, f"{prefix}-{regime.selected_by or regime.study}")
+    config = selected_config(storage, f"{prefix}-{regime.selected_by or regime.study}")
     if config is None:
         return None
     if regime.selected_by:  # the probe of each seed's encoder: the tuned probe of the regime
-        probe = _selected_config(storage, f"{prefix}-{regime.study}") or {}
+        probe = selected_config(storage, f"{prefix}-{regime.study}") or {}
         config.update({k: v for k, v in probe.items() if k in PROBE_KEYS})
     space = {"seed": _seeds(int(config.pop("seed")), seeds)}
     objective = regime.seeds_objective or regime.objective

@@ -8,9 +8,9 @@ the plan is cut, one step at a time, in this order (each knob down to its floor 
     2. trials of every compared regime together, down to 2    (probes and scratch keep the same tuning effort)
     3. SimCLR epochs, down to 2                               (the scale study's equal steps follow from them)
     4. supervised (scratch) epochs, down to 2
-    5. fine-tuning epochs, down to 2
-    6. pretraining images (data_fraction) x0.75, down to half the preset's
-    7. CIFAR-100 images for the probes and scratch (probe_fraction) x0.75, down to 0.4 of the preset's (the test
+    5. fine-tuning epochs, down to 2, then the same-data supervised arm's epochs, down to 2
+    6. pretraining images (data_fraction) x0.75, down to 0.35 of the preset's
+    7. CIFAR-100 images for the probes and scratch (probe_fraction) x0.75, down to 0.3 of the preset's (the test
        images are never cut: they carry the confidence intervals)
 
 Trials go first: a trial fewer repeats no less of what each number means. Epochs next: every number is still a
@@ -34,8 +34,8 @@ from errors import UserError
 # Floors: below these a number stops meaning what the comparison says it means.
 MIN_TRIALS = 2
 MIN_EPOCHS = 2
-MIN_FRACTION_RATIO = 0.5  # of the preset's data_fraction
-MIN_PROBE_RATIO = 0.4  # of the preset's probe_fraction (smoke: 0.05 -> 0.02, 880 probe-train images)
+MIN_FRACTION_RATIO = 0.35  # of the preset's data_fraction (smoke: 0.02 -> 0.007, 350 CIFAR-10 images)
+MIN_PROBE_RATIO = 0.3  # of the preset's probe_fraction (smoke: 0.05 -> 0.015, 660 probe-train images)
 FRACTION_STEP = 0.75
 PRESET_TIME_BUDGETS = {"smoke": 15 * 60.0}  # seconds; default and paper run their full plan unless told
 
@@ -56,6 +56,7 @@ class Knobs:
     data_fraction: float | None
     probe_fraction: float | None = None
     finetune_epochs: int | None = None  # (a plan stored before fine-tuning was compared has none: never cut)
+    labelled_epochs: int | None = None  # the same-data supervised arm's (likewise)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -85,6 +86,7 @@ ORDER: tuple[tuple[str, str, Callable], ...] = (
     ("simclr_epochs", "SimCLR epochs", _fewer(MIN_EPOCHS)),
     ("supervised_epochs", "scratch epochs", _fewer(MIN_EPOCHS)),
     ("finetune_epochs", "fine-tuning epochs", _fewer(MIN_EPOCHS)),
+    ("labelled_epochs", "CIFAR-10-supervised epochs", _fewer(MIN_EPOCHS)),
     ("data_fraction", "pretraining data_fraction", _fraction("data_fraction", MIN_FRACTION_RATIO)),
     ("probe_fraction", "CIFAR-100 probe_fraction", _fraction("probe_fraction", MIN_PROBE_RATIO)),
 )

@@ -211,7 +211,7 @@ def queue_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
 
 
 class Objective:
-    """Base of the four objectives. Subclasses implement `run(trial, config, rt) -> val_top1`."""
+    """Base of the objectives. Subclasses implement `run(trial, config, rt) -> val_top1`."""
 
     name = ""
     uses_work_dir = True  # trials keep checkpoints in a temporary directory (the probe does not)

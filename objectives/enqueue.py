@@ -12,6 +12,7 @@ import optuna
 from errors import UserError
 from objectives import open_study
 from objectives.space import parse_set
+from storage import schema
 
 
 def in_range(dist: optuna.distributions.BaseDistribution, value: Any) -> bool:
@@ -42,4 +43,16 @@ def enqueue(storage, name: str, sets: Sequence[str]) -> dict[str, Any]:
     if not params:
         raise UserError("give at least one --set KEY=VALUE of a searched parameter")
     study.enqueue_trial(params, skip_if_exists=False)
+    return params
+
+
+def enqueue_recipe(study: optuna.Study, spec: schema.StudySpec) -> dict[str, Any]:
+    """Queue the study's own configuration (its preset's values of the searched keys, each where it lies in the
+    search range) as its first trial: a search of a small budget then never ends below the recipe it searches
+    around on validation. Returns the queued parameters ({} when none lies in its range)."""
+    params = {
+        k: spec.config[k] for k, dist in spec.space.items() if k in spec.config and in_range(dist, spec.config[k])
+    }
+    if params:
+        study.enqueue_trial(params, skip_if_exists=True)
     return params

@@ -13,7 +13,9 @@ Budget per regime (pretraining epochs x images; probe epochs on cached features;
   500 test images), 5 SimCLR and 3 supervised epochs, full-batch probes on cached features. The ImageNet encoder
   is probed at 64x64: at 32x32 its 7x7 stride-2 stem and max-pool leave a 1x1 map before pooling (a handicap no
   paper runs with), and 64 costs ~6 s more on 3,000 images than 32 (bench/features.py: 505 vs 3282 images/s).
-  The numbers are real measurements of small runs, not of the paper's setting.
+  The numbers are real measurements of small runs, not of the paper's setting. Smoke prunes nothing: its probe-train
+  holds 22 images a CIFAR-100 class, and a kNN bank needs 40 a class to rank trials (simclr.knn.bank_problem,
+  measured by bench/monitor_bank.py), so the monitor is off (monitor_every 0) and every trial runs to the end.
 - default: a few GPU-hours: full data, 100 SimCLR epochs, the ImageNet encoder at its native 224, and a scratch
   baseline with the standard CIFAR-100 ResNet-18 recipe (200 epochs, SGD lr 0.1 momentum 0.9, weight decay 5e-4,
   batch 128, cosine: the well-known reproductions, e.g. weiaicunzai/pytorch-cifar100, reach ~75% top-1).
@@ -24,6 +26,10 @@ Budget per regime (pretraining epochs x images; probe epochs on cached features;
   0.5 (B.9's best of 0.1, 0.5, 1.0); weight decay 1e-6; colour strength s = 0.5 (jitter_strength, the paper's
   convention); no Gaussian blur at 32x32; 10 warm-up epochs, cosine decay; 1,000 epochs (B.9 trains up to 1,000).
   Probes and scratch as in default.
+- the same-data supervised arm (`supervised_pretrain`: ResNet-18 trained with CIFAR-10's labels on the very images
+  SimCLR pretrains on, then probed and fine-tuned on CIFAR-100 as the SimCLR encoder is): SimCLR's images, batch
+  (smoke), monitor and probe; its own supervised recipe (SGD lr 0.2 per 256 images, weight decay 5e-4, crop +
+  flip); smoke 5 and default 100 epochs (SimCLR's), paper 200 (the standard CIFAR recipe: more only overfits).
 - fine-tuning (the `finetune` objective; compare fine-tunes the SimCLR and the ImageNet encoder): SGD at lr 0.02 per
   256 images (0.01 at batch 128), a tenth of scratch's (a pretrained encoder is moved, not trained anew), scratch's
   search space around it; smoke 3 epochs with the ImageNet encoder at 64x64 (as its probe), default 30 epochs with
@@ -55,9 +61,15 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "lr": 0.6,  # per 256 images: 0.3 at batch 128
             "warmup_epochs": 0.5,
             "checkpoint_every": 2,
-            "monitor_every": 1,
-            "monitor_size": 500,  # kNN bank: 5 images per CIFAR-100 class
-            "knn_k": 20,
+            "monitor_every": 0,  # no kNN monitor, no pruning: see the module docstring
+        },
+        "supervised_pretrain": {  # SimCLR's images, epochs, batch, monitor and probe: only the labels differ
+            **_SMOKE_DATA,
+            **_SMOKE_PROBE,
+            "data_fraction": 0.02,
+            "epochs": 5,
+            "warmup_epochs": 0.5,
+            "monitor_every": 0,
         },
         "linear_probe": {**_SMOKE_DATA, **_SMOKE_PROBE, "resolution": 64},
         "supervised": {**_SMOKE_DATA, "epochs": 3, "warmup_epochs": 0.5},
@@ -65,6 +77,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "default": {
         "simclr": {"seeds": 3},
+        "supervised_pretrain": {"seeds": 3, "epochs": 100},  # SimCLR's epochs on SimCLR's images
         "linear_probe": {"seeds": 3},
         "supervised": {"seeds": 3, "epochs": 200},
         "finetune": {"lr": 0.02, "resolution": 96},
@@ -79,6 +92,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "weight_decay": 1e-6,
             "monitor_every": 10,
         },
+        "supervised_pretrain": {"seeds": 3, "epochs": 200, "monitor_every": 10},  # the CIFAR recipe's 200
         "linear_probe": {"seeds": 3},
         "supervised": {"seeds": 3, "epochs": 200},
         "finetune": {"epochs": 100, "lr": 0.02},

@@ -17,6 +17,14 @@ from storage import schema, store
 from storage.artifacts import local_file
 
 
+def data_fraction(config: Config) -> float:
+    """The pretraining subset's `data_fraction`, read from whichever section declares it (PretrainConfig for
+    simclr, SupervisedPretrainConfig for supervised_pretrain: one key, declared once)."""
+    fraction = getattr(config.pretrain or config.supervised, "data_fraction", None)
+    assert fraction is not None, "a pretraining set needs a config section with data_fraction"
+    return fraction
+
+
 class DataCache:
     """load_probe_splits / load_pretrain_set results keyed by the config values they depend on."""
 
@@ -44,13 +52,15 @@ class DataCache:
         return self._probe[key]
 
     def pretrain_set(self, config: Config):
+        """The seeded, nested data_fraction subset of the pretraining set: the same images for every objective
+        that pretrains (simclr, supervised_pretrain) at the same data settings, fraction and seed."""
         from simclr.data import load_pretrain_set
 
-        assert config.pretrain is not None, "a pretraining set needs a config with the PretrainConfig section"
-        key = (repr(config.data), config.pretrain.data_fraction, config.run.seed)
+        fraction = data_fraction(config)
+        key = (repr(config.data), fraction, config.run.seed)
         if key not in self._pretrain:
             self._pretrain.clear()
-            self._pretrain[key] = load_pretrain_set(config.data, config.pretrain.data_fraction, config.run.seed)
+            self._pretrain[key] = load_pretrain_set(config.data, fraction, config.run.seed)
         return self._pretrain[key]
 
     def reference_size(self, config: Config) -> int | None:

@@ -45,7 +45,7 @@ class SimCLRObjective(ResumableTrials, DataObjective):
         )
         with self.resumable(trial) as tmp:
             result = self._pretrain(trial, config, rt, train, splits, tmp)
-            return self._probe(trial, config, rt, result.encoder, splits)
+            return probe_trial(trial, config, rt, result.encoder, splits)
 
     def _pretrain(self, trial: optuna.Trial, config: Config, rt: Runtime, train, splits: dict, tmp: Path):
         """SimCLR pretraining (resumed from an inherited checkpoint), the kNN monitor reported for pruning; the
@@ -97,17 +97,20 @@ class SimCLRObjective(ResumableTrials, DataObjective):
             trial.set_user_attr(schema.CHECKPOINT_EPOCH, result.epochs_done)
         return result
 
-    def _probe(self, trial: optuna.Trial, config: Config, rt: Runtime, encoder, splits: dict) -> float:
-        """The linear protocol with the study's fixed probe settings; returns probe-val top-1."""
-        from simclr.data import probe_data_key
-        from simclr.probe import evaluate_encoder
 
-        assert config.probe is not None
-        seed = config.run.seed
-        # no feature cache: this encoder exists once, its features would only fill the disk
-        probe = evaluate_encoder(
-            encoder, splits, config.probe, rt=rt, cache_dir=None, data_key=probe_data_key(config.data, seed), seed=seed
-        )
-        set_test_metrics(trial, probe)
-        set_attrs(trial, **{schema.PROBE_SECONDS: probe.seconds})
-        return probe.val_top1
+def probe_trial(trial: optuna.Trial, config: Config, rt: Runtime, encoder, splits: dict) -> float:
+    """A pretraining trial's linear protocol, with the study's fixed probe settings: test metrics and probe seconds
+    to the trial's user attrs; returns probe-val top-1, the trial's value. Shared by every objective that makes
+    encoders (simclr, supervised_pretrain), so that their encoders are judged alike."""
+    from simclr.data import probe_data_key
+    from simclr.probe import evaluate_encoder
+
+    assert config.probe is not None
+    seed = config.run.seed
+    # no feature cache: this encoder exists once, its features would only fill the disk
+    probe = evaluate_encoder(
+        encoder, splits, config.probe, rt=rt, cache_dir=None, data_key=probe_data_key(config.data, seed), seed=seed
+    )
+    set_test_metrics(trial, probe)
+    set_attrs(trial, **{schema.PROBE_SECONDS: probe.seconds})
+    return probe.val_top1

@@ -1,4 +1,4 @@
-"""Read-only reports over the store: tidy rows (`rows.py`, `scale.py`) -> plotly figures -> one HTML file.
+"""Read-only reports over the store: tidy rows (`rows.py`, `scale.py`, `labels.py`) -> plotly figures -> one HTML file.
 
     report = build_report(storage, ["simclr-scale", "probe-imagenet"])   # or None for every study
     report.to_json()            # the numbers, for `study.py report --json`
@@ -19,7 +19,7 @@ from typing import Any
 from optuna.storages import BaseStorage
 
 from errors import UserError
-from reports import rows, scale, study_info
+from reports import labels, rows, scale, study_info
 from reports.listing import study_details, study_list
 from reports.report import Report
 from reports.rows import StudyData, json_safe
@@ -73,13 +73,15 @@ def build_report(
     if comparison is not None:
         studies = _of_comparison(studies, comparison)
     studies.sort(key=_section_order)
+    comparison_rows = rows.comparisons(studies)
     shown = url or (storage if isinstance(storage, str) else storage_url(storage) or type(storage).__name__)
     return Report(
         studies=studies,
         storage=display_url(shown),
         created=datetime.now(timezone.utc),
-        comparison=rows.comparisons(studies),
+        comparison=comparison_rows,
         scale=scale.scale_rows(studies),
+        labels=labels.label_rows(studies, comparison_rows),
         importances={s.name: study_info.importance_info(s) for s in studies},
         timing=timing_info(studies),
     )

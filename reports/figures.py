@@ -113,6 +113,53 @@ def _regime_hover(row: dict[str, Any]) -> str:
     )
 
 
+def labels_figure(points: Sequence[dict[str, Any]]) -> go.Figure:
+    """Label efficiency: test top-1 (left) and its gain over scratch (right) against the label fraction (log
+    axis), one line per regime, the 95% two-level interval of each mean as whiskers."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("test top-1 (%)", "gain vs scratch (points)"))
+    for k, regime in enumerate(dict.fromkeys(p["regime"] for p in points)):
+        mine = [p for p in points if p["regime"] == regime]
+        color = SERIES[k % len(SERIES)]
+        for col, key, ci in ((1, "mean", "ci"), (2, "gain", "gain_ci")):
+            shown = [p for p in mine if p[key] is not None]
+            if not shown:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=[100 * p["label_fraction"] for p in shown],
+                    y=[p[key] for p in shown],
+                    mode="lines+markers",
+                    name=_text(mine[0]["label"]),
+                    legendgroup=regime,
+                    showlegend=col == 1,
+                    line={"color": color},
+                    error_y=_whiskers(shown, key, ci),
+                    hovertemplate=f"{_text(mine[0]['label'])}<br>%{{x:g}}% of labels: %{{y:.2f}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+    fig.add_hline(y=0, line={"color": "#999", "dash": "dot"}, row=1, col=2)
+    _layout(fig, "Label efficiency (selected configuration, mean over seeds)", "", "")
+    fig.update_xaxes(type="log", title_text="labels used (% of probe train)")
+    fig.update_layout(legend={"orientation": "h", "y": -0.3}, height=HEIGHT + 60)
+    return fig
+
+
+def _whiskers(points: Sequence[dict[str, Any]], key: str, ci: str) -> dict[str, Any]:
+    """error_y of a line: the interval where every point has one (else none: a partial array draws flat bars)."""
+    if not all(p[ci] for p in points):
+        return {"visible": False}
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": [p[ci][1] - p[key] for p in points],
+        "arrayminus": [p[key] - p[ci][0] for p in points],
+    }
+
+
 def scale_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
     """Validation top-1 against pretraining images (log x), one colour per study (each is one configuration): its
     best trial per fraction, that trial's test top-1 (dashed), and the spread over its complete trials."""
@@ -128,7 +175,9 @@ def scale_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
     fig.update_xaxes(type="log", tickvals=xs, ticktext=ticks)  # the measured sizes, not log-axis minor ticks
     x_title = "pretraining images (log)" if by_images else "pretraining data fraction (log)"
     how = _scale_basis(rows)
-    return _layout(fig, f"SimCLR: linear-probe top-1 vs pretraining data, {how}", x_title, "top-1 (%)")
+    configurations = list(dict.fromkeys(r.get("configuration") for r in rows if r.get("configuration")))
+    at = f"<br><sup>at {_text(configurations[0])}</sup>" if len(configurations) == 1 else ""
+    return _layout(fig, f"SimCLR: linear-probe top-1 vs pretraining data, {how}{at}", x_title, "top-1 (%)")
 
 
 def _scale_basis(rows: Sequence[dict[str, Any]]) -> str:

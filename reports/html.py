@@ -22,7 +22,7 @@ import plotly.offline
 from atomic import atomic_write
 from reports import figures, rows, study_info
 from reports.protocol import protocol_text
-from reports.text import COMPARISON_RULE, seeds_text
+from reports.text import COMPARISON_RULE, LABELS_RULE, seeds_text
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -100,6 +100,8 @@ def render(report: Report) -> str:
             groups.setdefault(row.get("comparison", ""), []).append(row)
         for k, (prefix, group) in enumerate(groups.items()):
             _comparison(page, group, prefix if len(groups) > 1 else None, k)
+    if report.labels:
+        _labels(page, report.labels)
     if report.scale:
         _scale(page, report.scale)
     if report.timing:
@@ -181,7 +183,7 @@ def _comparison(page: _Page, comparison: list[dict[str, Any]], prefix: str | Non
         f'<p class="meta">{_e(COMPARISON_RULE)}</p>',
         _table(columns, body, "comparison", text_columns=(0, len(columns) - 3, len(columns) - 1)),
     )
-    page.figure(figures.comparison_figure(comparison))
+    page.figure(figures.comparison_figure([r for r in comparison if r["regime"] not in rows.CHECKS]))
 
 
 def _spread(seeds: dict[str, Any] | None) -> str:
@@ -203,6 +205,33 @@ def _seeds_cell(r: dict[str, Any]) -> str:
     top1 = seeds_text(seeds).rsplit(" (n=", 1)[0]
     diff = seeds_text(gain, "+").rsplit(" (n=", 1)[0] if gain.get("n", 0) > 1 and gain.get("sd") is not None else "-"
     return f"{top1} / {diff} ({seeds['n']} seeds)"
+
+
+def _labels(page: _Page, points: list[dict[str, Any]]) -> None:
+    """The label-efficiency table (regime x label fraction) and its figure."""
+    columns = [
+        "comparison",
+        "regime",
+        "labels",
+        "train images",
+        "test top-1 [95% CI]",
+        "gain vs scratch [95% CI]",
+        "runs",
+    ]
+    body = [
+        f'<tr><td class="text">{_e(p["comparison"])}</td><td class="text">{_e(p["label"])}</td>'
+        f"<td>{100 * p['label_fraction']:g}%</td><td>{_num(p.get('n_train_images'))}</td>"
+        f"<td>{_num(p['mean'])}{_ci(p['ci'])}</td>"
+        f"<td>{'reference' if p['regime'] == rows.SCRATCH else _num(p['gain'], '+') + _ci(p['gain_ci'], '+')}</td>"
+        f"<td>{p['n']}</td></tr>"
+        for p in points
+    ]
+    page.add(
+        '<h2 id="labels">Label efficiency</h2>',
+        f'<p class="meta">{_e(LABELS_RULE)}</p>',
+        _table(columns, body, "labels", text_columns=(0, 1)),
+    )
+    page.figure(figures.labels_figure(points))
 
 
 def _scale(page: _Page, scale: list[dict[str, Any]]) -> None:
@@ -231,7 +260,14 @@ def _scale(page: _Page, scale: list[dict[str, Any]]) -> None:
         f'<td class="text">{"#" + str(r["trial"]) if r["trial"] is not None else ""}</td></tr>'
         for r in scale
     ]
-    page.add('<h2 id="scale">Data scale</h2>', _table(columns, body, "scale", text_columns=(0, len(columns) - 1)))
+    configurations = [
+        f"{s}: at {c}" for s, c in dict.fromkeys((r["study"], r.get("configuration")) for r in scale) if c
+    ]
+    page.add(
+        '<h2 id="scale">Data scale</h2>',
+        *(f'<p class="meta">{_e(text)}</p>' for text in configurations),
+        _table(columns, body, "scale", text_columns=(0, len(columns) - 1)),
+    )
     if any(r["count"] for r in scale):
         page.figure(figures.scale_figure(scale))
     else:

@@ -92,6 +92,9 @@ def add_seeds(rows: list[dict[str, Any]], studies: Sequence[Any]) -> None:
         mine = per_regime[row["regime"]]
         row["seeds"] = {**spread([top1 for top1, _ in mine.values()]), "ci": _ci([h for _, h in mine.values()])}
         common = sorted(set(mine) & set(scratch))
+        if row["regime"] in regimes.CHECKS:  # another data set's numbers: no gain over scratch
+            row["gain_seeds"] = {**spread([]), "ci": None}
+            continue
         if row["regime"] == regimes.BASELINE:
             row["gain_seeds"] = {**spread([0.0] * len(common)), "ci": None}
             continue
@@ -122,7 +125,7 @@ def protocol(row: dict[str, Any], studies: Sequence[Any]) -> dict[str, Any]:
     out["epochs_of"] = "probe" if study.objective == "linear_probe" else "training"
     if imagenet:
         out["pretraining"] = "ImageNet-1k, 1.28M images (torchvision IMAGENET1K_V1)"
-    elif encoder == regimes.SIMCLR:
+    elif encoder in regimes.ENCODER_STUDY:
         out["pretraining"] = _pretraining(row, study, studies)
     return out
 
@@ -134,11 +137,12 @@ def _pretraining(row: dict[str, Any], study: Any, studies: Sequence[Any]) -> str
     simclr = next((s for s in studies if s.name == name), None)
     pre = next((t for t in simclr.trials if str(t.number) == number), None) if simclr is not None else None
     if pre is None:
-        return f"SimCLR encoder {source or '?'}"
+        return f"encoder {source or '?'}"
+    how = "SimCLR" if simclr.objective == "simclr" else "supervised with the pretraining set's labels"
     images, steps = pre.user_attrs.get(schema.N_PRETRAIN_IMAGES), pre.user_attrs.get(schema.STEPS)
     lr = _number(pre.user_attrs.get(schema.EFFECTIVE_LR))
     at = f" at lr {lr:.3g}" if lr is not None else ""
-    return f"SimCLR on {images:,} images, {steps:,} steps{at} ({name} #{number})" if images and steps else source
+    return f"{how} on {images:,} images, {steps:,} steps{at} ({name} #{number})" if images and steps else source
 
 
 def protocol_text(p: dict[str, Any], seeds: dict[str, Any] | None = None) -> str:

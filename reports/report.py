@@ -22,6 +22,7 @@ class Report:
     scale: list[dict[str, Any]]
     importances: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> study_info.importance_info
     timing: dict[str, Any] | None = None  # reports.timing.timing_info: budget, plan, estimated and actual time
+    labels: list[dict[str, Any]] = field(default_factory=list)  # reports.labels.label_rows: label-efficiency points
 
     @property
     def has_comparison(self) -> bool:
@@ -38,6 +39,7 @@ class Report:
             "studies": self.summaries(),
             "comparison": self.comparison if self.has_comparison else [],
             "scale": self.scale,
+            "labels": self.labels,
             "timing": self.timing,
         }
         if trials:

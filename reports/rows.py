@@ -35,6 +35,7 @@ REGIME_STUDIES: dict[str, str] = {regime.role: regime.missing for regime in regi
 SCRATCH = regimes.BASELINE
 OPTIONAL_REGIMES = tuple(r.role for r in regimes.REGIMES if not r.study)  # shown only where a study plays it
 SIMCLR_ROLES = regimes.PRETRAINING_ROLES
+CHECKS = regimes.CHECKS  # sanity rows (the in-domain probe): shown, not compared
 
 
 @dataclass
@@ -71,7 +72,7 @@ class StudyData:
         """The comparison regime this study plays: its `role` attr, else guessed from objective and encoder."""
         if self.role in REGIMES or self.role in SIMCLR_ROLES:
             return self.role
-        if self.role.startswith("seeds_"):  # a selected configuration's other seeds: the regime's spread, not a pick
+        if self.role.startswith(("seeds_", "labels_")):  # a selected configuration re-run: not a pick of the regime
             return None
         return regimes.regime_of(self.objective, self.encoder or "random")  # "random": EncoderConfig's default
 
@@ -172,7 +173,7 @@ def comparison_rows(studies: Sequence[StudyData]) -> list[dict[str, Any]]:
     built = [(r, hits) for r, hits in built if r["studies"] or r["regime"] not in OPTIONAL_REGIMES]
     scratch, scratch_hits = next((r, hits) for r, hits in built if r["regime"] == SCRATCH)
     for row, hits in built:
-        both = row["test_top1"] is not None and scratch["test_top1"] is not None
+        both = row["test_top1"] is not None and scratch["test_top1"] is not None and row["regime"] not in CHECKS
         row["gain_top1"] = row["test_top1"] - scratch["test_top1"] if both else None
         paired = both and hits is not None and scratch_hits is not None and hits.size == scratch_hits.size
         row["gain_top1_ci"] = list(intervals.paired_bootstrap_ci(hits, scratch_hits)) if paired else None

@@ -60,12 +60,31 @@ def scale_rows(studies: Sequence[StudyData]) -> list[dict[str, Any]]:
             if fraction is not None:
                 groups.setdefault(fraction, []).append(trial)
         seeds = _seed_values_by_fraction(study, studies)
+        configuration = configuration_text(study, studies)
         for fraction in sorted(groups):
             row = _scale_row(study, fraction, groups[fraction])
+            row["configuration"] = configuration
             values = ([row["best_value"]] if row["best_value"] is not None else []) + seeds.get(fraction, [])
             row["seeds"] = protocol.spread(values)  # the point's spread over seeds (compare's seeds_scale study)
             rows.append(row)
     return rows
+
+
+def configuration_text(study: StudyData, studies: Sequence[StudyData]) -> str:
+    """Which configuration a scale study ran: the search trial it was tuned by, with the parameters it took from
+    it ("" for a study made outside compare)."""
+    if schema.TUNED_BY not in study.user_attrs:
+        return ""
+    tuned_by = str(study.user_attrs[schema.TUNED_BY])
+    if not tuned_by:
+        return "the preset's configuration (the hyperparameter search had no complete trial when the curve began)"
+    name, _, number = tuned_by.rpartition(" #")
+    search = next((s for s in studies if s.name == name), None)
+    trial = next((t for t in search.trials if str(t.number) == number), None) if search is not None else None
+    params = ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in (trial.params if trial else {}).items()
+    )
+    return f"the configuration selected by {tuned_by}" + (f" ({params})" if params else "")
 
 
 def _seed_values_by_fraction(scale: StudyData, studies: Sequence[StudyData]) -> dict[float, list[float]]:

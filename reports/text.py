@@ -110,6 +110,37 @@ COMPARISON_RULE = (
 )
 
 
+def num(value: float | None, sign: str = "", ci: Sequence[float] | None = None) -> str:
+    """ "42.10 [40.2, 44.0]": a number with its interval where known; "-" for none."""
+    if value is None:
+        return "-"
+    return f"{value:{sign}.2f}" + ("" if ci is None else f" [{ci[0]:{sign}.1f}, {ci[1]:{sign}.1f}]")
+
+
+LABELS_RULE = (
+    "Each regime's configuration selected with all labels, trained (or probed) again on a nested, class-balanced "
+    "fraction of probe-train's labels; probe-val and the test images stay whole. A point is the mean over its seed "
+    "runs with a two-level bootstrap interval (runs, then test images; one run: over test images); the gain is paired "
+    "by seed with scratch at the same fraction. The SimCLR probe's points below 100% probe the one selected encoder; "
+    "its 100% point also re-pretrains with each seed."
+)
+
+
+def labels_table(points: Sequence[dict[str, Any]]) -> str:
+    """The label-efficiency points as text: regime, labels, test top-1 [CI], gain [CI], runs ("" for none)."""
+    if not points:
+        return ""
+    lines = ["label efficiency (test top-1 [95% CI] / gain vs scratch [95% CI], mean over runs):"]
+    width = max(len(p["label"]) for p in points)
+    for p in points:
+        gain = "reference" if p["regime"] == regimes.BASELINE else num(p["gain"], "+", p["gain_ci"])
+        fraction = f"{100 * p['label_fraction']:g}%"
+        lines.append(
+            f"  {p['label']:<{width}}  {fraction:>5}  {num(p['mean'], ci=p['ci']):>20}  {gain:>22}  n={p['n']}"
+        )
+    return "\n".join(lines)
+
+
 def seeds_text(seeds: dict[str, Any], sign: str = "") -> str:
     """ "42.10 ± 0.80 [40.2, 44.0] (n=3)": mean ± sd over seed runs and the two-level interval where known."""
     ci = seeds.get("ci")
@@ -120,12 +151,6 @@ def seeds_text(seeds: dict[str, Any], sign: str = "") -> str:
 def comparison_table(rows: Sequence[dict[str, Any]]) -> str:
     """The comparison (rows.comparison_rows) for the terminal: test top-1 [95% CI], top-5, val top-1, gain over
     scratch [95% CI], trial counts, and the best trial or why the regime is missing; the rule under the table."""
-
-    def num(value: float | None, sign: str = "", ci: list[float] | None = None) -> str:
-        if value is None:
-            return "-"
-        return f"{value:{sign}.2f}" + ("" if ci is None else f" [{ci[0]:{sign}.1f}, {ci[1]:{sign}.1f}]")
-
     header = (
         "regime",
         "input",

@@ -7,7 +7,9 @@ refused before it is imported. Instead of file checksums we validate the structu
 label ranges, class names), so users may bring CIFAR-format data of their own. Checksums are verified where
 they mean something: on download (torchvision's `download_and_extract_archive` with the official md5).
 
-Numpy only: `simclr.data.load_dataset` turns what `read_cifar` returns into an ImageSet.
+Numpy only: `simclr.data.load_dataset` turns what `read_cifar` returns into an ImageSet. A process keeps the
+splits it read (`_CACHE`, keyed by the files' path, size and modification time): `compare` runs a dozen studies in
+one process, and reading a split from its archive costs seconds on a CPU.
 """
 
 from __future__ import annotations
@@ -269,9 +271,36 @@ def _cifar_files(spec: CifarSpec, data_dir: Path, members: tuple[str, ...], down
     raise AssertionError("unreachable")
 
 
+# (name, split, source identity) -> (images, labels, classes) read in this process; a few entries at most
+_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+_CACHE_ENTRIES = 4  # CIFAR-10 and CIFAR-100, train and test: ~360 MB
+
+
+def _source_key(spec: CifarSpec, data_dir: Path) -> tuple | None:
+    """What identifies the files a split would be read from (None: nothing there yet)."""
+    key = []
+    for path in (data_dir / spec.folder, data_dir / spec.archive):
+        files = sorted(path.iterdir()) if path.is_dir() else [path] if path.is_file() else []
+        key += [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
+    return tuple(key) or None
+
+
 def read_cifar(name: str, split: str, data_dir: Path, download: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(images (N, 3, 32, 32) uint8, labels (N,) int64, class names) of one split ("train" | "test") of "cifar10" or
-    "cifar100", from data_dir (extracted folder or archive; downloaded there when absent and `download`)."""
+    "cifar100", from data_dir (extracted folder or archive; downloaded there when absent and `download`). A split
+    this process read before from the same files comes from memory, as a fresh copy."""
+    source = _source_key(SPECS[name], data_dir)
+    cached = _CACHE.get((name, split, source)) if source else None
+    if cached is None:
+        cached = _read_split(name, split, data_dir, download)
+        while len(_CACHE) >= _CACHE_ENTRIES:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[(name, split, _source_key(SPECS[name], data_dir))] = cached
+    images, labels, classes = cached
+    return images.copy(), labels.copy(), list(classes)
+
+
+def _read_split(name: str, split: str, data_dir: Path, download: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
     spec = SPECS[name]
     batches = spec.train_files if split == "train" else spec.test_files
     files = _cifar_files(spec, data_dir, (*batches, spec.meta_file), download)

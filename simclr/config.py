@@ -19,7 +19,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from errors import UserError
-from simclr.declare import FRACTION, NON_NEGATIVE, PER_SECTION, POSITIVE, PROBABILITY, As, Range, Search, key, redeclare
+from simclr.declare import (
+    FRACTION,
+    NON_NEGATIVE,
+    PER_SECTION,
+    POSITIVE,
+    PROBABILITY,
+    As,
+    Range,
+    Search,
+    key,
+    redeclare,
+    shared_key,
+)
 
 # Values renamed since studies were stored, read as their new names wherever a value comes in (parse_value for
 # --set and --param, make_config for stored configs and trial parameters).
@@ -75,6 +87,12 @@ class DataConfig:
     probe_fraction: float = key(1.0, "stratified fraction of probe train used (before the train/val split)", **FRACTION)
     test_fraction: float = key(1.0, "stratified fraction of the test set evaluated", **FRACTION)
     val_fraction: float = key(0.1, "probe-val share of probe train (5k of CIFAR-100's 50k)", ge=0, lt=1)
+    label_fraction: float = key(
+        1.0,
+        "label efficiency: nested, class-balanced fraction of probe-train whose labels train (after the val split: "
+        "probe-val and test stay whole)",
+        **FRACTION,
+    )
 
 
 @dataclass(kw_only=True)
@@ -203,17 +221,32 @@ class SupervisedConfig(TrainingConfig):
     crop_padding: int = key(4, "random crop with this zero padding, plus horizontal flip", **NON_NEGATIVE)
 
 
+@dataclass
+@redeclare(epochs=As(30, "epochs on the data_fraction subset (compare's presets give it SimCLR's epochs)"))
+class SupervisedPretrainConfig(SupervisedConfig):
+    """Supervised training on the pretraining set (supervised_pretrain), filling Config.supervised: SupervisedConfig
+    plus the subset and kNN monitor keys as PretrainConfig declares them (`shared_key`), so that `--set
+    data_fraction=0.1` selects the same images, and the monitor keys the same monitor, as in a simclr study."""
+
+    data_fraction: float = shared_key(PretrainConfig, "data_fraction")
+    monitor_every: int = shared_key(PretrainConfig, "monitor_every")
+    monitor_size: int = shared_key(PretrainConfig, "monitor_size")
+    knn_k: int = shared_key(PretrainConfig, "knn_k")
+    knn_temperature: float = shared_key(PretrainConfig, "knn_temperature")
+
+
 SECTIONS: dict[str, tuple[type, ...]] = {
     "simclr": (RunConfig, DataConfig, PretrainConfig, ProbeConfig),
     "linear_probe": (RunConfig, DataConfig, EncoderConfig, ProbeConfig),
     "supervised": (RunConfig, DataConfig, SupervisedConfig),
     "finetune": (RunConfig, DataConfig, EncoderConfig, SupervisedConfig),
+    "supervised_pretrain": (RunConfig, DataConfig, SupervisedPretrainConfig, ProbeConfig),
 }
 
 
 def declare_objective(name: str, sections: tuple[type, ...]) -> None:
     """Another objective's config namespace: the union of existing sections (objectives.registry.register)."""
-    unknown = [section.__name__ for section in sections if section not in _SECTION_FIELD]
+    unknown = [section.__name__ for section in sections if section_field(section) is None]
     if unknown or name in SECTIONS:
         raise ValueError(f"objective {name!r}: already declared, or unknown sections {unknown}")
     SECTIONS[name] = tuple(sections)
@@ -342,6 +375,12 @@ _SECTION_FIELD = {
 }
 
 
+def section_field(section: type) -> str | None:
+    """The Config field a section fills: its own, else its nearest base's (SupervisedPretrainConfig extends
+    SupervisedConfig and fills `supervised`); None for a class that is no section."""
+    return next((_SECTION_FIELD[base] for base in section.__mro__ if base in _SECTION_FIELD), None)
+
+
 def make_config(objective: str, values: Mapping[str, object]) -> Config:
     """The typed config of `objective` from a flat dict (a study's stored config with a trial's parameters merged
     in). The values were validated when the study was created (its config and its space's bounds): they are typed
@@ -354,5 +393,5 @@ def make_config(objective: str, values: Mapping[str, object]) -> Config:
     sections = {}
     for section in SECTIONS[objective]:
         names = {f.name for f in fields(section)}
-        sections[_SECTION_FIELD[section]] = section(**{k: v for k, v in values.items() if k in names})
+        sections[section_field(section)] = section(**{k: v for k, v in values.items() if k in names})
     return Config(objective, **sections)

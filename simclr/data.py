@@ -245,7 +245,9 @@ def load_pretrain_set(cfg: DataConfig, data_fraction: float, seed: int) -> Image
 def load_probe_splits(cfg: DataConfig, seed: int) -> dict[str, ImageSet]:
     """{"train", "val", "test"} of cfg.probe_data for the linear protocol and supervised training.
 
-    Train split -> stratified cfg.probe_fraction subset -> probe_split(cfg.val_fraction) into train / val.
+    Train split -> stratified cfg.probe_fraction subset -> probe_split(cfg.val_fraction) into train / val -> train
+    reduced to its stratified cfg.label_fraction (label efficiency: nested across fractions, every class kept, val
+    the same images at every fraction so that runs at different fractions are selected and compared alike).
     Test split -> stratified cfg.test_fraction subset. The subset and split draws use seeds derived from `seed`
     per purpose (_stream_seed); the test subset ignores `seed`, so every run is scored on the same test images.
     """
@@ -254,6 +256,9 @@ def load_probe_splits(cfg: DataConfig, seed: int) -> dict[str, ImageSet]:
     if cfg.probe_fraction != 1:
         train = train.subset(stratified_subset(train.labels, cfg.probe_fraction, _stream_seed(seed, "probe_fraction")))
     train_idx, val_idx = probe_split(train.labels, cfg.val_fraction, _stream_seed(seed, "probe_split"))
+    if cfg.label_fraction != 1:
+        labelled = stratified_subset(train.labels[train_idx], cfg.label_fraction, _stream_seed(seed, "label_fraction"))
+        train_idx = train_idx[labelled]
     if cfg.test_fraction != 1:
         test = test.subset(stratified_subset(test.labels, cfg.test_fraction, _stream_seed(0, "test_fraction")))
     return {"train": train.subset(train_idx), "val": train.subset(val_idx), "test": test}
@@ -273,7 +278,9 @@ def dataset_key(name: str, split: str, *, image_size: int = 32, **selection: obj
 
 
 def probe_data_key(cfg: DataConfig, seed: int) -> str:
-    """dataset_key of load_probe_splits(cfg, seed); append the part ("train" | "val" | "test") per split."""
+    """dataset_key of load_probe_splits(cfg, seed); append the part ("train" | "val" | "test") per split.
+    label_fraction is named only below 1, so the keys of caches written before it existed still hold."""
+    labels = {"label_fraction": float(cfg.label_fraction)} if cfg.label_fraction != 1 else {}
     return dataset_key(
         cfg.probe_data,
         "probe",
@@ -282,4 +289,5 @@ def probe_data_key(cfg: DataConfig, seed: int) -> str:
         val_fraction=float(cfg.val_fraction),
         test_fraction=float(cfg.test_fraction),
         seed=seed,
+        **labels,
     )

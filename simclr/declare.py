@@ -110,6 +110,14 @@ def key(default: object, help: str, *, search: Search | None = None, **range_: o
     return _field(default, help, Range(**range_), search)
 
 
+def shared_key(section: type, name: str):
+    """Key `name` declared exactly as `section` declares it (default, help, range, search range): for a section
+    that shares a key with another it does not extend, so that the two never drift apart."""
+    declared = section.__dataclass_fields__[name]  # KeyError: not a key of that section
+    meta = declared.metadata
+    return _field(declared.default, meta["help"], meta["range"], meta["search"])
+
+
 POSITIVE = {"gt": 0}
 NON_NEGATIVE = {"ge": 0}
 FRACTION = {"gt": 0, "le": 1}

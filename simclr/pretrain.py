@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -158,20 +159,30 @@ def _bounded(images: ImageSet, size: int, seed: int) -> ImageSet:
 
 
 def knn_monitor(
-    model: SimCLRModel, bank: ImageSet, queries: ImageSet, *, rt: Runtime, mean, std, k: int, temperature: float
+    model: SimCLRModel | torch.nn.Module,
+    bank: ImageSet,
+    queries: ImageSet,
+    *,
+    rt: Runtime,
+    mean,
+    std,
+    k: int,
+    temperature: float,
 ) -> float:
-    """Weighted kNN top-1 (percent) of the current encoder: features of bank and queries in eval mode, computed
-    fresh (never cached: the weights change every epoch); the encoder is back in train mode afterwards.
+    """Weighted kNN top-1 (percent) of the current encoder (a SimCLRModel's, or an encoder module given alone:
+    supervised pretraining's backbone): features of bank and queries in eval mode, computed fresh (never cached:
+    the weights change every epoch); the encoder is back in train mode afterwards.
 
     Features are standardised with the bank's per-dimension mean and std before the cosine (simclr.knn): on raw
     ReLU features the monitor sat at chance on a 100-class dataset whose linear probe reached 59%, and pruned on
     noise. The bank is class-balanced already (`_bounded` draws a stratified subset)."""
-    encoder = Encoder(model.encoder, "simclr", "cifar", tuple(mean), tuple(std), None, digest="")
+    module = model.encoder if isinstance(model, SimCLRModel) else model
+    encoder = Encoder(module, "simclr", "cifar", tuple(mean), tuple(std), None, digest="")
     try:
         bank_features = extract_features(encoder, bank.images, rt=rt)
         query_features = extract_features(encoder, queries.images, rt=rt)
     finally:  # extract_features freezes the module (eval, requires_grad_(False)): undo for training
-        model.encoder.train().requires_grad_(True)
+        module.train().requires_grad_(True)
     return knn_accuracy(
         bank_features,
         bank.labels,
@@ -187,6 +198,26 @@ def knn_monitor(
 def _due(epoch: int, every: int, epochs: int) -> bool:
     """Every `every` epochs and at the last one; every=0: only at the last one."""
     return (every > 0 and epoch % every == 0) or epoch == epochs
+
+
+EpochMonitor = Callable[[torch.nn.Module, int], dict[str, float]]  # (encoder module, epoch) -> metrics
+
+
+def epoch_monitor(
+    bank: ImageSet, queries: ImageSet, *, every: int, epochs: int, size: int, seed: int, **knn: Any
+) -> EpochMonitor | None:
+    """The kNN monitor as `pretrain` runs it, for another training loop (simclr.supervised's `monitor`):
+    monitor(encoder_module, epoch) -> {"knn_top1": ...} every `every` epochs and at the last ({} otherwise), on
+    bank and queries bounded to `size` images each (`_bounded`); `knn`: knn_monitor's rt, mean, std, k,
+    temperature. None when every=0 (never monitored, as `pretrain` with monitor_every=0)."""
+    if every <= 0:
+        return None
+    bank, queries = _bounded(bank, size, seed), _bounded(queries, size, seed)
+
+    def monitor(module: torch.nn.Module, epoch: int) -> dict[str, float]:
+        return {"knn_top1": knn_monitor(module, bank, queries, **knn)} if _due(epoch, every, epochs) else {}
+
+    return monitor
 
 
 def _views_loss(

@@ -1,5 +1,7 @@
 """Supervised training with labels: a CIFAR-stem ResNet-18 from scratch, or fine-tuning a given encoder
-(all of its weights) under a new linear classifier. The baselines SimCLR is compared with.
+(all of its weights) under a new linear classifier. The baselines SimCLR is compared with; and the same-data
+supervised arm (objective `supervised_pretrain`): the pretraining set's images with their labels, no val split,
+judged afterwards by the linear probe of its frozen backbone as SimCLR's encoders are.
 
 Protocol (DESIGN.md): train on probe-train with random crop (zero padding) + horizontal flip for cfg.epochs
 epochs; the reported model is the **final** epoch's, as for the linear probe (simclr/probe.py): one rule for
@@ -35,12 +37,13 @@ from simclr.train import LossFn, StepSchedule, loop_generators, train_epoch
 
 CHECKPOINT_NAME = "final.pt"  # the final epoch's model (no epoch is selected)
 EVAL_BATCH = 512
+Monitor = Callable[[nn.Module, int], dict[str, float]]  # (backbone, epoch) -> metrics joining the epoch's
 
 
 @dataclass
 class SupervisedResult:
-    val_top1: float  # of the final epoch's model, percent (= history[-1]["val_top1"])
-    val_top5: float
+    val_top1: float | None  # of the final epoch's model, percent (= history[-1]["val_top1"]); None without "val"
+    val_top5: float | None
     test_top1: float | None  # None when splits has no "test"
     test_top5: float | None
     best_epoch: int  # 1-based epoch of the reported model: always the final one (cfg.epochs), as ProbeResult's
@@ -132,8 +135,9 @@ def _build(encoder: Encoder | None, num_classes: int, seed: int) -> tuple[Classi
 
 
 def _check_splits(splits: dict[str, ImageSet]) -> None:
-    for name in ("train", "val"):
-        if name not in splits or len(splits[name]) == 0:
+    """A non-empty "train" split; "val" may be left out (supervised pretraining), but not given empty."""
+    for name in ("train", "val") if "val" in splits else ("train",):
+        if len(splits.get(name, ())) == 0:
             raise UserError(f"supervised training needs a non-empty {name!r} split")
 
 
@@ -162,7 +166,7 @@ def _fit(
     model: nn.Module,
     cfg: SupervisedConfig,
     train: ImageSet,
-    val: ImageSet,
+    val: ImageSet | None,
     *,
     rt: Runtime,
     seed: int,
@@ -170,8 +174,10 @@ def _fit(
     mean: Sequence[float],
     std: Sequence[float],
     on_epoch: Callable[[dict], None] | None,
+    monitor: Monitor | None = None,
 ) -> _Fit:
-    """cfg.epochs epochs of `train_epoch` over seeded batches (the last one short), val top-1 after each."""
+    """cfg.epochs epochs of `train_epoch` over seeded batches (the last one short), then val top-1 (when there is
+    a val split) and the monitor's metrics (when given) after each."""
     step_model = torch.compile(model) if rt.compile else model
     optimizer = build_optimizer(model, cfg.optimizer, lr=0.0, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scaler = rt.grad_scaler()
@@ -186,8 +192,10 @@ def _fit(
         batches = epoch_batches(len(train), batch_size, gens["permutation"], drop_last=False)
         done = train_epoch(loss_fn, batches, optimizer, scaler, schedule, epoch=epoch, step=fit.steps, device=rt.device)
         fit.steps, fit.train_seconds = done.step, fit.train_seconds + done.seconds
-        val_top1, _ = evaluate(model, val, rt=rt, size=size, mean=mean, std=std)
-        metrics = done.metrics(epoch, len(train), val_top1=val_top1)
+        scores = {} if val is None else {"val_top1": evaluate(model, val, rt=rt, size=size, mean=mean, std=std)[0]}
+        if monitor is not None:
+            scores.update(monitor(model.backbone, epoch))
+        metrics = done.metrics(epoch, len(train), **scores)
         fit.history.append(metrics)
         if on_epoch is not None:
             on_epoch(dict(metrics))
@@ -223,8 +231,9 @@ def train_supervised(
     on_epoch: Callable[[dict], None] | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    monitor: Monitor | None = None,
 ) -> SupervisedResult:
-    """Train on splits["train"] for cfg.epochs, report the final model on splits["val"] and, once, on
+    """Train on splits["train"] for cfg.epochs, report the final model on splits["val"] (optional) and, once, on
     splits["test"] (optional; with `test_correct`, its per-image top-1 hits). No epoch is selected.
 
     - encoder None: CIFAR-stem ResNet-18 + linear layer initialised from torch.Generator(seed), inputs
@@ -233,21 +242,29 @@ def train_supervised(
       classes); inputs resized to encoder.resolution (None: native) and normalised with encoder.mean/std
       (`mean`/`std` are ignored: the weights expect their own normalisation).
     - Every epoch: a seeded permutation in batches of cfg.batch_size (the last one short), crop with
-      cfg.crop_padding + flip, cross-entropy with cfg.label_smoothing; then val top-1 in eval mode and
-      on_epoch({"epoch", "loss", "lr", "val_top1", "images_per_second", "step"}) (may raise to stop).
+      cfg.crop_padding + flip, cross-entropy with cfg.label_smoothing; then val top-1 in eval mode, the
+      metrics of monitor(backbone, epoch) if given (supervised pretraining's kNN monitor on the probe data,
+      simclr.pretrain.epoch_monitor), and on_epoch({"epoch", "loss", "lr", "val_top1", ..., "images_per_second",
+      "step"}) (may raise to stop).
+    - Without a "val" split (supervised pretraining: the pretraining set has no held-out split, and its test
+      split selects nothing): no per-epoch val top-1 (history entries without "val_top1"), and val_top1/val_top5
+      None in the result; the caller judges the model elsewhere (its linear probe).
     - checkpoint_dir: the final model as `final.pt` in our checkpoint format ({"encoder": backbone state_dict,
       "fc", "stem", "mean", "std", "config", "best_epoch", "history"}), loadable by load_encoder.
     - A NaN/inf loss raises NonFiniteLoss(epoch, step, value).
     """
     started = time.perf_counter()
     _check_splits(splits)
-    train, val, test = splits["train"], splits["val"], splits.get("test")
+    train, val, test = splits["train"], splits.get("val"), splits.get("test")
     model, stem, size = _build(encoder, max(s.num_classes for s in splits.values()), seed)
     mean, std = _normalisation(encoder, train, mean, std)
     model = rt.prepare(model)
-    fit = _fit(model, cfg, train, val, rt=rt, seed=seed, size=size, mean=mean, std=std, on_epoch=on_epoch)
-
-    val_top1, val_top5 = evaluate(model, val, rt=rt, size=size, mean=mean, std=std)  # the final epoch's weights
+    fit = _fit(
+        model, cfg, train, val, rt=rt, seed=seed, size=size, mean=mean, std=std, on_epoch=on_epoch, monitor=monitor
+    )
+    val_top1 = val_top5 = None
+    if val is not None:
+        val_top1, val_top5 = evaluate(model, val, rt=rt, size=size, mean=mean, std=std)  # the final epoch's weights
     test_top1 = test_top5 = test_correct = None
     if test is not None and len(test) > 0:
         test_correct, test_top5_hits = hits(model, test, rt=rt, size=size, mean=mean, std=std)

@@ -53,7 +53,7 @@ def test_keys_lists_every_key_with_type_default_range_and_help(objective):
 def test_keys_without_objective_says_which_objectives_use_each_key():
     rows = {(r["key"], r["objectives"]) for r in key_rows()}
     assert ("temperature", "simclr") in rows
-    assert ("probe_lr", "simclr,linear_probe") in rows
+    assert ("probe_lr", "simclr,linear_probe,supervised_pretrain") in rows
     assert ("encoder", "linear_probe,finetune") in rows
     assert run_cli("keys", "banana").rc == 2
 

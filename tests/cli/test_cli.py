@@ -235,7 +235,10 @@ def test_delete_removes_the_study_and_its_artifacts(filled_store, tmp_path):
         (["create", "--objective", "simclr", "--param", "lr=float:1:0"], "LOW 1.0 is above HIGH 0.0"),
         (["create", "--objective", "simclr", "--param", "lr=float:abc"], "SPEC must be"),
         (["create", "--objective", "simclr", "--set", "nope=1"], "unknown config key"),
-        (["create", "--objective", "simclr", "--role", "boss"], "unknown role 'boss'; choose from simclr_scale"),
+        (
+            ["create", "--objective", "simclr", "--role", "boss"],
+            "unknown role 'boss'; choose from simclr_hparams, simclr_scale",
+        ),
         (["create", "--objective", "simclr", "--param", "nope=float:0:1"], "unknown config key"),
         (["create", "--objective", "simclr", "--sampler", "grid", "--param", "lr=float:0.1:1"], "grid needs"),
         (["create", "--objective", "simclr", "--set", "lr=0.1", "--param", "lr=float:0.1:1"], "either fixed"),

@@ -1,4 +1,4 @@
-"""study.py compare end to end on generated CIFAR archives with tiny budgets: the six studies with their roles,
+"""study.py compare end to end on generated CIFAR archives with tiny budgets: every planned study with its role,
 the comparison table, the ImageNet regime missing (with the reason) offline and present once a weights file is in
 the torch hub cache, interrupt and resume without re-running a finished trial, and bad input (exit 2, one line)."""
 
@@ -19,14 +19,30 @@ from tests.helpers import file_state, run_cli
 
 IMAGENET_FILE = "resnet18-f37072fd.pth"
 ROLES = {
-    "cmp-scale": "simclr_scale",
     "cmp-hparams": "simclr_hparams",
+    "cmp-scale": "simclr_scale",
+    "cmp-supervised-pretrain": "supervised_pretrain",
     "cmp-probe-simclr": "probe_simclr",
     "cmp-finetune-simclr": "finetune",
+    "cmp-probe-supervised": "probe_supervised",
+    "cmp-finetune-supervised": "finetune_supervised",
     "cmp-probe-imagenet": "probe_imagenet",
     "cmp-finetune-imagenet": "finetune_imagenet",
     "cmp-probe-random": "probe_random",
     "cmp-scratch": "scratch",
+    "cmp-probe-simclr-cifar10": "probe_simclr_in_domain",
+}
+# then each selected configuration at fewer labels (the ImageNet regimes select nothing offline)
+LABELS = {
+    f"cmp-labels-{k}": f"labels_{v}"
+    for k, v in (
+        ("probe-simclr", "probe_simclr"),
+        ("finetune-simclr", "finetune"),
+        ("probe-supervised", "probe_supervised"),
+        ("finetune-supervised", "finetune_supervised"),
+        ("probe-random", "probe_random"),
+        ("scratch", "scratch"),
+    )
 }
 # one epoch, batch 5, the conftest archives whole (20 CIFAR-10 images; 15/5/10 CIFAR-100 probe images)
 TINY = [
@@ -99,12 +115,12 @@ def test_compare_end_to_end_offline_then_with_imagenet_weights(tmp_path, data_di
     url, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "report.html"
     r = run_compare(url, data_dir, out)
     assert r.rc == 0, r.err
-    assert "budget (cpu" in r.err and "[8/8] cmp-scratch" in r.err
+    assert "budget (cpu" in r.err and "[11/12] cmp-scratch" in r.err
     assert "cmp-probe-imagenet cannot run" in r.err and IMAGENET_FILE in r.err
     assert "cmp-finetune-imagenet cannot run" in r.err
     # every study, with its role, the comparison and the preset
     studies = {s.name: s for s in rows.load_studies(url)}
-    assert {name: s.role for name, s in studies.items()} == ROLES
+    assert {name: s.role for name, s in studies.items()} == {**ROLES, **LABELS}
     assert all(
         s.user_attrs[schema.COMPARISON] == "cmp" and s.user_attrs[schema.PRESET] == "smoke" for s in studies.values()
     )
@@ -120,18 +136,24 @@ def test_compare_end_to_end_offline_then_with_imagenet_weights(tmp_path, data_di
     assert sorted(t.params["data_fraction"] for t in scale.complete()) == [0.1, 0.3, 1.0]
     for name in ("cmp-hparams", "cmp-probe-simclr", "cmp-finetune-simclr", "cmp-probe-random", "cmp-scratch"):
         assert [t.state.name for t in studies[name].trials] == ["COMPLETE"], name
+    for name in ("cmp-hparams", "cmp-supervised-pretrain", "cmp-probe-simclr", "cmp-scratch"):  # the recipe first
+        spec = schema.read_spec(studies[name].user_attrs)
+        assert studies[name].trials[0].params == {k: spec.config[k] for k in spec.space}, name
     for name in ("cmp-probe-imagenet", "cmp-finetune-imagenet"):
-        assert studies[name].trials == [] and IMAGENET_FILE in studies[name].user_attrs[schema.STUDY_ERROR]
+        assert [t.state.name for t in studies[name].trials] == ["WAITING"]  # only its recipe, queued: none ran
+        assert IMAGENET_FILE in studies[name].user_attrs[schema.STUDY_ERROR]
     # the printed table: one row per regime; ImageNet missing with the reason; then the report's path
     table = r.out[r.out.index("regime") :].splitlines()
     assert table[-1] == f"report: {out}" and out.is_file()
     protocol = table.index("protocol:")  # the rule under the table, then one protocol line per regime
-    assert [line.split(":")[0].strip() for line in table[protocol + 1 : protocol + 7]] == [
-        line[:40].split("  ")[0] for line in table[1:7]
-    ]
-    assert "reference" in table[6] and table[1].startswith("SimCLR -> linear probe")
-    assert table[2].startswith("SimCLR -> fine-tuned")
-    assert "missing: cmp-probe-imagenet could not run: ImageNet ResNet-18 weights" in table[3]
+    named = [line.split(":")[0].strip() for line in table[protocol + 1 : protocol + 10]]
+    assert all(row.startswith(name) for row, name in zip(table[1:10], named, strict=True)), named
+    assert "in-domain check" in table[protocol + 9] and table[9].split()[-1] != "reference"
+    curves = table.index(next(line for line in table if line.startswith("label efficiency")))
+    assert len(table[curves + 1 : -1]) == 12  # six regimes at 25% and 100% of the labels
+    assert "reference" in table[8] and table[1].startswith("SimCLR -> linear probe")
+    assert table[2].startswith("SimCLR -> fine-tuned") and table[3].startswith("CIFAR-10-supervised -> linear")
+    assert "missing: cmp-probe-imagenet could not run: ImageNet ResNet-18 weights" in table[5]
     assert "gain: fine-tuning (all weights) vs training from scratch" in table[protocol + 2]
     got = comparison(url)
     for regime in ("probe_imagenet", "finetune_imagenet"):
@@ -150,12 +172,12 @@ def test_compare_end_to_end_offline_then_with_imagenet_weights(tmp_path, data_di
     torch.save(torchvision.models.resnet18().state_dict(), offline / IMAGENET_FILE)
     r = run_compare(url, data_dir, out)
     assert r.rc == 0, r.err
-    assert r.err.count("nothing left to run") == 6
+    assert r.err.count("nothing left to run") == 10 + 6  # the studies and the labels studies that ran before
     after = trials_of(url)
-    imagenet = ("cmp-probe-imagenet", "cmp-finetune-imagenet")
-    assert {k: v for k, v in after.items() if k not in imagenet} == {
-        k: v for k, v in before.items() if k not in imagenet
+    assert {k: v for k, v in after.items() if "imagenet" not in k} == {
+        k: v for k, v in before.items() if "imagenet" not in k
     }
+    assert {"cmp-labels-probe-imagenet", "cmp-labels-finetune-imagenet"} <= set(after)  # selected now: a curve
     assert [t[1] for t in after["cmp-probe-imagenet"]] == [t[1] for t in after["cmp-finetune-imagenet"]] == ["COMPLETE"]
     got = comparison(url)
     for regime in ("probe_imagenet", "finetune_imagenet"):
@@ -181,17 +203,14 @@ def test_interrupted_then_resumed_reruns_no_finished_trial(tmp_path, data_dir, o
         return real(*args, **kwargs)
 
     monkeypatch.setattr(simclr.pretrain, "pretrain", pretrain)
-    # 1. interrupted in the scale study's second trial: that trial FAILs "interrupted" and is queued again (same
-    # grid point), nothing else starts
+    # 1. interrupted in the hyperparameter study's first trial: that trial FAILs "interrupted" and is queued again,
+    # nothing else starts
+    calls.update(stop_at=1)
     r = run_compare(url, data_dir, out)
     assert r.rc == 130 and "run the same command again" in r.err
     first = trials_of(url)
-    assert list(first) == ["cmp-scale"]
-    assert [(t[0], t[1], t[4]) for t in first["cmp-scale"]] == [
-        (0, "COMPLETE", None),
-        (1, "FAIL", "interrupted"),
-        (2, "WAITING", None),
-    ]
+    assert list(first) == ["cmp-hparams"]
+    assert [(t[1], t[4]) for t in first["cmp-hparams"]] == [("FAIL", "interrupted"), ("WAITING", None)]
     assert not out.exists()
 
     # 2. resuming with other settings is refused (another --prefix), the store untouched
@@ -208,34 +227,43 @@ def test_interrupted_then_resumed_reruns_no_finished_trial(tmp_path, data_dir, o
     assert r.rc == 2 and r.err.count("\n") == 1 and "--prefix" in r.err and "test_fraction: stored 1.0" in r.err
     assert file_state(tmp_path / "s.db") == state
 
-    # 3. resumed: the interrupted grid point runs again (as a retry), then the last point; Ctrl-C in the first
-    # trial of the next study (stopped after the first study)
+    # 3. resumed: the queued trial runs (budget 1: the interrupted one does not count), then the scale study at
+    # its pick; Ctrl-C in the scale study's second grid point
     calls.update(n=0, stop_at=3)
     r = run_compare(url, data_dir, out)
     assert r.rc == 130
     second = trials_of(url)
-    assert second["cmp-scale"][:2] == first["cmp-scale"][:2]  # the finished trial was not run again
+    assert [t[1] for t in second["cmp-hparams"]] == ["FAIL", "COMPLETE"]
+    assert [(t[0], t[1], t[4]) for t in second["cmp-scale"]] == [
+        (0, "COMPLETE", None),
+        (1, "FAIL", "interrupted"),
+        (2, "WAITING", None),
+    ]
+
+    # 4. resumed to the end: only what is left runs; the interrupted grid point again, as a retry
+    calls.update(n=0, stop_at=0)
+    r = run_compare(url, data_dir, out)
+    assert r.rc == 0, r.err
+    assert "[1/12] cmp-hparams (simclr, role simclr_hparams): 1/1 trials done, nothing left to run" in r.err
+    third = trials_of(url)
+    assert third["cmp-hparams"] == second["cmp-hparams"] and third["cmp-scale"][:2] == second["cmp-scale"][:2]
     scale = optuna.load_study(study_name="cmp-scale", storage=url).get_trials()
     assert [t.state.name for t in scale] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
     assert scale[2].params == scale[1].params and scale[2].user_attrs[schema.RETRY_OF] == 1
     assert sorted(t.params["data_fraction"] for t in scale if t.state.name == "COMPLETE") == [0.1, 0.3, 1.0]
-    assert [(t[1], t[4]) for t in second["cmp-hparams"]] == [("FAIL", "interrupted"), ("WAITING", None)]
-
-    # 4. resumed to the end: only what is left runs
-    calls.update(n=0, stop_at=0)
-    r = run_compare(url, data_dir, out)
-    assert r.rc == 0, r.err
-    assert "[1/8] cmp-scale (simclr, role simclr_scale): 3/3 trials done, nothing left to run" in r.err
-    third = trials_of(url)
-    assert third["cmp-scale"] == second["cmp-scale"] and third["cmp-hparams"][0] == second["cmp-hparams"][0]
-    assert [t[1] for t in third["cmp-hparams"]] == ["FAIL", "COMPLETE"]  # budget 1: the interrupted one is not counted
-    assert {name: len(t) for name, t in third.items() if name not in ("cmp-scale", "cmp-hparams")} == {
+    compared = {name: len(t) for name, t in third.items() if name in ROLES and "-scale" not in name}
+    assert compared == {
+        "cmp-hparams": 2,
+        "cmp-supervised-pretrain": 1,
         "cmp-probe-simclr": 1,
         "cmp-finetune-simclr": 1,
-        "cmp-probe-imagenet": 0,
-        "cmp-finetune-imagenet": 0,
+        "cmp-probe-supervised": 1,
+        "cmp-finetune-supervised": 1,
+        "cmp-probe-imagenet": 1,  # its recipe, queued (no weights offline: nothing ran)
+        "cmp-finetune-imagenet": 1,
         "cmp-probe-random": 1,
         "cmp-scratch": 1,
+        "cmp-probe-simclr-cifar10": 1,
     }
     assert out.is_file()
 
@@ -246,7 +274,7 @@ def test_interrupted_then_resumed_reruns_no_finished_trial(tmp_path, data_dir, o
         (["--preset", "huge"], "invalid choice: 'huge'"),
         (
             ["--set", "no_such_key=1"],
-            "--set no_such_key: not a config key of simclr, linear_probe, finetune, supervised",
+            "--set no_such_key: not a config key of simclr, supervised_pretrain, linear_probe, finetune, supervised",
         ),
         (["--set", "encoder=random"], "compare probes its own encoders"),
         (["--set", "epochs=0"], "epochs=0: must be > 0"),
@@ -333,6 +361,7 @@ def test_seeds_rerun_each_regimes_selected_configuration(tmp_path, data_dir, off
     names = {s.study_name for s in optuna.get_all_study_summaries(url)}
     # the ImageNet probe cannot run offline: no selection, so no seeds study for it
     assert {"cmp-seeds-simclr", "cmp-seeds-finetune", "cmp-seeds-probe_random", "cmp-seeds-scratch"} <= names
+    assert {"cmp-seeds-supervised", "cmp-seeds-finetune_supervised"} <= names  # the same-data arm's too
     # fine-tuning's other seeds fine-tune the very encoder its study was pinned to, not a later best
     finetune = optuna.load_study(study_name="cmp-finetune-simclr", storage=url)
     pinned = finetune.user_attrs[schema.ENCODER_TRIAL]

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from comparison import budget, costs, run, sizing
+from comparison import budget, costs, run, sizing, work
 from comparison.plan import Request, plan, start_knobs
 from comparison.resume import stored_time_plan
 from errors import UserError
@@ -16,15 +16,15 @@ from storage import open_storage
 
 # The smoke preset's data sizes (objectives/presets.py): pretraining 1,000, probe 2,200/300/500.
 SMOKE = Request.of("cmp", preset="smoke")
-SIZES = budget.Sizes(pretrain=1000, probe_train=2200, probe_val=300, test=500, data_fraction=0.02, probe_fraction=0.05)
+SIZES = work.Sizes(pretrain=1000, probe_train=2200, probe_val=300, test=500, data_fraction=0.02, probe_fraction=0.05)
 
 
 def fake_estimate(rate: float, sets=()):
-    """The real cost model (comparison.budget.work) at a fake speed-test rate instead of a measured one."""
+    """The real cost model (comparison.work.work) at a fake speed-test rate instead of a measured one."""
 
     def estimate(knobs: sizing.Knobs) -> dict[str, float]:
         plans = plan(Request.of("cmp", preset="smoke", sets=sets), knobs)
-        return budget.estimate_seconds(plans, SIZES, rate)
+        return work.estimate_seconds(plans, SIZES, rate)
 
     return estimate
 
@@ -39,6 +39,7 @@ def test_a_large_budget_keeps_the_presets_full_plan():
         data_fraction=0.02,
         probe_fraction=0.05,
         finetune_epochs=3,
+        labelled_epochs=5,
     )
     sized = sizing.fit(start, fake_estimate(rate=100.0), budget_s=10 * 3600)
     assert sized.knobs == start and sized.cuts == []
@@ -105,7 +106,8 @@ def test_cuts_follow_the_documented_order_as_the_budget_shrinks():
     with pytest.raises(
         UserError,
         match=r"\(SimCLR hyperparameter trials 2, trials of each compared regime 2, SimCLR "
-        r"epochs 2, scratch epochs 2, fine-tuning epochs 2, pretraining data_fraction 0.01, CIFAR-100 probe_fraction "
+        r"epochs 2, scratch epochs 2, fine-tuning epochs 2, CIFAR-10-supervised epochs 2, pretraining data_fraction "
+        r"0.01, CIFAR-100 probe_fraction "
         r"0.02\)",
     ):
         sizing.fit(start, estimate, 1.0)  # every knob at its floor
@@ -174,7 +176,7 @@ def test_the_sized_plan_is_stored_and_a_resumed_run_keeps_it(tmp_path, monkeypat
     monkeypatch.setenv("STUDY_COSTS", str(tmp_path / "costs.json"))
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     lines: list[str] = []
-    _fake_machine(monkeypatch, rate=30.0)
+    _fake_machine(monkeypatch, rate=45.0)
     plans, time_plan, machine = budget.size_plan(SMOKE, known=None, budget_s=900, device="cpu", say=lines.append)
     assert time_plan["budget_s"] == 900 and time_plan["cuts"] and machine.endswith("cpu fp32 channels_last")
     assert sum(time_plan["estimate_s"].values()) <= 900
@@ -213,15 +215,15 @@ def test_cost_model_learns_per_machine(tmp_path):
     path.write_text("{not json")
     assert costs.learned("m", path) == {}  # a damaged file only costs the correction
     learned = {"simclr": 2.0}
-    slow = budget.estimate_seconds(plan(Request.of("cmp", preset="smoke")), SIZES, 50.0, learned)
-    fast = budget.estimate_seconds(plan(Request.of("cmp", preset="smoke")), SIZES, 50.0)
+    slow = work.estimate_seconds(plan(Request.of("cmp", preset="smoke")), SIZES, 50.0, learned)
+    fast = work.estimate_seconds(plan(Request.of("cmp", preset="smoke")), SIZES, 50.0)
     assert slow["cmp-hparams"] == pytest.approx(2 * fast["cmp-hparams"])
     assert slow["cmp-scratch"] == pytest.approx(fast["cmp-scratch"])
 
 
 def test_what_this_machine_measured_corrects_the_next_estimate(tmp_path, monkeypatch):
     monkeypatch.setenv("STUDY_COSTS", str(tmp_path / "costs.json"))
-    _fake_machine(monkeypatch, rate=30.0)
+    _fake_machine(monkeypatch, rate=36.0)
     kwargs = dict(known=None, budget_s=None, device="cpu")
     first: list[str] = []
     _, plain, machine = budget.size_plan(SMOKE, say=first.append, **kwargs)

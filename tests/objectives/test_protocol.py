@@ -51,12 +51,12 @@ def test_scale_points_train_the_full_runs_steps(fraction):
 
 
 def test_compare_plans_the_scale_study_at_equal_steps_unless_told_otherwise():
-    scale = plan(Request.of("p", preset="default"))[0]
+    scale = plan(Request.of("p", preset="default"))[1]
     assert scale.role == "simclr_scale" and scale.spec().config["equal_steps_as"] == 1.0
     assert scale.spec().config["monitor_every"] == 0  # no pruning there: no monitor cost
-    epochs = plan(Request.of("p", preset="default", sets=["equal_steps_as=0"]))[0]
+    epochs = plan(Request.of("p", preset="default", sets=["equal_steps_as=0"]))[1]
     assert epochs.spec().config["equal_steps_as"] == 0.0
-    hparams = plan(Request.of("p", preset="default"))[1]
+    hparams = plan(Request.of("p", preset="default"))[0]
     assert hparams.spec().config["equal_steps_as"] == 0.0  # the hparams study: epochs
 
 
@@ -109,11 +109,11 @@ def test_presets_state_their_budgets():
     assert build_spec("linear_probe", preset="smoke").config["resolution"] == 64  # not a 1x1 final map
 
 
-def test_pruning_never_fires_inside_warm_up():
-    smoke = build_spec("simclr", preset="smoke", pruner="median:1")
-    assert smoke.pruner["n_warmup_steps"] == 1  # warm-up 0.5 epochs: over at the first report
+def test_simclr_is_pruned_after_half_its_epochs_and_never_inside_warm_up():
     default = build_spec("simclr", preset="default")
-    assert default.pruner["n_warmup_steps"] == 10  # 10 warm-up epochs, the monitor every 5
+    assert default.pruner["n_warmup_steps"] == 50  # 100 epochs, the monitor every 5: half
+    long_warmup = build_spec("simclr", preset="default", sets=["warmup_epochs=62"])
+    assert long_warmup.pruner["n_warmup_steps"] == 65  # the first report after a warm-up longer than half
 
 
 def _curve(start: float, end: float, epochs: int, delay: float = 0.0) -> list[float]:
@@ -128,7 +128,7 @@ def _curve(start: float, end: float, epochs: int, delay: float = 0.0) -> list[fl
 
 @pytest.mark.parametrize("objective", ["supervised", "finetune"])
 def test_a_slow_starting_run_that_ends_best_is_not_pruned_early(objective):
-    """Scratch and fine-tuning are pruned only after half their epochs (objectives.registry.supervised_axis):
+    """Scratch and fine-tuning are pruned only after half their epochs (objectives.registry.training_axis):
     a higher learning rate that trails early and ends best survives the median pruner; pruned from the first
     epoch after warm-up, as before, it would not."""
     sets = [f"epochs={20}", "warmup_epochs=1"] + (["encoder=random"] if objective == "finetune" else [])

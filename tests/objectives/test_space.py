@@ -242,19 +242,20 @@ def test_samplers_are_seeded(name):
 @pytest.mark.parametrize(
     "text, objective, sets, expected",
     [
-        # never inside warm-up: the first kNN report at or after its end (10 warm-up epochs, a report every 5)
-        ("median", "simclr", {"monitor_every": 5}, {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 10}),
+        # SimCLR: after half its epochs (the monitor ranks trials there, not at the first report), never inside
+        # warm-up (the first kNN report at or after its end)
+        ("median", "simclr", {"monitor_every": 5}, {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 50}),
         (
             "median",
             "simclr",
-            {"monitor_every": 2, "warmup_epochs": 3},
+            {"monitor_every": 2, "warmup_epochs": 3, "epochs": 4},
             {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 4},
         ),
         (
             "median",
             "simclr",
-            {"monitor_every": 1, "warmup_epochs": 0.5},
-            {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 1},
+            {"monitor_every": 1, "warmup_epochs": 0.5, "epochs": 4},
+            {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 2},
         ),
         # supervised runs: after half their epochs (30 here), however short the warm-up
         ("median", "supervised", {"warmup_epochs": 5}, {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 15}),

@@ -200,6 +200,18 @@ EXPECTED_COMPARISON = [
         hits=FINETUNE_HITS,
     ),
     _row(
+        "probe_supervised",
+        "CIFAR-10-supervised -> linear probe",
+        [],
+        reason="no linear-probe study of the same-data supervised encoder in this store",
+    ),
+    _row(
+        "finetune_supervised",
+        "CIFAR-10-supervised -> fine-tuned",
+        [],
+        reason="no fine-tuning study of the same-data supervised encoder in this store",
+    ),
+    _row(
         "probe_imagenet",
         "ImageNet-supervised -> linear probe",
         ["imagenet-a", "imagenet-b"],
@@ -229,6 +241,12 @@ EXPECTED_COMPARISON = [
         0.0,
         hits=SCRATCH_HITS,
         gain_hits=(SCRATCH_HITS, SCRATCH_HITS),
+    ),
+    _row(
+        "probe_simclr_in_domain",
+        "SimCLR -> linear probe on CIFAR-10 (in-domain check)",
+        [],
+        reason="no in-domain (CIFAR-10) probe study of the SimCLR encoder in this store",
     ),
 ]
 

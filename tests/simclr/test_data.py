@@ -6,6 +6,7 @@ import os
 import pickle
 import re
 import urllib.error
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,20 @@ def test_cifar_equals_torchvision(tmp_path, monkeypatch, name):
         assert torch.equal(got.images.permute(0, 2, 3, 1), torch.from_numpy(ref.data))  # torchvision keeps HWC
         assert got.labels.tolist() == ref.targets
         assert got.classes == ref.classes
+
+
+def test_a_split_read_again_comes_from_memory_until_its_files_change(tmp_path, monkeypatch):
+    write("cifar10", tmp_path, archive=True)
+    first = load_dataset("cifar10", "train", tmp_path, download=False)
+    reads = []
+    monkeypatch.setattr(cifar, "_read_archive", lambda *a: reads.append(a) or pytest.fail("read the archive again"))
+    first.images[0] = 0  # a caller's change to what it got does not reach the next caller
+    again = load_dataset("cifar10", "train", tmp_path, download=False)
+    assert torch.equal(again.images, torch.from_numpy(expected("cifar10", "train")[0]))
+    monkeypatch.undo()
+    fakedata.write_cifar10(tmp_path, n_train_per_class=3, n_test_per_class=1, archive=True, seed=5)  # new files
+    changed = load_dataset("cifar10", "train", tmp_path, download=False)
+    assert len(changed) == 30 and not torch.equal(changed.images[:30], again.images[:30])
 
 
 def test_folder_preferred_over_archive_and_archive_used_when_folder_incomplete(tmp_path):
@@ -410,6 +425,26 @@ def test_load_probe_splits(tmp_path):
     other = load_probe_splits(cfg, seed=1)
     assert not torch.equal(other["val"].images, splits["val"].images)
     assert torch.equal(other["test"].images, splits["test"].images)  # the test subset does not follow the seed
+
+
+def test_label_fractions_are_nested_class_balanced_and_keep_val_and_test(tmp_path):
+    """Label efficiency: a label fraction reduces probe-train only, keeps every class, nests across fractions, and
+    leaves probe-val and test the same images (each point is selected and scored alike); its cache key differs
+    from the full set's while the full set's key is what it was before the key existed."""
+    fakedata.write_cifar100(tmp_path, 20, 2, archive=False)  # 2000 train, 200 test
+    base = DataConfig(data_dir=str(tmp_path), download=False, probe_data="cifar100", val_fraction=0.1)
+    full = load_probe_splits(base, seed=3)
+    parts = {f: load_probe_splits(replace(base, label_fraction=f), seed=3) for f in (0.1, 0.5)}
+    rows = lambda s: {bytes(img.numpy()) for img in s.images}  # noqa: E731
+    assert [len(parts[f]["train"]) for f in (0.1, 0.5)] == [200, 900]  # 18 per class: 2 and 9
+    for splits in parts.values():
+        assert torch.equal(splits["val"].images, full["val"].images)
+        assert torch.equal(splits["test"].images, full["test"].images)
+        assert torch.bincount(splits["train"].labels, minlength=100).min() >= 1
+        assert rows(splits["train"]) <= rows(full["train"])
+    assert rows(parts[0.1]["train"]) <= rows(parts[0.5]["train"])  # nested
+    keys = {f: probe_data_key(replace(base, label_fraction=f), 3) for f in (0.1, 0.5, 1.0)}
+    assert len(set(keys.values())) == 3 and "label_fraction" not in keys[1.0]
 
 
 def test_probe_val_is_not_the_pretraining_draw(tmp_path):

@@ -126,6 +126,36 @@ def test_non_finite_loss_from_absurd_lr(splits):
     assert not math.isfinite(info.value.value)
 
 
-def test_missing_val_split_is_a_user_error(splits):
-    with pytest.raises(UserError, match="val"):
-        train_supervised(config(), {"train": splits["train"]}, rt=RT, mean=MEAN, std=STD)
+@pytest.mark.parametrize("missing", ["train", "val"])
+def test_an_empty_split_is_a_user_error(splits, missing):
+    empty = splits[missing].subset(torch.zeros(len(splits[missing]), dtype=torch.bool))
+    with pytest.raises(UserError, match=missing):
+        train_supervised(config(), {**splits, missing: empty}, rt=RT, mean=MEAN, std=STD)
+    if missing == "train":
+        with pytest.raises(UserError, match="train"):
+            train_supervised(config(), {"val": splits["val"]}, rt=RT, mean=MEAN, std=STD)
+
+
+def test_without_val_it_trains_the_same_model_and_reports_no_val_metrics(splits, one_torch_thread):
+    """Supervised pretraining has no val split: the same weights and losses as with one (validation draws no
+    random numbers), history entries without val_top1, val metrics None; the monitor's metrics join each epoch."""
+    small = {k: v.subset(torch.arange(20)) for k, v in splits.items()}
+    cfg = config(epochs=2, batch_size=10)
+    seen: list[tuple[int, int]] = []
+
+    def monitor(backbone, epoch):
+        seen.append((id(backbone), epoch))
+        return {"knn_top1": 10.0 * epoch}
+
+    with_val = train_supervised(cfg, small, rt=RT, seed=0, mean=MEAN, std=STD)
+    without = train_supervised(
+        cfg, {"train": small["train"]}, rt=RT, seed=0, mean=MEAN, std=STD, monitor=monitor, on_epoch=lambda m: None
+    )
+    assert without.val_top1 is None and without.val_top5 is None and without.test_top1 is None
+    assert with_val.val_top1 is not None and all("val_top1" in h for h in with_val.history)
+    assert [h["knn_top1"] for h in without.history] == [10.0, 20.0] and all(
+        "val_top1" not in h for h in without.history
+    )
+    assert seen == [(id(without.model.backbone), 1), (id(without.model.backbone), 2)]
+    assert [h["loss"] for h in without.history] == [h["loss"] for h in with_val.history]
+    assert weights_digest(without.model) == weights_digest(with_val.model)
