@@ -155,8 +155,9 @@ def protocol_text(p: dict[str, Any], seeds: dict[str, Any] | None = None) -> str
     if p.get("epochs"):
         at = f" at lr {p['lr']:.3g}" if p.get("lr") is not None else ""
         parts.append(f"{p['epochs']} {p.get('epochs_of', '')} epochs{at}".replace("  ", " "))
-    parts.append(f"{p.get('trials', 0)} trials")
-    if seeds:
+    trials = p.get("trials", 0)
+    parts.append(f"{trials} trial{'' if trials == 1 else 's'}")
+    if seeds and seeds.get("n"):
         parts.append(f"{seeds['n']} seed{'s' if seeds['n'] != 1 else ''}")
     if p.get("compares"):
         parts.append(p["compares"])

@@ -200,7 +200,7 @@ def _regime_row(regime: str, members: list[StudyData]) -> tuple[dict[str, Any], 
         "val_top1": None,
         "test_top1": None,
         "test_top5": None,
-        "n_trials": counts["total"],
+        "n_trials": counts["total"] - counts["waiting"],  # trials that ran (a queued one has not)
         "n_complete": counts["complete"],
         "n_pruned": counts["pruned"],
         "n_failed": counts["failed"],

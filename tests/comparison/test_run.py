@@ -154,6 +154,7 @@ def test_compare_end_to_end_offline_then_with_imagenet_weights(tmp_path, data_di
     assert "reference" in table[8] and table[1].startswith("SimCLR -> linear probe")
     assert table[2].startswith("SimCLR -> fine-tuned") and table[3].startswith("CIFAR-10-supervised -> linear")
     assert "missing: cmp-probe-imagenet could not run: ImageNet ResNet-18 weights" in table[5]
+    assert " 0 (0/0/0) " in table[5]  # its queued recipe did not run: no trial counts
     assert "gain: fine-tuning (all weights) vs training from scratch" in table[protocol + 2]
     got = comparison(url)
     for regime in ("probe_imagenet", "finetune_imagenet"):

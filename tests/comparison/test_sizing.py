@@ -20,11 +20,15 @@ SIZES = work.Sizes(pretrain=1000, probe_train=2200, probe_val=300, test=500, dat
 
 
 def fake_estimate(rate: float, sets=()):
-    """The real cost model (comparison.work.work) at a fake speed-test rate instead of a measured one."""
+    """The real cost model (comparison.work.work) at a fake speed-test rate instead of a measured one (each plan
+    estimated once: fit asks again for the knobs it passed through)."""
+    seen: dict[sizing.Knobs, dict[str, float]] = {}
 
     def estimate(knobs: sizing.Knobs) -> dict[str, float]:
-        plans = plan(Request.of("cmp", preset="smoke", sets=sets), knobs)
-        return work.estimate_seconds(plans, SIZES, rate)
+        if knobs not in seen:
+            plans = plan(Request.of("cmp", preset="smoke", sets=sets), knobs)
+            seen[knobs] = work.estimate_seconds(plans, SIZES, rate)
+        return dict(seen[knobs])
 
     return estimate
 
@@ -102,13 +106,14 @@ def test_cuts_follow_the_documented_order_as_the_budget_shrinks():
             assert all(a <= b for a, b in zip(order, previous, strict=True))
         previous = order
     assert fitted >= 8  # the smallest plan costs at most a fifth of the preset's
-    assert previous[:5] == (2, 2, 2, 2, 0.01) and previous[5] < 0.05
+    floor = start.data_fraction * sizing.MIN_FRACTION_RATIO  # 0.007 of smoke's 0.02
+    assert previous[:4] == (2, 2, 2, 2) and previous[4] == pytest.approx(floor) and previous[5] < 0.05
     with pytest.raises(
         UserError,
         match=r"\(SimCLR hyperparameter trials 2, trials of each compared regime 2, SimCLR "
         r"epochs 2, scratch epochs 2, fine-tuning epochs 2, CIFAR-10-supervised epochs 2, pretraining data_fraction "
-        r"0.01, CIFAR-100 probe_fraction "
-        r"0.02\)",
+        r"0.007, CIFAR-100 probe_fraction "
+        r"0.015\)",
     ):
         sizing.fit(start, estimate, 1.0)  # every knob at its floor
 

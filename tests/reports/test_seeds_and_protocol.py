@@ -69,7 +69,7 @@ def test_protocol_line_names_labels_input_pretraining_epochs_trials_and_seeds():
     line = protocol_text(got["probe_simclr"]["protocol"], got["probe_simclr"]["seeds"])
     assert line == (
         "CIFAR-100 labels for the linear layer only (pretraining: none); input 32x32; SimCLR on 1,000 "
-        "images, 40 steps (p-hparams #3); 30 probe epochs; 1 trials; 1 seed; gain: linear probe (frozen encoder) vs "
+        "images, 40 steps (p-hparams #3); 30 probe epochs; 1 trial; 1 seed; gain: linear probe (frozen encoder) vs "
         "training from scratch"
     )
     assert "ImageNet-1k" in protocol_text(got["probe_imagenet"]["protocol"])
