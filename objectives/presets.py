@@ -48,29 +48,27 @@ from typing import Any
 # CIFAR-100: 2,200 probe-train, 300 val, 500 test images; one seed (the default: the spread needs default's three)
 _SMOKE_DATA = {"probe_fraction": 0.05, "test_fraction": 0.05}
 _SMOKE_PROBE = {"probe_epochs": 30, "probe_batch_size": 0}  # full batch on cached features: seconds
+# what both pretraining arms share (SimCLR's images, epochs and monitor: only the labels differ); 1,000 CIFAR-10
+# images (compare's scale grid: 100, 300, 1,000); no kNN monitor, no pruning: see the module docstring
+_SMOKE_PRETRAIN = {
+    **_SMOKE_DATA,
+    **_SMOKE_PROBE,
+    "data_fraction": 0.02,
+    "epochs": 5,
+    "warmup_epochs": 0.5,
+    "monitor_every": 0,
+}
 
 # Only the values that differ from the keys' defaults (simclr/config.py; a test keeps it so).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         "simclr": {
-            **_SMOKE_DATA,
-            **_SMOKE_PROBE,
-            "data_fraction": 0.02,  # 1,000 CIFAR-10 images (compare's scale grid: 100, 300, 1,000)
-            "epochs": 5,
+            **_SMOKE_PRETRAIN,
             "batch_size": 128,
             "lr": 0.6,  # per 256 images: 0.3 at batch 128
-            "warmup_epochs": 0.5,
             "checkpoint_every": 2,
-            "monitor_every": 0,  # no kNN monitor, no pruning: see the module docstring
         },
-        "supervised_pretrain": {  # SimCLR's images, epochs, batch, monitor and probe: only the labels differ
-            **_SMOKE_DATA,
-            **_SMOKE_PROBE,
-            "data_fraction": 0.02,
-            "epochs": 5,
-            "warmup_epochs": 0.5,
-            "monitor_every": 0,
-        },
+        "supervised_pretrain": dict(_SMOKE_PRETRAIN),
         "linear_probe": {**_SMOKE_DATA, **_SMOKE_PROBE, "resolution": 64},
         "supervised": {**_SMOKE_DATA, "epochs": 3, "warmup_epochs": 0.5},
         "finetune": {**_SMOKE_DATA, "epochs": 3, "warmup_epochs": 0.5, "lr": 0.02, "resolution": 64},

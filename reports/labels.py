@@ -79,8 +79,7 @@ def _point(regime: str, fraction: float, mine: Runs, scratch: Runs) -> dict[str,
 
 def _selected_images(row: dict[str, Any], studies: Sequence[StudyData]) -> int | None:
     """The training images of a regime's selected trial (its 100% point)."""
-    study = next((s for s in studies if s.name == row.get("study")), None)
-    trial = next((t for t in study.trials if t.number == row.get("trial")), None) if study else None
+    _, trial = protocol.find_trial(studies, row.get("study"), row.get("trial"))
     n = number_attr(trial, schema.N_TRAIN_IMAGES) if trial else None
     return None if n is None else int(n)
 

@@ -103,13 +103,21 @@ def add_seeds(rows: list[dict[str, Any]], studies: Sequence[Any]) -> None:
         row["gain_seeds"] = {**spread(paired), "ci": gain_ci}
 
 
+def find_trial(studies: Sequence[Any], name: Any, number: Any) -> tuple[Any, FrozenTrial | None]:
+    """Study `name` among `studies` and its trial `number` (an int, or its text as in "STUDY #N"); None for either
+    where it is not there."""
+    study = next((s for s in studies if s.name == name), None)
+    trial = next((t for t in study.trials if str(t.number) == str(number)), None) if study is not None else None
+    return study, trial
+
+
 def protocol(row: dict[str, Any], studies: Sequence[Any]) -> dict[str, Any]:
     """The protocol behind a regime's row, from the selected study's config and (for the SimCLR probe) the
     pretraining trial its encoder came from."""
     regime = regimes.BY_ROLE.get(row["regime"])
     out: dict[str, Any] = {"labels": LABELS.get(row["regime"], ""), "trials": row["n_trials"]}
     out["compares"] = regime.compares() if regime is not None else ""
-    study = next((s for s in studies if s.name == row.get("study")), None)
+    study, selected = find_trial(studies, row.get("study"), row.get("trial"))
     if study is None:
         return out
     config = study.config
@@ -117,7 +125,6 @@ def protocol(row: dict[str, Any], studies: Sequence[Any]) -> dict[str, Any]:
     imagenet = encoder == "imagenet" or str(config.get("encoder")) == "imagenet"
     side = "resolution" if imagenet else (regime.resolution if regime is not None else "image_size")
     out["resolution"] = int(config.get(side) or {"resolution": 224}.get(side, 32))  # the keys' defaults
-    selected = next((t for t in study.trials if t.number == row.get("trial")), None)
     lr = _number(selected.user_attrs.get(schema.EFFECTIVE_LR)) if selected is not None else None
     if lr is not None:
         out["lr"] = lr  # the peak rate the selected trial trained with (lr per 256 images x its batch)
@@ -134,8 +141,7 @@ def _pretraining(row: dict[str, Any], study: Any, studies: Sequence[Any]) -> str
     trial = next((t for t in study.trials if t.number == row["trial"]), None)
     source = str(trial.user_attrs.get(schema.TRIAL_ENCODER, "")) if trial is not None else ""
     name, _, number = source.removeprefix("trial:").rpartition(":")
-    simclr = next((s for s in studies if s.name == name), None)
-    pre = next((t for t in simclr.trials if str(t.number) == number), None) if simclr is not None else None
+    simclr, pre = find_trial(studies, name, number)
     if pre is None:
         return f"encoder {source or '?'}"
     how = "SimCLR" if simclr.objective == "simclr" else "supervised with the pretraining set's labels"

@@ -79,8 +79,7 @@ def configuration_text(study: StudyData, studies: Sequence[StudyData]) -> str:
     if not tuned_by:
         return "the preset's configuration (the hyperparameter search had no complete trial when the curve began)"
     name, _, number = tuned_by.rpartition(" #")
-    search = next((s for s in studies if s.name == name), None)
-    trial = next((t for t in search.trials if str(t.number) == number), None) if search is not None else None
+    _, trial = protocol.find_trial(studies, name, number)
     params = ", ".join(
         f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in (trial.params if trial else {}).items()
     )

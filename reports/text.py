@@ -114,7 +114,12 @@ def num(value: float | None, sign: str = "", ci: Sequence[float] | None = None) 
     """ "42.10 [40.2, 44.0]": a number with its interval where known; "-" for none."""
     if value is None:
         return "-"
-    return f"{value:{sign}.2f}" + ("" if ci is None else f" [{ci[0]:{sign}.1f}, {ci[1]:{sign}.1f}]")
+    return f"{value:{sign}.2f}{_interval(ci, sign)}"
+
+
+def _interval(ci: Sequence[float] | None, sign: str = "") -> str:
+    """ " [40.2, 44.0]" ("" for none)."""
+    return "" if not ci else f" [{ci[0]:{sign}.1f}, {ci[1]:{sign}.1f}]"
 
 
 LABELS_RULE = (
@@ -144,8 +149,7 @@ def labels_table(points: Sequence[dict[str, Any]]) -> str:
 def seeds_text(seeds: dict[str, Any], sign: str = "") -> str:
     """ "42.10 ± 0.80 [40.2, 44.0] (n=3)": mean ± sd over seed runs and the two-level interval where known."""
     ci = seeds.get("ci")
-    interval = f" [{ci[0]:{sign}.1f}, {ci[1]:{sign}.1f}]" if ci else ""
-    return f"{seeds['mean']:{sign}.2f} ± {seeds['sd']:.2f}{interval} (n={seeds['n']})"
+    return f"{seeds['mean']:{sign}.2f} ± {seeds['sd']:.2f}{_interval(ci, sign)} (n={seeds['n']})"
 
 
 def comparison_table(rows: Sequence[dict[str, Any]]) -> str:

@@ -159,24 +159,15 @@ def _bounded(images: ImageSet, size: int, seed: int) -> ImageSet:
 
 
 def knn_monitor(
-    model: SimCLRModel | torch.nn.Module,
-    bank: ImageSet,
-    queries: ImageSet,
-    *,
-    rt: Runtime,
-    mean,
-    std,
-    k: int,
-    temperature: float,
+    module: torch.nn.Module, bank: ImageSet, queries: ImageSet, *, rt: Runtime, mean, std, k: int, temperature: float
 ) -> float:
-    """Weighted kNN top-1 (percent) of the current encoder (a SimCLRModel's, or an encoder module given alone:
-    supervised pretraining's backbone): features of bank and queries in eval mode, computed fresh (never cached:
-    the weights change every epoch); the encoder is back in train mode afterwards.
+    """Weighted kNN top-1 (percent) of the current encoder module (a SimCLRModel's `.encoder`, supervised
+    pretraining's backbone): features of bank and queries in eval mode, computed fresh (never cached: the weights
+    change every epoch); the module is back in train mode afterwards.
 
     Features are standardised with the bank's per-dimension mean and std before the cosine (simclr.knn): on raw
     ReLU features the monitor sat at chance on a 100-class dataset whose linear probe reached 59%, and pruned on
     noise. The bank is class-balanced already (`_bounded` draws a stratified subset)."""
-    module = model.encoder if isinstance(model, SimCLRModel) else model
     encoder = Encoder(module, "simclr", "cifar", tuple(mean), tuple(std), None, digest="")
     try:
         bank_features = extract_features(encoder, bank.images, rt=rt)
@@ -200,13 +191,13 @@ def _due(epoch: int, every: int, epochs: int) -> bool:
     return (every > 0 and epoch % every == 0) or epoch == epochs
 
 
-EpochMonitor = Callable[[torch.nn.Module, int], dict[str, float]]  # (encoder module, epoch) -> metrics
+EpochMonitor = Callable[[torch.nn.Module, int], dict[str, float]]  # (encoder module, epoch) -> metrics of the epoch
 
 
 def epoch_monitor(
     bank: ImageSet, queries: ImageSet, *, every: int, epochs: int, size: int, seed: int, **knn: Any
 ) -> EpochMonitor | None:
-    """The kNN monitor as `pretrain` runs it, for another training loop (simclr.supervised's `monitor`):
+    """The kNN monitor of a training loop (`pretrain`'s, simclr.supervised's `monitor`):
     monitor(encoder_module, epoch) -> {"knn_top1": ...} every `every` epochs and at the last ({} otherwise), on
     bank and queries bounded to `size` images each (`_bounded`); `knn`: knn_monitor's rt, mean, std, k,
     temperature. None when every=0 (never monitored, as `pretrain` with monitor_every=0)."""
@@ -218,6 +209,16 @@ def epoch_monitor(
         return {"knn_top1": knn_monitor(module, bank, queries, **knn)} if _due(epoch, every, epochs) else {}
 
     return monitor
+
+
+def _config_monitor(
+    cfg: PretrainConfig, monitor: tuple[ImageSet, ImageSet] | None, epochs: int, *, seed: int, rt: Runtime, mean, std
+) -> EpochMonitor | None:
+    """`pretrain`'s monitor=(bank, queries) as an epoch monitor with cfg's kNN keys (None without one)."""
+    if monitor is None:
+        return None
+    knn = {"rt": rt, "mean": mean, "std": std, "k": cfg.knn_k, "temperature": cfg.knn_temperature}
+    return epoch_monitor(*monitor, every=cfg.monitor_every, epochs=epochs, size=cfg.monitor_size, seed=seed, **knn)
 
 
 def _views_loss(
@@ -348,8 +349,7 @@ def pretrain(
     step_model = torch.compile(run.model) if rt.compile else run.model
     images = train.images.to(rt.device)  # once: every batch and view is cut from it on the device
     loss_fn = _views_loss(step_model, images, run.gens["augment"], view_kw, cfg.temperature, rt=rt, mean=mean, std=std)
-    if monitor is not None:
-        monitor = (_bounded(monitor[0], cfg.monitor_size, seed), _bounded(monitor[1], cfg.monitor_size, seed))
+    watch = _config_monitor(cfg, monitor, plan.epochs, seed=seed, rt=rt, mean=mean, std=std)
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     last_saved = Path(resume) if resume is not None else None
     train_seconds, trained_images = 0.0, 0
@@ -365,10 +365,8 @@ def pretrain(
         images_in_epoch = sum(len(b) for b in batches)
         trained_images += images_in_epoch
         metrics = done.metrics(run.epoch, images_in_epoch)
-        if monitor is not None and cfg.monitor_every > 0 and _due(run.epoch, cfg.monitor_every, plan.epochs):
-            metrics["knn_top1"] = knn_monitor(
-                run.model, *monitor, rt=rt, mean=mean, std=std, k=cfg.knn_k, temperature=cfg.knn_temperature
-            )
+        if watch is not None:
+            metrics.update(watch(run.model.encoder, run.epoch))
         run.history.append(metrics)
         if on_epoch is not None:
             on_epoch(dict(metrics))

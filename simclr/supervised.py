@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -35,9 +36,11 @@ from simclr.models import FEATURE_DIM, Encoder, init_weights_, resnet18, save_ch
 from simclr.schedule import build_optimizer, effective_lr, epoch_batches
 from simclr.train import LossFn, StepSchedule, loop_generators, train_epoch
 
+if TYPE_CHECKING:
+    from simclr.pretrain import EpochMonitor  # (backbone, epoch) -> metrics joining the epoch's
+
 CHECKPOINT_NAME = "final.pt"  # the final epoch's model (no epoch is selected)
 EVAL_BATCH = 512
-Monitor = Callable[[nn.Module, int], dict[str, float]]  # (backbone, epoch) -> metrics joining the epoch's
 
 
 @dataclass
@@ -174,7 +177,7 @@ def _fit(
     mean: Sequence[float],
     std: Sequence[float],
     on_epoch: Callable[[dict], None] | None,
-    monitor: Monitor | None = None,
+    monitor: EpochMonitor | None = None,
 ) -> _Fit:
     """cfg.epochs epochs of `train_epoch` over seeded batches (the last one short), then val top-1 (when there is
     a val split) and the monitor's metrics (when given) after each."""
@@ -231,7 +234,7 @@ def train_supervised(
     on_epoch: Callable[[dict], None] | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
-    monitor: Monitor | None = None,
+    monitor: EpochMonitor | None = None,
 ) -> SupervisedResult:
     """Train on splits["train"] for cfg.epochs, report the final model on splits["val"] (optional) and, once, on
     splits["test"] (optional; with `test_correct`, its per-image top-1 hits). No epoch is selected.

@@ -122,7 +122,7 @@ def stages(tmp_path_factory: pytest.TempPathFactory) -> list[Stage]:
     assert sorted(monitors) == sorted(saved) == list(range(1, CONFIG.epochs + 1))
     # the run's starting point, through the same monitor function the loop calls
     monitors[0] = knn_monitor(
-        build_model(CONFIG, SEED),
+        build_model(CONFIG, SEED).encoder,
         bank,
         queries,
         rt=rt,

@@ -142,7 +142,7 @@ def train_run(
 def random_run(bank: ImageSet, queries: ImageSet, *, rt: Runtime, mean, std) -> Run:
     """The encoder every run starts from, through the loop's own monitor function and the same probe."""
     monitor = knn_monitor(
-        build_model(BASE, SEED),
+        build_model(BASE, SEED).encoder,
         bank,
         queries,
         rt=rt,
