@@ -52,6 +52,12 @@ RUN = [
         help="bars (default on a terminal), a line per epoch and trial (default otherwise: logs, several workers "
         "on one terminal), or none",
     ),
+    arg(
+        "--log",
+        metavar="tensorboard:DIR",
+        help="also write each trial's per-epoch loss, lr, monitor and images/s as TensorBoard scalars under "
+        "DIR/STUDY/trial-N (needs: pip install tensorboard)",
+    ),
 ]
 PRUNER_HELP = "median[:N_STARTUP[:N_WARMUP]], hyperband[:MIN_RESOURCE[:REDUCTION]] or none (default median)"
 
@@ -70,13 +76,26 @@ CREATE = [
 ]
 OPTIMIZE = [
     NAME,
-    arg("--trials", type=int, default=10, help="trials this worker runs (default 10)"),
+    arg("--trials", type=int, help="trials this worker runs (default 10; with --total-trials: no limit of its own)"),
+    arg(
+        "--total-trials",
+        type=int,
+        metavar="N",
+        help="stop once the study has N trials that count, finished or running on any worker (the store counts: "
+        "give every worker the same N)",
+    ),
     arg("--timeout", type=float, help="stop starting trials after this many seconds"),
     *RUN,
     arg("--work-dir", help="where trials keep temporary checkpoints (default: the system temp dir)"),
-    arg("--heartbeat", type=int, default=60, help="seconds between heartbeats of a running trial"),
-    arg("--grace-period", type=int, default=120, help="a trial silent this long is failed and retried"),
-    arg("--max-retry", type=int, default=3, help="retries of a trial whose worker died"),
+    arg("--heartbeat", type=int, default=60, help="seconds between heartbeats of a running trial (default 60)"),
+    arg(
+        "--grace-period",
+        type=int,
+        default=120,
+        help="seconds: a trial silent this long lost its worker; the next trial started fails and retries it "
+        "(default 120)",
+    ),
+    arg("--max-retry", type=int, default=3, help="retries of a trial whose worker was lost (default 3)"),
 ]
 SHOW = [
     NAME,
@@ -114,6 +133,10 @@ COMMANDS: dict[str, tuple[str, list[Argument]]] = {
     "enqueue": (
         "queue a trial with given parameter values (the next optimize runs it)",
         [NAME, sets("a searched parameter's value")],
+    ),
+    "dequeue": (
+        "cancel a queued trial that no worker has started (it ends FAIL 'dequeued')",
+        [NAME, arg("number", type=int, metavar="N", help="the queued trial's number (`show NAME`)")],
     ),
     "export": ("write a trial's encoder as a torchvision resnet18 state_dict", EXPORT),
     "dashboard": (

@@ -11,6 +11,11 @@ class UserError(Exception):
     """A problem the user can fix; the message is one line that says what and where."""
 
 
+class StopRequested(KeyboardInterrupt):
+    """Raised by an on_epoch callback at an epoch boundary after SIGTERM asked the worker to stop (see
+    objectives.common.Objective.request_stop). A training loop that checkpoints saves the epoch before it stops."""
+
+
 class NonFiniteLoss(RuntimeError):
     """Training diverged: the loss became NaN or infinite at the given epoch/step."""
 

@@ -4,13 +4,15 @@
     python study.py create --objective OBJECTIVE [--name NAME] [--preset P] [--set KEY=VALUE ...] [--param K=SPEC]
     python study.py optimize NAME [--trials N] [--timeout SECONDS] [--device auto|cpu|cuda|cuda:K]
     python study.py list | show NAME [--json|--csv|--best] | delete NAME [--force] | keys [OBJECTIVE] | dashboard
-    python study.py enqueue NAME --set KEY=VALUE ... | export NAME [--trial N] --out F | report [NAME ...] [--out F]
+    python study.py enqueue NAME --set KEY=VALUE ... | dequeue NAME N | export NAME [--trial N] --out F
+    python study.py report [NAME ...] [--out F] [--json]
     python study.py compare [--preset smoke|default|paper] [--time-budget 15m] [--set KEY=VALUE ...] [--out FILE]
 
 Every command takes --storage URL (else $STUDY_STORAGE, else sqlite:///studies.db) and --artifacts DIR, before or
 after its name. Exit codes: 0 done; 1 `optimize` ran but no trial completed; 2 bad input (one line on stderr, the
-store unchanged); 130 interrupted. This file only parses (the table of subcommands and their arguments is
-cli_args.py) and dispatches to objectives/, storage/ and reports/.
+store unchanged); 130 interrupted; 141 the reader of stdout went away (`show NAME | head -1`: quietly, as other
+tools do). This file only parses (the table of subcommands and their arguments is cli_args.py) and dispatches to
+objectives/, storage/ and reports/.
 """
 
 from __future__ import annotations
@@ -37,8 +39,14 @@ def run_options(args: argparse.Namespace):
     from objectives.run import RunOptions
 
     progress = args.progress or ("bar" if sys.stderr.isatty() else "lines")
-    timeout, work_dir = getattr(args, "timeout", None), getattr(args, "work_dir", None)
-    return RunOptions(args.trials, timeout, args.device, args.threads, work_dir, args.keep_checkpoints, progress)
+    timeout, work_dir, total = getattr(args, "timeout", None), getattr(args, "work_dir", None), None
+    trials = args.trials
+    if args.command == "optimize":  # compare's --trials sizes its studies; None there: the preset's
+        total = args.total_trials
+        trials = trials if trials is not None else None if total is not None else 10
+    return RunOptions(
+        trials, timeout, args.device, args.threads, work_dir, args.keep_checkpoints, progress, args.log, total
+    )
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -137,8 +145,18 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     from objectives.enqueue import enqueue
     from storage import open_storage
 
-    params = enqueue(open_storage(args.storage), args.name, args.set)
-    say(f"queued in {args.name}: {' '.join(f'{k}={v}' for k, v in params.items())} (the next optimize runs it)")
+    number, params = enqueue(open_storage(args.storage), args.name, args.set)
+    shown = " ".join(f"{k}={v}" for k, v in params.items())
+    say(f"queued trial {number} in {args.name}: {shown} (the next optimize runs it; `dequeue {args.name} {number}`)")
+    return 0
+
+
+def cmd_dequeue(args: argparse.Namespace) -> int:
+    from objectives.enqueue import dequeue
+    from storage import open_storage
+
+    params = dequeue(open_storage(args.storage), args.name, args.number)
+    say(f"dequeued trial {args.number} of {args.name}: {' '.join(f'{k}={v}' for k, v in params.items())}")
     return 0
 
 
@@ -219,6 +237,7 @@ HANDLERS = {
     "delete": cmd_delete,
     "keys": cmd_keys,
     "enqueue": cmd_enqueue,
+    "dequeue": cmd_dequeue,
     "export": cmd_export,
     "dashboard": cmd_dashboard,
     "report": cmd_report,

@@ -6,6 +6,7 @@ printed, and afterwards estimated vs actual time."""
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -70,6 +71,44 @@ def speed_test(rt, seconds: float = 1.5) -> float:
     while len(times) < 3 or sum(times) < seconds:
         times.append(step())
     return batch / statistics.median(times)
+
+
+BUSY_SHARE = 0.25  # other processes' share of the cores during the speed test above which the plan says so
+
+
+def _cpu_busy_seconds() -> float | None:
+    """Seconds all cores have been busy since boot (Linux /proc/stat: all but idle and iowait), None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [float(v) for v in f.readline().split()[1:]]
+        return (sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0.0)) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def others_share(measure: Callable[[], float]) -> tuple[float, float | None]:
+    """(measure(), the share of this machine's cores that other processes kept busy while it ran: the whole
+    machine's busy time less this process's CPU time, over wall time x cores; None where that cannot be read)."""
+    busy, own, wall = _cpu_busy_seconds(), time.process_time(), time.perf_counter()
+    value = measure()
+    after = _cpu_busy_seconds()
+    if busy is None or after is None:
+        return value, None
+    others = (after - busy) - (time.process_time() - own)
+    return value, min(1.0, max(0.0, others / ((time.perf_counter() - wall) * (os.cpu_count() or 1))))
+
+
+def speed_lines(rate: float, share: float | None, prefix: str) -> list[str]:
+    """The speed test in words; on a busy machine, that the plan is thinner for it and how to size it again."""
+    seen = "" if share is None else f"; other processes kept {share:.0%} of the {os.cpu_count()} cores busy meanwhile"
+    lines = [f"speed test: {rate:,.0f} training images/s{seen}"]
+    if share is not None and share > BUSY_SHARE:
+        lines.append(
+            f"  the machine was busy: the plan below is sized to that speed, so it is thinner (fewer epochs, images "
+            f"or trials) than an idle machine's. To size it again, stop the other work and rerun compare with a new "
+            f"--prefix (or delete the {prefix}-* studies: a resumed comparison keeps the plan stored with them)"
+        )
+    return lines
 
 
 def _images(n: float) -> str:
@@ -219,7 +258,10 @@ def size_plan(
     if not work_left(known, plans):
         return plans, stored, None
     sizes, rt = preflight(plans, device)  # data and device first: a UserError creates nothing
-    rate, machine = speed_test(rt), costs.machine_key(rt.describe(), torch.get_num_threads())
+    (rate, share), machine = (
+        others_share(lambda: speed_test(rt)),
+        costs.machine_key(rt.describe(), torch.get_num_threads()),
+    )
     learned = costs.learned(machine)
     seeds = int(plans[1].spec().config["seeds"])
 
@@ -248,6 +290,8 @@ def size_plan(
         }
     factors = ", ".join(f"{k} x{v:.2f}" for k, v in sorted(learned.items()))
     corrected = f"; corrected by what earlier runs here measured: {factors}" if learned else ""
+    for line in speed_lines(rate, share, prefix):
+        say(line)
     say(f"budget ({rt.describe()}, {preset} preset, time budget {_budget_text(budget_s)}{corrected}):")
     for line in budget_lines(plans, sizes, seconds):
         say(line)

@@ -63,6 +63,13 @@ class ResumableTrials:
             return None
         # the epoch inside the file: the "checkpoint_epoch" attr is written after the id, a kill may fall between
         trial.set_user_attr(schema.RESUMED_FROM_EPOCH, epoch)
+        retry_of = trial.user_attrs.get(schema.RETRY_OF)
+        log.warning(
+            "trial %d%s: resuming from epoch %d",
+            trial.number,
+            f" (retry of trial {retry_of})" * (retry_of is not None),
+            epoch,
+        )
         return path
 
     def checkpointed(self, trial: optuna.Trial, path: Path, epoch: int, epochs: int) -> None:

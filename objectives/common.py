@@ -24,14 +24,15 @@ from typing import Any
 import optuna
 import torch
 
-from errors import NonFiniteLoss, UserError, first_line
-from objectives.space import grid_duplicate_of, suggest
+from errors import NonFiniteLoss, StopRequested, UserError, first_line
+from objectives.space import grid_duplicate, suggest
 from simclr.config import Config, make_config
 from simclr.device import Runtime, runtime, seed_everything
 from simclr.schedule import effective_lr
 from storage import schema
 from storage.artifacts import remove_quietly, upload
-from storage.optuna_private import retried_trial, retry_system_attrs, study_id, trial_id
+from storage.optuna_private import retried_trial, study_id, trial_id
+from storage.recovery import queue_retry
 
 log = logging.getLogger("objectives")
 
@@ -133,10 +134,6 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-class StopRequested(KeyboardInterrupt):
-    """Raised at an epoch boundary after SIGTERM asked the worker to stop (see Objective.request_stop)."""
-
-
 def reporter(
     trial: optuna.Trial,
     key: str,
@@ -146,7 +143,7 @@ def reporter(
 ) -> Callable[[dict], None]:
     """An on_epoch callback: metrics[key] -> trial.report(value, epoch); the epoch's metrics appended to the
     trial's "history" attr; prune when the pruner says so; raise StopRequested when `should_stop()` (an epoch
-    boundary is a safe place: no checkpoint is being written)."""
+    boundary is a safe place: no checkpoint is being written; the training loop saves the epoch before it stops)."""
 
     history = [h for h in trial.user_attrs.get(schema.HISTORY) or [] if isinstance(h, dict)]  # a retry's earlier
 
@@ -191,23 +188,6 @@ def caused_by_interrupt(e: BaseException) -> bool:
 
 
 INTERRUPTED = "interrupted"  # the "error" of a trial stopped by Ctrl-C or SIGTERM (queued again)
-_NOT_COPIED = (schema.ERROR, schema.SECONDS, schema.RETRY_OF)
-
-
-def queue_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """Queue a WAITING copy of a finished trial, as Optuna's RetryHeartbeatStaleTrialCallback does for a dead
-    worker's: same params, its user attrs (the resume checkpoint's id among them), its grid point, and the retry
-    history that `note_retry` reads."""
-    user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in _NOT_COPIED}
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=optuna.trial.TrialState.WAITING,
-            params=trial.params,
-            distributions=trial.distributions,
-            user_attrs=user_attrs,
-            system_attrs=retry_system_attrs(trial),
-        )
-    )
 
 
 class Objective:
@@ -241,6 +221,7 @@ class Objective:
         self.interrupted = False  # set when a trial was interrupted: the worker stops after it
         self.explained: set[int] = set()  # trials whose failure this objective logged (or that were interrupted)
         self.stop_requested = False  # set by request_stop (SIGTERM): the running trial stops at its next epoch
+        self.scalars = None  # objectives.scalars.TensorBoardLog (--log tensorboard:DIR), set by objectives.run
 
     # -- set-up shared by all trials of a worker -------------------------------------------------------------
 
@@ -295,6 +276,8 @@ class Objective:
     def reporter(
         self, trial: optuna.Trial, key: str, bar: EpochBar | None = None, seen: Callable[[dict], None] | None = None
     ) -> Callable[[dict], None]:
+        if self.scalars is not None:  # each epoch's metrics as TensorBoard scalars too
+            seen = self.scalars.watch(trial.number, seen)
         return reporter(trial, key, bar, seen, should_stop=lambda: self.stop_requested)
 
     # -- one trial ---------------------------------------------------------------------------------------------
@@ -303,7 +286,7 @@ class Objective:
         started = time.perf_counter()
         try:
             note_retry(trial)
-            duplicate = self.grid_duplicate(trial)
+            duplicate = self.grid_taken(trial)
             if duplicate is not None:
                 trial.study.stop()
                 return self.fail(trial, f"{schema.GRID_TAKEN}: trial {duplicate} holds this grid point (not run twice)")
@@ -340,11 +323,10 @@ class Objective:
     def run(self, trial: optuna.Trial, config: Config, rt: Runtime) -> float:
         raise NotImplementedError
 
-    def grid_duplicate(self, trial: optuna.Trial) -> int | None:
+    def grid_taken(self, trial: optuna.Trial) -> int | None:
         if self.spec.sampler.get("name") != "grid" or not isinstance(trial, optuna.Trial):
             return None
-        frozen = trial.storage.get_trial(trial_id(trial))
-        return grid_duplicate_of(frozen, trial.storage.get_all_trials(study_id(trial.study), deepcopy=False))
+        return grid_duplicate(trial.storage, trial.storage.get_trial(trial_id(trial)), study_id(trial.study))
 
     def interrupt(self, trial: optuna.Trial) -> float:
         """End an interrupted trial (Ctrl-C, SIGTERM) as FAIL "interrupted" and queue it again with its parameters

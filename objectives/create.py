@@ -1,6 +1,7 @@
 """Creating a study: the checks `create` can make before anything is written (the name, the data directory,
-the encoder's study and trial), what a probe inherits from the study whose encoder it probes, and the study's
-attrs (its spec and provenance). No torch here: `create` answers in a fraction of a second."""
+the encoder's study and trial; the encoder's file and source, the feature cache: create_checks.py), what a probe
+inherits from the study whose encoder it probes, and the study's attrs (its spec and provenance). No torch here
+unless the encoder is a file or `imagenet`: `create` answers in a fraction of a second."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import datetime
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from errors import UserError
-from objectives import build_spec, parse_sets
+from objectives import build_spec, parse_sets, registry
+from objectives.create_checks import check_cache_dir, check_encoder
 from objectives.provenance import provenance
 from objectives.space import parse_encoder
 from simclr.config import DataConfig
@@ -146,11 +149,13 @@ def new_study(
     sets: Sequence[str] = (),
     data_dir: str | None = None,
     artifacts_dir: str | None = None,
+    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
     **spec_args: Any,
 ) -> str:
     """Create a study in the store at `url` (created if missing) and return its name; nothing is written when a
-    check fails. A study whose encoder is `best:STUDY` or `trial:STUDY:N` takes that study's preset and data
-    settings unless told otherwise (--preset, --data-dir, --set)."""
+    check fails (objectives.create_checks: what can be checked before a worker runs; `say` gets the warnings
+    about what only a worker can settle). A study whose encoder is `best:STUDY` or `trial:STUDY:N` takes that
+    study's preset and data settings unless told otherwise (--preset, --data-dir, --set)."""
     if name is not None:
         check_name(name)
     try:
@@ -169,6 +174,8 @@ def new_study(
         base["data_dir"] = data_dir
     spec = build_spec(objective, preset=preset or inherited_preset or None, values=fixed, base=base, **spec_args)
     check_data(spec.config)
+    check_cache_dir(spec.objective, spec.config)
+    warnings = check_encoder(storage, spec.objective, spec.config)
     storage = storage or open_storage(url, create=True)
     names = set(study_names(storage))
     name = name or default_name(spec.objective, names)
@@ -176,6 +183,8 @@ def new_study(
         raise UserError(f"a study named {name!r} already exists (delete it first, or pick another --name)")
     study = create_study(storage, name, spec)
     pin_encoder(storage, study, open_artifacts(url, artifacts_dir, create=False))
+    for warning in warnings:  # once nothing can refuse the study
+        say(f"warning: {warning}")
     return name
 
 
@@ -192,10 +201,24 @@ def create_study(storage: optuna.storages.BaseStorage, name: str, spec: schema.S
     try:
         schema.write_spec(study, spec)
         study.set_user_attr(schema.PROVENANCE, json.dumps(provenance(), sort_keys=True))
+        name_metric(study, spec.objective)
     except BaseException:
         optuna.delete_study(study_name=name, storage=storage)
         raise
     return study
+
+
+def name_metric(study: optuna.Study, objective: str) -> None:
+    """Name the study's value after what `objective` returns (ObjectiveInfo.metric), for optuna-dashboard, which
+    otherwise labels it "Objective 0". Writes only when the name differs: a study created before names were set
+    gets its name from its next `optimize` (objectives.run.ready_objective)."""
+    import warnings  # here: new_study has a local of that name
+
+    names = [registry.get(objective).metric]
+    if study.metric_names != names:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # "experimental" since 3.2
+            study.set_metric_names(names)
 
 
 def dependents(storage: optuna.storages.BaseStorage, name: str) -> list[str]:

@@ -73,6 +73,7 @@ class ObjectiveInfo:
     takes_encoder: bool = False  # its config names an encoder: random | imagenet | best:STUDY | trial:STUDY:N | path
     makes_encoders: bool = False  # its trials' checkpoints are encoders that other studies probe or fine-tune
     trial_attrs: tuple[str, ...] = ()  # what its COMPLETE trials carry beyond schema.COMPLETE_TRIAL_ATTRS
+    metric: str = "val top-1 (%)"  # what a trial's value is: optuna-dashboard's label for it (set_metric_names)
 
     def preset(self, preset: str | None) -> dict[str, Any]:
         """The config values a preset sets ({} for no preset, or a preset that says nothing of this objective);
@@ -146,6 +147,8 @@ def _presets(name: str) -> dict[str, Mapping[str, Any]]:
     return {preset: values[name] for preset, values in PRESETS.items() if name in values}
 
 
+# A pretraining trial's value is its encoder's linear probe (objectives.simclr_objective.probe_trial), as is a probe's
+PROBE_METRIC = "linear-probe val top-1 (%)"
 _PRETRAIN_ATTRS = (schema.DATA_FRACTION, schema.N_PRETRAIN_IMAGES, schema.EPOCHS, schema.IMAGES_SEEN)
 BUILT_IN = (
     ObjectiveInfo(
@@ -157,6 +160,7 @@ BUILT_IN = (
         presets=_presets("simclr"),
         makes_encoders=True,
         trial_attrs=(*_PRETRAIN_ATTRS, schema.CHECKPOINT),
+        metric=PROBE_METRIC,
     ),
     ObjectiveInfo(
         "linear_probe",
@@ -166,6 +170,7 @@ BUILT_IN = (
         report_axis=probe_axis,
         presets=_presets("linear_probe"),
         takes_encoder=True,
+        metric=PROBE_METRIC,
     ),
     ObjectiveInfo(
         "supervised",
@@ -194,6 +199,7 @@ BUILT_IN = (
         presets=_presets("supervised_pretrain"),
         makes_encoders=True,
         trial_attrs=(*_PRETRAIN_ATTRS, schema.CHECKPOINT),
+        metric=PROBE_METRIC,
     ),
 )
 REGISTRY.update({info.name: info for info in BUILT_IN})  # their config namespaces are simclr.config's SECTIONS

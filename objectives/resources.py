@@ -148,12 +148,19 @@ class EncoderCache:
 class DataObjective(Objective):
     """An objective that trains on the probe data set (every objective): the data loaded once per worker."""
 
+    reads_pretrain_data = False  # the pretraining objectives (simclr, supervised_pretrain) read pretrain_data too
+
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.data = DataCache()
 
     def _prepare(self, config: Config) -> None:
-        self.data.probe_splits(config)  # a missing dataset stops the worker here, not in every trial
+        from simclr.data import require_datasets
+
+        # a missing dataset stops the worker here, not in every trial; missing archives are named all at once
+        pretrain = [config.data.pretrain_data] if self.reads_pretrain_data else []
+        require_datasets(config.data, [*pretrain, config.data.probe_data])
+        self.data.probe_splits(config)
 
 
 class EncoderObjective(DataObjective):

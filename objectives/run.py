@@ -26,11 +26,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from errors import UserError
 from objectives import make_objective, open_study
-from objectives.common import INTERRUPTED, queue_retry
+from objectives.common import INTERRUPTED
+from objectives.create import name_metric
+from objectives.scalars import check_log, open_log
 from objectives.space import parse_encoder
 from storage import open_artifacts, schema
 from storage.artifacts import remove_quietly
-from storage.optuna_private import grid_id, optimize_logger
+from storage.optuna_private import grid_id, optimize_logger, study_id
+from storage.recovery import queue_retry, running_lines
 from storage.schema import ERROR, GRID_TAKEN
 
 PROGRESS = ("bar", "lines", "none")
@@ -47,6 +50,8 @@ class RunOptions:
     work_dir: str | None = None  # where trials keep temporary checkpoints
     keep_checkpoints: int = 3  # checkpoints of the best K complete trials are kept (keep_best_checkpoints)
     progress: str = "lines"  # bar: tqdm bars on stderr (one worker on a terminal); lines: a line per epoch; none
+    log: str | None = None  # "tensorboard:DIR": each trial's epoch metrics as TensorBoard scalars (objectives.scalars)
+    total_trials: int | None = None  # the study's trials that count, across workers (MaxTrialsCallback's rule)
 
     def check(self) -> None:
         if self.trials is not None and self.trials < 1:
@@ -59,6 +64,9 @@ class RunOptions:
             raise UserError("--keep-checkpoints must be >= 1 (best:STUDY encoders need the best trial's)")
         if self.progress not in PROGRESS:
             raise UserError(f"--progress {self.progress}: choose from {', '.join(PROGRESS)}")
+        check_log(self.log)
+        if self.total_trials is not None and self.total_trials < 1:
+            raise UserError("--total-trials must be >= 1")
 
 
 @dataclass
@@ -127,17 +135,37 @@ class TrialProgress:
 def uses_budget(trial: FrozenTrial) -> bool:
     """Whether a trial uses up budget: finished, or failed for a reason it would fail for again (diverged, out of
     memory, a bad value: the same parameters with the same seed would fail again). A FAIL "interrupted" (Ctrl-C,
-    SIGTERM) or without an error (a killed worker: the heartbeat retry re-runs it) does not count, nor does a grid
-    point another worker held."""
+    SIGTERM), dequeued, or whose worker was lost (killed: the heartbeat retry re-runs it) does not count, nor does
+    a grid point another worker held."""
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     error = str(trial.user_attrs.get(schema.ERROR) or "")
     return (
         trial.state == TrialState.FAIL
         and bool(error)
-        and error != INTERRUPTED
-        and not error.startswith(schema.GRID_TAKEN)
+        and error not in (INTERRUPTED, schema.DEQUEUED)
+        and not error.startswith((schema.GRID_TAKEN, schema.WORKER_LOST))
     )
+
+
+def taken_trials(study: optuna.Study) -> int:
+    """Trials toward a study-wide total: those that use budget, and those running now (on any worker)."""
+    trials = study.get_trials(deepcopy=False)
+    return sum(uses_budget(t) or t.state == TrialState.RUNNING for t in trials)
+
+
+def _total_callbacks(study: optuna.Study, total: int | None) -> tuple[int | None, list[Callable]]:
+    """(the study's trials toward --total-trials now, [a callback stopping this worker once they reach it]); a
+    trial that started when the total was one short on two workers at once can take it one over (as Optuna's
+    MaxTrialsCallback, whose rule this is: counted in the store, checked after each trial)."""
+    if total is None:
+        return None, []
+
+    def stop_at_total(study: optuna.Study, trial: Any) -> None:
+        if taken_trials(study) >= total:
+            study.stop()
+
+    return taken_trials(study), [stop_at_total]
 
 
 def requeue_grid_points(study: optuna.Study) -> list[float]:
@@ -224,6 +252,8 @@ def ready_objective(storage, name: str, options: RunOptions, url: str | None, ar
 
         torch.set_num_threads(options.threads)
     objective.prepare()
+    objective.scalars = open_log(options.log, name)  # its directory checked before any trial
+    name_metric(study, spec.objective)  # a study made before metric names were set gets its name now
     if artifacts is None:
         objective.artifacts = open_artifacts(url, artifacts_dir, create=True)
     return study, spec, objective
@@ -253,6 +283,13 @@ def run_study(
         if done:
             say(f"study {name}: every grid point has been run; nothing to do")
             return summary
+    for line in running_lines(storage, study_id(study)):
+        say(f"study {name}: {line}")
+    taken, at_total = _total_callbacks(study, options.total_trials)
+    if taken is not None and taken >= options.total_trials:
+        say(f"study {name}: {taken} trials count toward --total-trials {options.total_trials}; nothing to do")
+        return summary
+    callbacks += at_total
     progress = TrialProgress(options.trials, options.progress == "bar")
     if options.progress == "bar":
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar prints one line per trial instead
@@ -264,16 +301,22 @@ def run_study(
     def tidy_checkpoints(study: optuna.Study, trial: Any) -> None:
         keep_best_checkpoints(storage, study, objective.artifacts, options.keep_checkpoints)
 
+    def close_scalars(study: optuna.Study, trial: Any) -> None:  # the trial's TensorBoard run is complete
+        if objective.scalars is not None:
+            objective.scalars.close(trial.number)
+
     with signals_stop(objective):
         try:
             study.optimize(
                 objective,
                 n_trials=options.trials,
                 timeout=options.timeout,
-                callbacks=[progress, stop_when_asked, tidy_checkpoints, *callbacks],
+                callbacks=[progress, stop_when_asked, tidy_checkpoints, close_scalars, *callbacks],
             )
         finally:
             progress.close()
+            if objective.scalars is not None:
+                objective.scalars.close()
     summary.states = progress.states
     try:
         summary.best = f"; best value {study.best_value:.2f} (trial {study.best_trial.number})"

@@ -26,6 +26,7 @@ from storage import schema
 
 class SimCLRObjective(ResumableTrials, DataObjective):
     name = "simclr"
+    reads_pretrain_data = True
 
     def _prepare(self, config: Config) -> None:
         super()._prepare(config)

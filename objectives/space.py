@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import math
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -344,6 +345,21 @@ def grid_exhausted(study: optuna.Study, space: dict[str, BaseDistribution]) -> b
     return len(started) >= grid_size(space)
 
 
+def grid_unsettled(trial: optuna.trial.FrozenTrial, trials: list[optuna.trial.FrozenTrial]) -> list[int]:
+    """Earlier trials still running without a grid point: created, but their worker has not yet written the point
+    GridSampler gave them. Until it has, this trial cannot know whether one of them holds its point (the race that
+    ran one point twice: the earlier trial's point looked free to the later one)."""
+    return [
+        t.number
+        for t in trials
+        if t.number < trial.number
+        and t.state == TrialState.RUNNING
+        and grid_id(t) is None
+        and "fixed_params" not in t.system_attrs  # an enqueued trial never gets a grid point
+        and not is_retry(t)
+    ]
+
+
 def grid_duplicate_of(trial: optuna.trial.FrozenTrial, trials: list[optuna.trial.FrozenTrial]) -> int | None:
     """The number of an earlier trial holding this trial's grid point, else None. Earlier: of two trials racing
     for one point the lower number keeps it (so they never both give way); failed trials hold nothing."""
@@ -354,3 +370,18 @@ def grid_duplicate_of(trial: optuna.trial.FrozenTrial, trials: list[optuna.trial
         if t.number < trial.number and grid_id(t) == point and t.state in _TAKEN:
             return t.number
     return None
+
+
+# How long a grid trial waits for earlier trials to record their grid points (milliseconds in a live worker; a
+# worker killed in between never records one, and the wait ends there).
+GRID_SETTLE_SECONDS = 10.0
+
+
+def grid_duplicate(storage, trial: optuna.trial.FrozenTrial, study: int) -> int | None:
+    """`grid_duplicate_of` once every earlier trial has written its grid point (or GRID_SETTLE_SECONDS passed)."""
+    deadline = time.monotonic() + GRID_SETTLE_SECONDS
+    while True:
+        trials = storage.get_all_trials(study, deepcopy=False)
+        if not grid_unsettled(trial, trials) or time.monotonic() > deadline:
+            return grid_duplicate_of(trial, trials)
+        time.sleep(0.05)

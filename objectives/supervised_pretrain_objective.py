@@ -30,6 +30,7 @@ from storage import schema
 
 class SupervisedPretrainObjective(DataObjective):
     name = "supervised_pretrain"
+    reads_pretrain_data = True
 
     def _prepare(self, config: Config) -> None:
         super()._prepare(config)

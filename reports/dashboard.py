@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.storages import BaseStorage
 
+from errors import UserError
 from reports import rows, scale
 from reports.text import COMPARISON_RULE
 from storage import open_storage
@@ -104,11 +105,11 @@ def serve(url: str | None, artifacts_dir: str | None, *, host: str, port: int, s
     """Run optuna-dashboard on the store at `url` (never creating one) until Ctrl-C; UserError on a bad port."""
     import optuna_dashboard
 
-    from errors import UserError
     from storage import display_url, open_artifacts, resolve_url
 
     if not 0 < port < 65536:
         raise UserError(f"--port {port}: must be in 1-65535")
+    check_port(host, port)
     storage = open_storage(url)  # refuses a store that does not exist (never creates an empty one)
     artifacts = open_artifacts(url, artifacts_dir, create=False)
     say(f"optuna-dashboard for {display_url(resolve_url(url))} on http://{host}:{port}/ (Ctrl-C stops)")
@@ -116,3 +117,22 @@ def serve(url: str | None, artifacts_dir: str | None, *, host: str, port: int, s
         optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=artifacts)
     except OSError as e:
         raise UserError(f"dashboard cannot listen on {host}:{port} ({e.strerror or e})") from None
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind host:port as the dashboard's server will (wsgiref through bottle: SO_REUSEADDR, IPv6 for a host with a
+    colon) and let it go: a busy port is one line before anything is printed, not an error after bottle's
+    "Listening on ..."."""
+    import errno
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise UserError(
+                    f"port {port} is in use on {host} (another dashboard?); choose another: --port N"
+                ) from None
+            raise UserError(f"dashboard cannot listen on {host}:{port} ({e.strerror or e})") from None

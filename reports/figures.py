@@ -1,4 +1,5 @@
-"""The plotly halves: each function turns one dict or list of rows from `reports/rows.py` into a Figure.
+"""The plotly halves: each function turns one dict or list of rows from `reports/rows.py` into a Figure (one
+study's figures: `reports/study_figures.py`).
 
 Every string that came from the store (study names, parameter names, categorical choices) goes through `_text`
 (html.escape): plotly renders a subset of HTML tags in labels and decodes entities, so escaped text shows as
@@ -40,18 +41,15 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, **kwargs: Any) -> go.Fig
 
 
 def comparison_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
-    """Test top-1 per regime with its 95% interval as an error bar where known; the bar text is the gain over
-    scratch; a missing regime has no bar, only a label."""
+    """Test top-1 per regime with its 95% interval as an error bar where known; above each bar (and above its error
+    bar, never across it) its value and gain over scratch; a missing regime has no bar, only a label."""
     labels = [_text(r["label"]) for r in rows]
     values = [r["test_top1"] for r in rows]
-    bar_text = [_bar_text(r) for r in rows]
     hover = [_regime_hover(r) for r in rows]
     fig = go.Figure(
         go.Bar(
             x=labels,
             y=values,
-            text=bar_text,
-            textposition="outside",
             hovertext=hover,
             hoverinfo="text",
             marker_color="#1f77b4",
@@ -84,20 +82,40 @@ def comparison_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
         if row["test_top1"] is None:
             why = "missing" if row["status"] == "missing" else "no test_top1"
             fig.add_annotation(x=label, y=0, text=why, showarrow=False, yshift=12, font={"color": "#d62728"})
+    fig.add_trace(_value_labels(labels, rows, {label: ci[1] for label, _, ci in cis}))
     top = max([v for v in values if v is not None] + [ci[1] for _, _, ci in cis], default=1.0)
-    fig.update_yaxes(range=[0, top * 1.2])
-    return _layout(fig, "Test top-1 per regime (best trial by validation top-1)", "", "test top-1 (%)")
+    fig.update_yaxes(range=[0, top * 1.3])  # room for the two-line labels above the highest whisker
+    _layout(fig, "Test top-1 per regime (best trial by validation top-1)", "", "test top-1 (%)")
+    return fig.update_layout(height=HEIGHT + 60)
+
+
+def _value_labels(labels: list[str], rows: Sequence[dict[str, Any]], whisker_tops: dict[str, float]) -> go.Scatter:
+    """Each bar's value and gain as text anchored at the top of its error bar (of the bar where it has none)."""
+    shown = [(label, r) for label, r in zip(labels, rows, strict=True) if r["test_top1"] is not None]
+    return go.Scatter(
+        x=[label for label, _ in shown],
+        y=[max(r["test_top1"], whisker_tops.get(label, r["test_top1"])) for label, r in shown],
+        text=[_bar_text(r) for _, r in shown],
+        mode="markers+text",
+        marker={"size": 10, "opacity": 0},  # an invisible marker: the text keeps its radius (5 px) off the cap
+        textposition="top center",
+        textfont={"size": 11},
+        cliponaxis=False,
+        showlegend=False,
+        hoverinfo="skip",
+        name="value",
+    )
 
 
 def _bar_text(row: dict[str, Any]) -> str:
-    """A regime's test top-1 and its gain over scratch, as written on its bar."""
+    """A regime's test top-1 and its gain over scratch, as written above its bar (two lines)."""
     if row["test_top1"] is None:
         return ""
     if row["regime"] == regimes.BASELINE:
-        return f"{row['test_top1']:.2f} (reference)"
+        return f"{row['test_top1']:.2f}<br>(reference)"
     if row["gain_top1"] is None:
         return f"{row['test_top1']:.2f}"
-    return f"{row['test_top1']:.2f} ({row['gain_top1']:+.2f} pts vs scratch)"
+    return f"{row['test_top1']:.2f}<br>{row['gain_top1']:+.2f} pts vs scratch"
 
 
 def _regime_hover(row: dict[str, Any]) -> str:
@@ -261,118 +279,3 @@ def _seed_band(seeded: list[tuple[float, dict[str, Any]]], color: str, name: str
         legendgroup=legendgroup,
         hoverinfo="skip",
     )
-
-
-def history_figure(info: dict[str, Any]) -> go.Figure:
-    fig = go.Figure()
-    hover = [f"trial #{n}" for n in info["numbers"]]
-    fig.add_trace(
-        go.Scatter(
-            x=info["numbers"],
-            y=info["values"],
-            mode="markers",
-            name="objective (val top-1)",
-            hovertext=hover,
-            marker={"color": COLORS["COMPLETE"]},
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=info["numbers"],
-            y=info["best_so_far"],
-            mode="lines",
-            name="best so far",
-            line={"color": "#d62728", "shape": "hv"},
-        )
-    )
-    _integer_ticks(fig, info["numbers"])
-    return _layout(fig, f"{_text(info['study'])}: optimisation history", "trial", "objective value")
-
-
-def importance_figure(info: dict[str, Any]) -> go.Figure:
-    """Horizontal bars, most important on top."""
-    items = sorted(info["importances"].items(), key=lambda kv: kv[1])
-    fig = go.Figure(
-        go.Bar(
-            x=[v for _, v in items],
-            y=[_text(k) for k, _ in items],
-            orientation="h",
-            text=[f"{v:.2f}" for _, v in items],
-            textposition="auto",
-            marker_color=COLORS["COMPLETE"],
-        )
-    )
-    return _layout(fig, f"{_text(info['study'])}: importance (PED-ANOVA)", "importance", "")
-
-
-def parallel_figure(info: dict[str, Any]) -> go.Figure:
-    """Parallel coordinates, objective first, lines coloured by it; log params on a log10 axis with 10^k ticks."""
-    objective = info["objective"]
-    dimensions = [{"label": "objective", "values": objective}]
-    for dim in info["dimensions"]:
-        entry: dict[str, Any] = {"label": _text(dim["name"]), "values": dim["values"]}
-        if dim["kind"] == "categorical":
-            # parcoords draws tick text as plain text (no entity decoding, no tags): raw is both safe and right
-            entry.update(tickvals=list(range(len(dim["labels"]))), ticktext=list(dim["labels"]))
-        elif dim["log"] and dim["values"]:
-            low, high = int(min(dim["values"]) // 1), int(-(-max(dim["values"]) // 1))
-            ticks = list(range(low, high + 1))
-            entry.update(tickvals=ticks, ticktext=[f"1e{k}" for k in ticks], label=f"{_text(dim['name'])} (log)")
-        dimensions.append(entry)
-    fig = go.Figure(
-        go.Parcoords(dimensions=dimensions, line={"color": objective, "colorscale": "Viridis", "showscale": True})
-    )
-    fig.update_layout(
-        title={"text": f"{_text(info['study'])}: parallel coordinates", "x": 0.01},
-        height=HEIGHT,
-        template="plotly_white",
-        margin={"l": 60, "r": 60, "t": 80, "b": 30},
-    )
-    return fig
-
-
-def intermediate_figure(info: dict[str, Any]) -> go.Figure:
-    """Reported values per step; one trace per state; pruned trials dashed and marked where they stopped."""
-    fig = go.Figure()
-    for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"):
-        series = [s for s in info["series"] if s["state"] == state]
-        if not series:
-            continue
-        xs: list[Any] = []
-        ys: list[Any] = []
-        hover: list[Any] = []
-        for s in series:
-            xs += [*s["steps"], None]
-            ys += [*s["values"], None]
-            hover += [f"trial #{s['number']} ({state.lower()})"] * len(s["steps"]) + [None]
-        dash = "dot" if state == "PRUNED" else "solid"
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                name=f"{state.lower()} ({len(series)})",
-                hovertext=hover,
-                line={"color": COLORS[state], "dash": dash, "width": 1},
-                opacity=0.7,
-            )
-        )
-        if state == "PRUNED":
-            fig.add_trace(
-                go.Scatter(
-                    x=[s["steps"][-1] for s in series],
-                    y=[s["values"][-1] for s in series],
-                    mode="markers",
-                    name="pruned here",
-                    marker={"symbol": "x", "color": COLORS[state], "size": 8},
-                    hovertext=[f"trial #{s['number']} pruned after step {s['steps'][-1]}" for s in series],
-                )
-            )
-    _integer_ticks(fig, [step for s in info["series"] for step in s["steps"]])
-    return _layout(fig, f"{_text(info['study'])}: intermediate values", "step (epoch)", "reported value")
-
-
-def _integer_ticks(fig: go.Figure, xs: Sequence[int]) -> None:
-    """Trial numbers and steps are integers: no 0.5 ticks on short axes."""
-    if xs and max(xs) - min(xs) < 10:
-        fig.update_xaxes(dtick=1)

@@ -20,7 +20,7 @@ import plotly.io
 import plotly.offline
 
 from atomic import atomic_write
-from reports import figures, rows, study_info
+from reports import figures, rows, study_figures, study_info
 from reports.protocol import protocol_text
 from reports.text import COMPARISON_RULE, LABELS_RULE, seeds_text
 
@@ -316,21 +316,21 @@ def _study(page: _Page, index: int, study: rows.StudyData, importance: dict[str,
     page.add('<div class="grid">')
     history = study_info.history_info(study)
     if history["numbers"]:
-        page.figure(figures.history_figure(history))
+        page.figure(study_figures.history_figure(history))
     else:
         notes.append("No complete trial: no optimisation history.")
     if importance["importances"]:
-        page.figure(figures.importance_figure(importance), caption=importance.get("caveat"))
+        page.figure(study_figures.importance_figure(importance), caption=importance.get("caveat"))
     else:
         notes.append(f"Hyperparameter importance omitted: {importance['note']}.")
     parallel = study_info.parallel_info(study)
     if parallel["note"] is None:
-        page.figure(figures.parallel_figure(parallel))
+        page.figure(study_figures.parallel_figure(parallel))
     else:
         notes.append(f"Parallel coordinates omitted: {parallel['note']}.")
     intermediate = study_info.intermediate_info(study)
     if intermediate["series"]:
-        page.figure(figures.intermediate_figure(intermediate))
+        page.figure(study_figures.intermediate_figure(intermediate))
     else:
         notes.append("No intermediate values reported.")
     page.add("</div>")

@@ -1,4 +1,4 @@
-"""The data of one study's figures and trial table, each a plain dict (drawn by `reports/figures.py`).
+"""The data of one study's figures and trial table, each a plain dict (drawn by `reports/study_figures.py`).
 
 Every function takes a `StudyData` already read from the store (`rows.load_studies`) and reads nothing more.
 """
@@ -15,6 +15,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from reports.rows import StudyData, duration_seconds, objective_value
 from storage import schema
+from storage.optuna_private import trial_params
 
 # PED-ANOVA (Optuna's default evaluator) compares the top 10% of trials with the rest; Optuna's documentation
 # asks for at least 5 trials in that top group. With fewer, importances are noise (two trials give 0.5/0.5).
@@ -48,7 +49,36 @@ def intermediate_info(study: StudyData) -> dict[str, Any]:
         for t in study.trials
         if t.intermediate_values
     ]
-    return {"study": study.name, "series": series}
+    return {"study": study.name, "series": series, "metric": reported_metric(study)}
+
+
+def reported_metric(study: StudyData, enough: int = 5) -> str | None:
+    """What the trials reported as intermediate values: the key of their stored per-epoch history
+    (schema.HISTORY) whose values are the reported ones at every reported step (the monitor the pruner saw:
+    knn_top1 for pretraining, val_top1 for probes and supervised runs). Read from `enough` trials that carry
+    both; None when none does (a store without histories) or no single key fits them all."""
+    keys: set[str] | None = None
+    told = 0
+    for t in study.trials:
+        history = {h.get("epoch"): h for h in t.user_attrs.get(schema.HISTORY) or [] if isinstance(h, dict)}
+        if not t.intermediate_values or not set(t.intermediate_values) <= set(history):
+            continue
+        fits = {
+            k
+            for k in set.intersection(*(set(history[s]) for s in t.intermediate_values)) - {"epoch", "step"}
+            if all(_same(history[s][k], v) for s, v in t.intermediate_values.items())
+        }
+        keys = fits if keys is None else keys & fits
+        told += 1
+        if told == enough or not keys:
+            break
+    return next(iter(keys)) if keys and len(keys) == 1 else None
+
+
+def _same(stored: Any, reported: float) -> bool:
+    """A history value (rounded to 6 decimals) is the reported one (rounded to 4 by objectives.common.reporter)."""
+    number = isinstance(stored, (int, float)) and not isinstance(stored, bool)
+    return number and math.isfinite(stored) and abs(stored - reported) <= 1e-4
 
 
 def parallel_info(study: StudyData) -> dict[str, Any]:
@@ -153,7 +183,8 @@ def table_info(study: StudyData) -> dict[str, Any]:
 
     `groups` names the column groups [(name, width)], so a param and a user attr of one name stay apart.
     """
-    params = sorted({p for t in study.trials for p in t.params})
+    shown = {t.number: trial_params(t) for t in study.trials}  # a queued trial: the values it was queued with
+    params = sorted({p for t in study.trials for p in shown[t.number]})
     present = {a for t in study.trials for a in t.user_attrs} - {schema.TEST_CORRECT}  # 1.7 kB of bits: no cell
     attrs = [a for a in schema.TRIAL_ATTRS if a in present and a != schema.ERROR] + sorted(
         present - set(schema.TRIAL_ATTRS)
@@ -165,7 +196,7 @@ def table_info(study: StudyData) -> dict[str, Any]:
             t.number,
             t.state.name,
             objective_value(t),
-            *(t.params.get(p) for p in params),
+            *(shown[t.number].get(p) for p in params),
             *(t.user_attrs.get(a) for a in attrs),
             duration_seconds(t),
         ]

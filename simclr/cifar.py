@@ -20,6 +20,7 @@ import pickle
 import sys
 import tarfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,12 +232,13 @@ def _torchvision_source(spec: CifarSpec) -> tuple[str, str, str]:
     return cls.url, cls.filename, cls.tgz_md5
 
 
-def _where_to_put(spec: CifarSpec, data_dir: Path) -> str:
-    url = _torchvision_source(spec)[0]
-    return f"put {spec.archive} ({url}) or its extracted folder {spec.folder}/ into {data_dir.resolve()}"
+def _where_to_put(specs: Sequence[CifarSpec], data_dir: Path) -> str:
+    each = [f"{s.archive} ({_torchvision_source(s)[0]}) or its extracted folder {s.folder}/" for s in specs]
+    return f"put {', and '.join(each)}{',' if len(each) > 1 else ''} into {data_dir.resolve()}"
 
 
-def _download(spec: CifarSpec, data_dir: Path) -> None:
+def _fetch(spec: CifarSpec, data_dir: Path) -> str | None:
+    """Download and extract `spec`'s archive into data_dir (md5 checked); why it failed, None when it did not."""
     from torchvision.datasets.utils import download_and_extract_archive
 
     url, filename, md5 = _torchvision_source(spec)
@@ -246,9 +248,36 @@ def _download(spec: CifarSpec, data_dir: Path) -> None:
             download_and_extract_archive(url, str(data_dir), filename=filename, md5=md5)
     except Exception as e:  # offline, HTTP error, checksum mismatch (RuntimeError), disk full, bad archive
         (data_dir / filename).unlink(missing_ok=True)  # absent before we started: never leave half a file
+        return _reason(e)
+    return None
+
+
+def _download(spec: CifarSpec, data_dir: Path) -> None:
+    reason = _fetch(spec, data_dir)
+    if reason is not None:
+        url = _torchvision_source(spec)[0]
+        raise UserError(f"{spec.name}: download of {url} failed ({reason}); {_where_to_put([spec], data_dir)}")
+
+
+def require(names: Sequence[str], data_dir: Path, download: bool) -> None:
+    """Each CIFAR dataset among `names` (other names are skipped) is in data_dir, as its folder or archive, or
+    is downloaded there when `download`. Else one UserError names every archive still missing and where to put
+    it: a user without network learns of both CIFARs at once, not of the second after placing the first."""
+    missing = [SPECS[n] for n in dict.fromkeys(names) if n in SPECS and _source_key(SPECS[n], data_dir) is None]
+    if not missing:
+        return
+    if not download:
         raise UserError(
-            f"{spec.name}: download of {url} failed ({_reason(e)}); {_where_to_put(spec, data_dir)}"
-        ) from None
+            f"{' and '.join(s.name for s in missing)} not found: {_where_to_put(missing, data_dir)} "
+            f"(or set download=true to fetch {'them' if len(missing) > 1 else 'it'})"
+        )
+    reasons = {s.name: _fetch(s, data_dir) for s in missing}
+    failed = [s for s in missing if reasons[s.name] is not None]
+    if failed:
+        raise UserError(
+            f"{' and '.join(s.name for s in failed)} not found and the download failed "
+            f"({reasons[failed[0].name]}); {_where_to_put(failed, data_dir)}"
+        )
 
 
 def _cifar_files(spec: CifarSpec, data_dir: Path, members: tuple[str, ...], download: bool):
@@ -261,10 +290,10 @@ def _cifar_files(spec: CifarSpec, data_dir: Path, members: tuple[str, ...], down
             return _read_archive(archive, spec.folder, members)
         if folder.is_dir():
             missing = ", ".join(m for m in members if not (folder / m).is_file())
-            raise UserError(f"{folder}: incomplete CIFAR folder, missing {missing}; {_where_to_put(spec, data_dir)}")
+            raise UserError(f"{folder}: incomplete CIFAR folder, missing {missing}; {_where_to_put([spec], data_dir)}")
         if attempt or not download:
             raise UserError(
-                f"{spec.name} not found: {_where_to_put(spec, data_dir)}"
+                f"{spec.name} not found: {_where_to_put([spec], data_dir)}"
                 + ("" if download else " (or set download=true to fetch it)")
             )
         _download(spec, data_dir)

@@ -20,15 +20,20 @@ from dataclasses import dataclass, fields
 
 from errors import UserError
 from simclr.declare import (
+    EPOCHS_CAP,
     FRACTION,
+    IMAGES_CAP,
     NON_NEGATIVE,
     PER_SECTION,
     POSITIVE,
     PROBABILITY,
+    WIDTH_CAP,
     As,
     Range,
     Search,
+    dataset_check,
     key,
+    not_empty_check,
     redeclare,
     shared_key,
 )
@@ -36,19 +41,6 @@ from simclr.declare import (
 # Values renamed since studies were stored, read as their new names wherever a value comes in (parse_value for
 # --set and --param, make_config for stored configs and trial parameters).
 ALIASES: dict[str, dict[object, object]] = {"optimizer": {"adam": "adamw"}}
-
-
-def _dataset(value: object) -> str | None:
-    """cifar10|cifar100|folder:PATH"""
-    text = str(value)
-    if text in ("cifar10", "cifar100") or (text.startswith("folder:") and len(text) > len("folder:")):
-        return None
-    return "use cifar10, cifar100 or folder:PATH (PATH holding train/<class>/* and test/<class>/*)"
-
-
-def _not_empty(value: object) -> str | None:
-    """random|imagenet|best:STUDY|trial:STUDY:N|PATH"""
-    return None if str(value).strip() else "must not be empty"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -81,9 +73,9 @@ class DataConfig:
     data_dir: str = key("data", "where the CIFAR archives are (or are downloaded to)")
     cache_dir: str = key("", "feature cache directory; empty = <data_dir>/features")
     download: bool = key(True, "download missing CIFAR archives (checksums verified)")
-    pretrain_data: str = key("cifar10", "the pretraining set: cifar10, cifar100 or folder:PATH", check=_dataset)
-    probe_data: str = key("cifar100", "the linear protocol's and supervised training's dataset", check=_dataset)
-    image_size: int = key(32, "folder: datasets are resized to this (CIFAR is 32)", **POSITIVE)
+    pretrain_data: str = key("cifar10", "the pretraining set: cifar10, cifar100 or folder:PATH", check=dataset_check)
+    probe_data: str = key("cifar100", "the linear protocol's and supervised training's dataset", check=dataset_check)
+    image_size: int = key(32, "folder: datasets are resized to this (CIFAR is 32)", gt=0, le=1024, why="an image side")
     probe_fraction: float = key(1.0, "stratified fraction of probe train used (before the train/val split)", **FRACTION)
     test_fraction: float = key(1.0, "stratified fraction of the test set evaluated", **FRACTION)
     val_fraction: float = key(0.1, "probe-val share of probe train (5k of CIFAR-100's 50k)", ge=0, lt=1)
@@ -101,8 +93,10 @@ class TrainingConfig:
     declared once. Each section states its own defaults (PER_SECTION here) and, where they differ, its help and
     search range with `@redeclare` (simclr/declare.py)."""
 
-    epochs: int = key(PER_SECTION, "training epochs", **POSITIVE)
-    batch_size: int = key(PER_SECTION, "images per step", **POSITIVE)
+    epochs: int = key(PER_SECTION, "training epochs", gt=0, **EPOCHS_CAP)
+    batch_size: int = key(
+        PER_SECTION, "images per step", gt=0, le=65536, why="SimCLR's largest batch is 32768: more is a typo"
+    )
     optimizer: str = key(
         "sgd",
         "sgd | lars | adamw (torch AdamW; 'adam', from older studies, is read as adamw)",
@@ -122,7 +116,9 @@ class TrainingConfig:
     )
     momentum: float = key(0.9, "SGD/LARS momentum", **NON_NEGATIVE)
     weight_decay: float = key(PER_SECTION, "L2 weight decay (BN and biases excluded)", **NON_NEGATIVE)
-    warmup_epochs: float = key(PER_SECTION, "linear warm-up, then cosine decay to 0, computed per step", **NON_NEGATIVE)
+    warmup_epochs: float = key(
+        PER_SECTION, "linear warm-up, then cosine decay to 0, computed per step", ge=0, **EPOCHS_CAP
+    )
 
 
 @dataclass
@@ -144,8 +140,8 @@ class PretrainConfig(TrainingConfig):
         search=Search("float", 0.1, 1.0, log=True),
         **POSITIVE,
     )
-    proj_hidden: int = key(512, "projection head: 512 -> proj_hidden -> proj_dim", **POSITIVE)
-    proj_dim: int = key(128, "output size of the projection head (NT-Xent's space)", **POSITIVE)
+    proj_hidden: int = key(512, "projection head: 512 -> proj_hidden -> proj_dim", gt=0, **WIDTH_CAP)
+    proj_dim: int = key(128, "output size of the projection head (NT-Xent's space)", gt=0, **WIDTH_CAP)
     data_fraction: float = key(1.0, "stratified, seeded, nested subset of the pretraining set", **FRACTION)
     equal_steps_as: float = key(
         0.0,
@@ -168,10 +164,10 @@ class PretrainConfig(TrainingConfig):
     blur_p: float = key(
         0.0, "probability of Gaussian blur (SimCLR drops blur at 32x32; 0.5 for larger images)", **PROBABILITY
     )
-    checkpoint_every: int = key(10, "epochs between checkpoints (0 = only at the end)", **NON_NEGATIVE)
-    monitor_every: int = key(5, "epochs between kNN monitor evaluations (0 = never)", **NON_NEGATIVE)
-    monitor_size: int = key(5000, "kNN monitor: at most this many probe-train and probe-val images", **NON_NEGATIVE)
-    knn_k: int = key(200, "neighbours of the kNN monitor", **POSITIVE)
+    checkpoint_every: int = key(10, "epochs between checkpoints (0 = only at the end)", ge=0, **EPOCHS_CAP)
+    monitor_every: int = key(5, "epochs between kNN monitor evaluations (0 = never)", ge=0, **EPOCHS_CAP)
+    monitor_size: int = key(5000, "kNN monitor: at most this many probe-train and probe-val images", ge=0, **IMAGES_CAP)
+    knn_k: int = key(200, "neighbours of the kNN monitor", gt=0, **IMAGES_CAP)
     knn_temperature: float = key(0.1, "temperature of the kNN monitor's weights", **POSITIVE)
 
 
@@ -180,7 +176,7 @@ PROBE = ("linear_probe",)  # SimCLR trials probe with fixed settings: only the p
 
 @dataclass
 class ProbeConfig:
-    probe_epochs: int = key(100, "epochs of the linear probe", **POSITIVE)
+    probe_epochs: int = key(100, "epochs of the linear probe", gt=0, **EPOCHS_CAP)
     probe_optimizer: str = key("sgd", "sgd | adam", choices=("sgd", "adam"))
     probe_lr: float = key(
         0.1,
@@ -194,13 +190,13 @@ class ProbeConfig:
         **NON_NEGATIVE,
         search=Search("float", 1e-7, 1e-2, log=True, only=PROBE),
     )
-    probe_batch_size: int = key(1024, "probe minibatch (0 = full batch)", **NON_NEGATIVE)
+    probe_batch_size: int = key(1024, "probe minibatch (0 = full batch)", ge=0, **IMAGES_CAP)
 
 
 @dataclass
 class EncoderConfig:
     encoder: str = key(
-        "random", "random | imagenet | best:STUDY | trial:STUDY:NUMBER | a checkpoint path", check=_not_empty
+        "random", "random | imagenet | best:STUDY | trial:STUDY:NUMBER | a checkpoint path", check=not_empty_check
     )
     resolution: int = key(
         224, "input size of the ImageNet (7x7-stem) encoder; CIFAR-stem encoders use the data's", **POSITIVE

@@ -147,6 +147,12 @@ def load_dataset(
     return ImageSet(torch.from_numpy(images), torch.from_numpy(labels), classes)
 
 
+def require_datasets(cfg: DataConfig, names: list[str]) -> None:
+    """The CIFAR datasets among `names` are in cfg.data_dir (downloaded there when cfg.download), else one UserError
+    naming every missing archive (simclr.cifar.require); folder: datasets are checked when they are read."""
+    cifar.require(names, Path(cfg.data_dir).expanduser(), cfg.download)
+
+
 def stats_for(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """(mean, std) per channel for normalising a dataset. Folder datasets get ImageNet's statistics: a standard
     choice for natural images that needs no pass over the data (and keeps them independent of the subset)."""

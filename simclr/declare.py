@@ -155,3 +155,23 @@ def redeclare(**keys: object) -> Callable[[type], type]:
         return cls
 
     return apply
+
+
+def dataset_check(value: object) -> str | None:
+    """cifar10|cifar100|folder:PATH"""
+    text = str(value)
+    if text in ("cifar10", "cifar100") or (text.startswith("folder:") and len(text) > len("folder:")):
+        return None
+    return "use cifar10, cifar100 or folder:PATH (PATH holding train/<class>/* and test/<class>/*)"
+
+
+def not_empty_check(value: object) -> str | None:
+    """random|imagenet|best:STUDY|trial:STUDY:N|PATH"""
+    return None if str(value).strip() else "must not be empty"
+
+
+# Upper bounds: far beyond any published recipe, so that a typo (epochs=10000000) is refused at `create` rather
+# than run with an ETA of years.
+EPOCHS_CAP = {"le": 10_000, "why": "SimCLR's longest schedule is 3200 epochs: more is a typo"}
+IMAGES_CAP = {"le": 10_000_000, "why": "more images than any dataset here"}
+WIDTH_CAP = {"le": 65_536, "why": "SimCLR's widest head is 8192"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,12 +151,28 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, not a torch file, a pickle with globals: all are the user's file
-        raise UserError(
-            f"checkpoint {path} is corrupt or not a torch checkpoint ({type(e).__name__}: {first_line(e, 200)})"
-        ) from None
+        imports, reason = _why_unloadable(e)
+        if imports:
+            raise UserError(
+                f"checkpoint {path} is refused: it holds more than tensors (it imports {imports}), and loading "
+                "anything else could run code; save the weights alone (a state_dict of tensors) with torch.save"
+            ) from None
+        raise UserError(f"checkpoint {path} is corrupt or not a torch checkpoint ({reason})") from None
     if not isinstance(payload, dict):
         raise UserError(f"checkpoint {path} holds a {type(payload).__name__}, not a checkpoint dict")
     return payload
+
+
+def _why_unloadable(error: Exception) -> tuple[str | None, str]:
+    """(the Python global a refused file imports, or None; why torch.load(weights_only=True) failed, one line).
+    In our words: torch's message opens with advice to load the file again with weights_only=False, which would run
+    whatever code the file holds, so it is never quoted."""
+    text = str(error)
+    weights_only = text.startswith("Weights only load failed")
+    found = re.search(r"GLOBAL ([\w.]+)", text) if weights_only else None  # "Unsupported global: GLOBAL posix.system"
+    reason = re.search(r"WeightsUnpickler error:\s*(\S.*)", text)  # e.g. "Unsupported operand 110": not a pickle
+    detail = reason.group(1) if reason else "not a file of tensors" if weights_only else error
+    return (found.group(1) if found else None), f"{type(error).__name__}: {first_line(detail, 200)}"
 
 
 def _three_floats(value: object) -> tuple[float, ...] | None:
@@ -189,18 +206,25 @@ def encoder_from_checkpoint_payload(payload: dict, *, name: str = "checkpoint", 
     return Encoder(module, name, stem, mean, std, None if stem == "cifar" else resolution, weights_digest(module))
 
 
+def imagenet_weights_file() -> Path:
+    """Where torchvision keeps the IMAGENET1K_V1 weights: <torch hub dir>/checkpoints/resnet18-f37072fd.pth."""
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
 def _imagenet_state_dict() -> dict:
     """torchvision's IMAGENET1K_V1 weights from <torch hub dir>/checkpoints, downloading them when absent."""
     weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
-    filename = os.path.basename(urlparse(weights.url).path)  # resnet18-f37072fd.pth
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    cached = imagenet_weights_file()
+    filename = cached.name
     existed = cached.is_file()
     try:
         # check_hash: a downloaded file must match the sha256 prefix in its name (f37072fd)
         return weights.get_state_dict(progress=False, check_hash=True, map_location="cpu", weights_only=True)
     except Exception as e:
-        reason = f"{type(e).__name__}: {first_line(e, 200)}"
+        imports, reason = _why_unloadable(e)
         if existed:
+            reason = f"refused: it holds more than tensors, it imports {imports}" if imports else reason
             raise UserError(
                 f"ImageNet weights {cached} are unreadable ({reason}); delete the file to download it again"
             ) from None

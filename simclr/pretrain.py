@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from errors import UserError
+from errors import StopRequested, UserError
 from simclr.augment import normalize, simclr_params_from, simclr_views
 from simclr.config import PretrainConfig, canonical
 from simclr.data import CIFAR10_MEAN, CIFAR10_STD, ImageSet, stratified_subset
@@ -184,6 +184,16 @@ def knn_monitor(
         num_classes=max(bank.num_classes, queries.num_classes),
         standardize=True,  # the default, stated: this is what makes the monitor rank encoders as the probe does
     )
+
+
+def _epoch_done(on_epoch: Callable[[dict], None] | None, metrics: dict) -> StopRequested | None:
+    """Hand the epoch to on_epoch; a stop it requests (SIGTERM) is returned, to be raised once the epoch is saved."""
+    try:
+        if on_epoch is not None:
+            on_epoch(dict(metrics))
+    except StopRequested as stop:
+        return stop
+    return None
 
 
 def _due(epoch: int, every: int, epochs: int) -> bool:
@@ -368,12 +378,13 @@ def pretrain(
         if watch is not None:
             metrics.update(watch(run.model.encoder, run.epoch))
         run.history.append(metrics)
-        if on_epoch is not None:
-            on_epoch(dict(metrics))
-        if checkpoint is not None and _due(run.epoch, cfg.checkpoint_every, plan.epochs):
-            save_checkpoint(checkpoint, _payload(cfg, run, mean, std))
+        stop = _epoch_done(on_epoch, metrics)
+        if checkpoint is not None and (stop is not None or _due(run.epoch, cfg.checkpoint_every, plan.epochs)):
+            save_checkpoint(checkpoint, _payload(cfg, run, mean, std))  # a requested stop keeps its epoch
             last_saved = checkpoint
             if on_checkpoint is not None:
                 on_checkpoint(checkpoint, run.epoch)
+        if stop is not None:
+            raise stop
     throughput = trained_images / train_seconds if train_seconds > 0 else 0.0
     return _result(run, n, started, throughput, last_saved, mean, std)

@@ -41,7 +41,11 @@ def store_errors(url: str | None = None) -> Iterator[None]:
 
 
 def is_store_error(exc: BaseException) -> bool:
-    """Whether `exc` comes from the store (database, driver, Optuna's storage layer, the file system)."""
+    """Whether `exc` comes from the store (database, driver, Optuna's storage layer, the file system). A bare
+    BrokenPipeError never does: it is what `print` raises when the reader of stdout went away (`show NAME | head
+    -1`; study.py exits 141 quietly), while a database's broken connection comes wrapped by its driver."""
+    if isinstance(exc, BrokenPipeError):
+        return False
     kinds: list[type[BaseException]] = [sqlite3.Error, OSError, optuna.exceptions.StorageInternalError]
     # a driver's or SQLAlchemy's errors can only have been raised if they were imported: no import here
     for module, name in (("sqlalchemy.exc", "SQLAlchemyError"), ("psycopg", "Error"), ("psycopg2", "Error")):

@@ -14,12 +14,18 @@
   point GridSampler gave a trial (`grid_id`) and the retry chain RetryHeartbeatStaleTrialCallback records
   (`failed_trial`, `retry_history`): `grid_id`, `is_retry`, `retried_trial`, `retry_system_attrs`.
 - The logger of Optuna's optimize loop, a private module's (`optimize_logger`).
+- `enqueue_trial`'s "fixed_params" system attr: a queued trial has no params until a worker starts it, so
+  `show` reads what it will run from there (`trial_params`).
+- Heartbeats: `RDBStorage._get_stale_trial_ids` is the one moment a stale trial is known before Optuna fails it
+  (after that its attrs are read-only): `MarkingRDBStorage` lets the store write why it failed there; the
+  heartbeat table (`heartbeat_ages`) says how long each running trial has been silent, which no API tells.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -45,7 +51,7 @@ _GRID_ID = "grid_id"
 # RetryHeartbeatStaleTrialCallback's system attrs on the WAITING retry it queues: the first trial of the chain,
 # and every trial of the chain, oldest first. Optuna reads them only through experimental static methods (a
 # warning on every call) and offers no way to queue such a retry ourselves (an interrupted trial, a grid point).
-_FAILED_TRIAL, _RETRY_HISTORY = "failed_trial", "retry_history"
+_FAILED_TRIAL, RETRY_HISTORY = "failed_trial", "retry_history"
 # The module whose logger warns "Trial N failed with value nan." (optuna/study/_optimize.py, a private module).
 _OPTIMIZE_LOGGER = "optuna.study._optimize"
 
@@ -65,15 +71,28 @@ def is_retry(trial: optuna.trial.FrozenTrial) -> bool:
 def retried_trial(trial: optuna.Trial) -> int | None:
     """The number of the trial a running retry continues (the last of its retry history), None when it is not a
     retry. Reads the live trial's system attrs through the storage: `optuna.Trial` exposes none."""
-    history = trial.storage.get_trial(trial_id(trial)).system_attrs.get(_RETRY_HISTORY) or []
+    history = trial.storage.get_trial(trial_id(trial)).system_attrs.get(RETRY_HISTORY) or []
+    return int(history[-1]) if history else None
+
+
+def trial_params(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """A trial's params; for a queued (WAITING) trial not yet started, the values `enqueue_trial` fixed for it."""
+    if trial.params or trial.state != optuna.trial.TrialState.WAITING:
+        return dict(trial.params)
+    return dict(trial.system_attrs.get("fixed_params") or {})
+
+
+def retry_target(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The number of the trial a (queued or finished) retry continues, None when it is not a retry."""
+    history = trial.system_attrs.get(RETRY_HISTORY) or []
     return int(history[-1]) if history else None
 
 
 def retry_system_attrs(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """The system attrs of a WAITING retry of a finished `trial`, as RetryHeartbeatStaleTrialCallback writes them:
     the trial's own (its grid id among them), the chain's first trial and the chain with `trial` last."""
-    history = [*trial.system_attrs.get(_RETRY_HISTORY, []), trial.number]
-    return {**trial.system_attrs, _FAILED_TRIAL: history[0], _RETRY_HISTORY: history}
+    history = [*trial.system_attrs.get(RETRY_HISTORY, []), trial.number]
+    return {**trial.system_attrs, _FAILED_TRIAL: history[0], RETRY_HISTORY: history}
 
 
 def optimize_logger() -> logging.Logger:
@@ -165,3 +184,38 @@ def _tables(sa: Any) -> dict[str, Any]:
         "trial_values": ("trial_id", "objective", "value", "value_type"),
     }
     return {name: sa.table(name, *(sa.column(c) for c in cols)) for name, cols in columns.items()}
+
+
+class MarkingRDBStorage(optuna.storages.RDBStorage):
+    """An RDBStorage that hands its stale trials to `on_stale(storage, study_id, trial_ids)` while they are still
+    RUNNING (their attrs still writable), just before `optuna.storages.fail_stale_trials` fails them."""
+
+    on_stale: Callable[[optuna.storages.RDBStorage, int, list[int]], None] | None = None
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        stale = super()._get_stale_trial_ids(study_id)
+        if stale and self.on_stale is not None:
+            self.on_stale(self, study_id, stale)
+        return stale
+
+
+def heartbeat_ages(storage: optuna.storages.BaseStorage, study: int) -> dict[int, tuple[int, float]]:
+    """{trial id: (trial number, seconds since its last heartbeat)} of the RUNNING trials of a study that have
+    sent one, read from the store's clock as Optuna's stale check does. {} for a store without heartbeats."""
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    backend = rdb_backend(storage)
+    if backend is None or backend.heartbeat_interval is None:
+        return {}
+    trial, beat = models.TrialModel, models.TrialHeartbeatModel
+    query = (
+        sqlalchemy.select(trial.trial_id, trial.number, beat.heartbeat)
+        .join(beat, beat.trial_id == trial.trial_id)
+        .where(trial.study_id == study, trial.state == optuna.trial.TrialState.RUNNING)
+    )
+    with sqlalchemy.orm.Session(backend.engine) as session:
+        now = session.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar()
+        rows = session.execute(query).all()
+    naive = lambda t: t.replace(tzinfo=None)  # noqa: E731  (PostgreSQL answers with a zone, SQLite without)
+    return {tid: (number, (naive(now) - naive(at)).total_seconds()) for tid, number, at in rows}

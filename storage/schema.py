@@ -17,6 +17,8 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
 
+from storage.optuna_private import trial_params
+
 SCHEMA_VERSION = 3
 # What changed in each version: a study stored under an older meaning is refused, never silently reinterpreted.
 SCHEMA_CHANGES = {
@@ -63,6 +65,8 @@ CHECKPOINT = "checkpoint"  # artifact id of the trial's (final, or latest while 
 CHECKPOINT_EPOCH = "checkpoint_epoch"  # epoch of that checkpoint
 ERROR = "error"  # str: why the trial failed (one line; INTERRUPTED for a trial queued again)
 GRID_TAKEN = "grid exhausted"  # how ERROR starts when a grid trial gave way to an earlier one (nothing ran)
+DEQUEUED = "dequeued"  # the ERROR of a queued trial cancelled before it started (`study.py dequeue`): not counted
+WORKER_LOST = "worker lost"  # how ERROR starts when a trial's worker died (no heartbeat): retried, not counted
 DATA_FRACTION = "data_fraction"  # float, simclr, supervised_pretrain: the fraction of the pretraining set trained on
 N_PRETRAIN_IMAGES = "n_pretrain_images"  # int, simclr, supervised_pretrain: images in that subset
 RETRY_OF = "retry_of"  # int: the number of the trial a retry continues (heartbeat retry or interrupted trial)
@@ -214,7 +218,7 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "number": trial.number,
         "state": trial.state.name,
         "value": trial.values[0] if trial.values else None,
-        "params": dict(trial.params),
+        "params": trial_params(trial),  # a queued trial: the values it was queued with
         "intermediate_values": {str(k): v for k, v in sorted(trial.intermediate_values.items())},
         "user_attrs": dict(trial.user_attrs),
         "datetime_start": trial.datetime_start.isoformat() if trial.datetime_start else None,

@@ -6,7 +6,8 @@ missing file or add Optuna's tables to somebody else's database. Server database
 
 RDB stores get a heartbeat: a worker killed mid-trial leaves a RUNNING trial whose heartbeat stops; the next
 worker that starts a trial fails it and `RetryHeartbeatStaleTrialCallback` enqueues a retry (a WAITING trial
-with the same params and user attrs, so the retry finds the checkpoint artifact id of its predecessor).
+with the same params and user attrs, so the retry finds the checkpoint artifact id of its predecessor); the
+trial's "error" and a printed line say so (storage/recovery.py).
 Journal files have no heartbeat in Optuna (DESIGN.md, "Pitfalls").
 
 URLs are parsed and shown by `storage/urls.py`, artifact files kept by `storage/artifacts.py`; failures of an
@@ -29,7 +30,8 @@ from optuna.artifacts import FileSystemArtifactStore
 from errors import UserError, first_line
 from storage import schema
 from storage.artifacts import ARTIFACT_ATTR_PREFIX, remove_quietly
-from storage.optuna_private import study_summaries
+from storage.optuna_private import MarkingRDBStorage, study_summaries
+from storage.recovery import RetryLostTrials, mark_lost
 from storage.urls import (
     check_dialect,
     display_url,
@@ -130,15 +132,15 @@ def _open_rdb(url: str, create: bool, heartbeat: Heartbeat, read_only: bool) -> 
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval is "experimental"
-        return optuna.storages.RDBStorage(
+        storage = MarkingRDBStorage(
             url,
             engine_kwargs=_engine_kwargs(url),
             heartbeat_interval=heartbeat.interval,
             grace_period=heartbeat.grace_period,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=heartbeat.max_retry
-            ),
+            heartbeat_stale_trial_callback=RetryLostTrials(heartbeat.max_retry),
         )
+    storage.on_stale = mark_lost  # a lost worker's trial says so (storage/recovery.py)
+    return storage
 
 
 def _open_journal(path: Path, create: bool) -> optuna.storages.BaseStorage:

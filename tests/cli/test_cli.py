@@ -231,7 +231,7 @@ def test_delete_removes_the_study_and_its_artifacts(filled_store, tmp_path):
         (["create", "--objective", "simclr", "--preset", "nope"], "invalid choice"),
         (["create", "--objective", "simclr", "--name", "ssl"], "already exists"),
         (["create", "--objective", "simclr", "--set", "lr=abc"], "lr='abc': expected float"),
-        (["create", "--objective", "simclr", "--set", "epochs=0"], "must be > 0"),
+        (["create", "--objective", "simclr", "--set", "epochs=0"], "must be in (0, 10000]"),
         (["create", "--objective", "simclr", "--param", "lr=float:1:0"], "LOW 1.0 is above HIGH 0.0"),
         (["create", "--objective", "simclr", "--param", "lr=float:abc"], "SPEC must be"),
         (["create", "--objective", "simclr", "--set", "nope=1"], "unknown config key"),
@@ -473,40 +473,13 @@ def test_postgres_store_create_show_delete():
 @pytest.mark.slow
 def test_sigterm_fails_the_running_trial_cleanly_and_queues_it_again(filled_store, tmp_path):
     url = f"sqlite:///{tmp_path / 't.db'}"
-    sets = [s for s in tiny_sets("simclr", filled_store.data_dir) if not s.startswith("epochs=")] + ["epochs=200"]
+    # no checkpoint is due before epoch 1000: the only one the trial can leave is the one its stop writes
+    changed = ("epochs=", "checkpoint_every=")
+    sets = [s for s in tiny_sets("simclr", filled_store.data_dir) if not s.startswith(changed)]
+    sets += ["epochs=200", "checkpoint_every=1000"]
     assert run_cli("create", "--objective", "simclr", "--name", "t", "--storage", url, "--set", *sets).rc == 0
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "study.py"),
-            "optimize",
-            "t",
-            "--trials",
-            "3",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--storage",
-            url,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline:  # wait until the trial has checkpointed (epoch 1) and reported
-            trials = optuna.load_study(study_name="t", storage=url).trials
-            if trials and len(trials[0].intermediate_values) >= 2:
-                break
-            assert worker.poll() is None, worker.communicate()
-            time.sleep(0.3)
-        worker.terminate()  # SIGTERM
-        out, err = worker.communicate(timeout=60)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    stop_after = lambda ready: _sigterm_when(url, ready)  # noqa: E731
+    worker, err = stop_after(lambda trials: trials and len(trials[0].intermediate_values) >= 2)
     assert worker.returncode == 130, err
     assert "Traceback" not in err and err.rstrip().endswith("interrupted")
     assert "queued again" in err and "nan" not in err  # not Optuna's "The value nan is not acceptable"
@@ -516,4 +489,33 @@ def test_sigterm_fails_the_running_trial_cleanly_and_queues_it_again(filled_stor
     assert retry["state"] == "WAITING" and retry["params"] == trial["params"]
     checkpoint = retry["user_attrs"][schema.CHECKPOINT]
     assert checkpoint == trial["user_attrs"][schema.CHECKPOINT] and (tmp_path / "t_artifacts" / checkpoint).is_file()
-    assert retry["user_attrs"][schema.CHECKPOINT_EPOCH] >= 1 and schema.ERROR not in retry["user_attrs"]
+    assert schema.ERROR not in retry["user_attrs"]
+    stopped_at = max(map(int, trial["intermediate_values"]))  # the epoch SIGTERM waited for is kept, not recomputed
+    assert retry["user_attrs"][schema.CHECKPOINT_EPOCH] == trial["user_attrs"][schema.CHECKPOINT_EPOCH] == stopped_at
+
+    # the retry resumes from that epoch (and is stopped again once it has said so)
+    resumed = lambda trials: len(trials) > 1 and schema.RESUMED_FROM_EPOCH in trials[1].user_attrs  # noqa: E731
+    worker, err = stop_after(resumed)
+    assert worker.returncode == 130, err
+    assert show(url, "t")["trials"][1]["user_attrs"][schema.RESUMED_FROM_EPOCH] == stopped_at
+
+
+def _sigterm_when(url: str, ready) -> tuple[subprocess.Popen, str]:
+    """Start `optimize t`, send SIGTERM once ready(trials) holds, and wait for the worker to end."""
+    command = [sys.executable, str(REPO / "study.py"), "optimize", "t", "--trials", "3", "--device", "cpu"]
+    worker = subprocess.Popen(
+        [*command, "--threads", "1", "--storage", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if ready(optuna.load_study(study_name="t", storage=url).trials):
+                break
+            assert worker.poll() is None, worker.communicate()
+            time.sleep(0.3)
+        worker.terminate()  # SIGTERM
+        _, err = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    return worker, err

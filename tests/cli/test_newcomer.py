@@ -7,8 +7,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -102,8 +104,8 @@ def test_create_refuses_an_encoder_trial_that_is_not_there_or_not_complete(fille
 def test_an_unwritable_cache_dir_stops_optimize_with_one_line_and_no_trial(tmp_path, data_dir):
     url = f"sqlite:///{tmp_path / 's.db'}"
     blocker = tmp_path / "a-file"
-    blocker.write_text("not a directory")
     create(url, "p", "linear_probe", "--set", *tiny_sets("linear_probe", data_dir), f"cache_dir={blocker}/cache")
+    blocker.write_text("not a directory")  # writable at create (create_checks refuses it then), not any more
     r = run_cli("optimize", "p", "--trials", "3", "--device", "cpu", "--storage", url)
     check_refused(r, "--set cache_dir=DIR")
     assert show(url, "p")["n_trials"] == 0
@@ -116,6 +118,16 @@ def test_an_unwritable_work_dir_stops_optimize(tmp_path, data_dir):
     r = run_cli("optimize", "s", "--device", "cpu", "--work-dir", tmp_path / "f" / "w", "--storage", url)
     check_refused(r, "--work-dir DIR")
     assert show(url, "s")["n_trials"] == 0
+
+
+def test_missing_cifar_archives_are_named_in_one_line_before_any_trial(tmp_path):
+    url, empty = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "nodata"
+    empty.mkdir()
+    create(url, "ssl", "simclr", "--set", f"data_dir={empty}", "download=false")  # pretrains on 10, probes on 100
+    r = run_cli("optimize", "ssl", "--device", "cpu", "--storage", url)
+    check_refused(r, "cifar10 and cifar100 not found: put cifar-10-python.tar.gz (")
+    assert "cifar-100-python.tar.gz" in r.err and str(empty.resolve()) in r.err
+    assert show(url, "ssl")["n_trials"] == 0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -182,6 +194,24 @@ def test_export_writes_a_state_dict_that_torchvision_resnet18_loads(filled_store
     )
 
 
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_files_written_for_the_user_follow_the_umask(filled_store, tmp_path, umask_022):
+    """Exported encoders and the report are the user's files, readable as any file they write (0666 & ~umask =
+    0644 here), not a temporary file's 0600."""
+    r = run_cli("export", "ssl", "--out", tmp_path / "encoder.pt", "--storage", filled_store.url)
+    assert r.rc == 0, r.err
+    r = run_cli("report", "ssl", "--out", tmp_path / "report.html", "--storage", filled_store.url)
+    assert r.rc == 0, r.err
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"encoder.pt": 0o644, "encoder.json": 0o644, "report.html": 0o644}
+
+
 def test_show_csv_is_the_trials_table(filled_store):
     r = run_cli("show", "ssl", "--csv", "--storage", filled_store.url)
     assert r.rc == 0, r.err
@@ -213,8 +243,22 @@ def test_enqueue_queues_a_configuration_the_next_optimize_runs(tmp_path, data_di
     create(url, "s", "supervised", "--set", *tiny_sets("supervised", data_dir))
     r = run_cli("enqueue", "s", "--set", "lr=0.05", "label_smoothing=0.1", "--storage", url)
     assert r.rc == 0, r.err
+    assert "queued trial 0 in s: lr=0.05 label_smoothing=0.1" in r.err
+    # a queued trial shows what it will run, in --json and in the table
+    (queued,) = show(url, "s")["trials"]
+    assert queued["state"] == "WAITING" and queued["params"] == {"lr": 0.05, "label_smoothing": 0.1}
+    table = run_cli("show", "s", "--csv", "--storage", url).out.splitlines()
+    header, row = table[0].split(","), table[1].split(",")
+    assert row[header.index("params_lr")] == "0.05" and row[header.index("state")] == "WAITING"
+    # and a second one can be taken back before a worker starts it
+    assert run_cli("enqueue", "s", "--set", "lr=0.2", "--storage", url).rc == 0
+    r = run_cli("dequeue", "s", "1", "--storage", url)
+    assert r.rc == 0 and "dequeued trial 1 of s: lr=0.2" in r.err, r.err
+    check_refused(run_cli("dequeue", "s", "1", "--storage", url), "is FAIL: only a queued (WAITING) trial")
+    check_refused(run_cli("dequeue", "s", "7", "--storage", url), "has no trial 7")
     assert run_cli("optimize", "s", "--trials", "1", "--device", "cpu", "--storage", url).rc == 0
-    (trial,) = show(url, "s")["trials"]
+    trial, cancelled = show(url, "s")["trials"]
+    assert cancelled["state"] == "FAIL" and cancelled["user_attrs"][schema.ERROR] == "dequeued"
     assert trial["state"] == "COMPLETE"
     assert (trial["params"]["lr"], trial["params"]["label_smoothing"]) == (0.05, 0.1)
     check_refused(run_cli("enqueue", "s", "--set", "epochs=3", "--storage", url), "epochs is fixed")

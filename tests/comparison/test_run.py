@@ -278,7 +278,7 @@ def test_interrupted_then_resumed_reruns_no_finished_trial(tmp_path, data_dir, o
             "--set no_such_key: not a config key of simclr, supervised_pretrain, linear_probe, finetune, supervised",
         ),
         (["--set", "encoder=random"], "compare probes its own encoders"),
-        (["--set", "epochs=0"], "epochs=0: must be > 0"),
+        (["--set", "epochs=0"], "epochs=0: must be in (0, 10000]"),
         (["--trials", "0"], "--trials must be >= 1"),
         (["--threads", "0"], "--threads must be >= 1"),
         (["--prefix", "a\tb"], "study name"),

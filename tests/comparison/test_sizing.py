@@ -237,4 +237,43 @@ def test_what_this_machine_measured_corrects_the_next_estimate(tmp_path, monkeyp
     _, corrected, _ = budget.size_plan(SMOKE, say=again.append, **kwargs)
     assert corrected["estimate_s"]["cmp-scale"] == pytest.approx(2 * plain["estimate_s"]["cmp-scale"])
     assert corrected["estimate_s"]["cmp-scratch"] == pytest.approx(plain["estimate_s"]["cmp-scratch"])
-    assert "corrected by" not in first[0] and "corrected by what earlier runs here measured: simclr x2.00" in again[0]
+    head = lambda lines: next(line for line in lines if line.startswith("budget ("))  # noqa: E731
+    assert "corrected by" not in head(first)
+    assert "corrected by what earlier runs here measured: simclr x2.00" in head(again)
+
+
+def test_the_speed_test_sees_other_processes_load_and_not_its_own():
+    """Other processes' share of the cores while the speed test runs: busy sibling processes show, the test's own
+    work does not. The plan then says it was sized on a busy machine, and how to size it again."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from comparison.budget import BUSY_SHARE, others_share, speed_lines
+
+    def spin(seconds: float) -> float:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+        return 1.0
+
+    _, own = others_share(lambda: spin(1.0))  # this process busy, nobody else
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.3)
+        _, busy = others_share(lambda: time.sleep(1.0) or 1.0)  # this process idle, every core taken by others
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    assert own is not None and busy is not None
+    assert own < BUSY_SHARE < 0.6 < busy, (own, busy)
+    lines = speed_lines(120.0, busy, "cmp")
+    assert lines[0].startswith("speed test: 120 training images/s; other processes kept ")
+    assert (
+        "the machine was busy" in lines[1] and "rerun compare with a new --prefix" in lines[1] and "cmp-*" in lines[1]
+    )
+    assert speed_lines(120.0, 0.05, "cmp") == [
+        f"speed test: 120 training images/s; other processes kept 5% of the {os.cpu_count()} cores busy meanwhile"
+    ]

@@ -80,6 +80,10 @@ def test_kill_9_mid_pretraining_then_the_retry_resumes_after_the_checkpoint(tmp_
 
     dead, retry = trials(store, "k")
     assert dead.state == TrialState.FAIL
+    assert dead.user_attrs[schema.ERROR].startswith("worker lost (no heartbeat for ")  # why, in the store
+    said = f"trial {dead.number}: worker lost (no heartbeat for "  # and on the terminal of the worker that saw it
+    assert said in done.err and f"s), retried as trial {retry.number}, resuming from epoch {epoch}\n" in done.err
+    assert f"trial {retry.number} (retry of trial {dead.number}): resuming from epoch {epoch}" in done.err
     assert retry.state == TrialState.COMPLETE, retry.user_attrs
     assert retry.params == dead.params
     assert retry.user_attrs[schema.RETRY_OF] == dead.number

@@ -320,3 +320,29 @@ def test_grid_exhaustion_and_duplicates():
     assert grid_duplicate_of(frozen[first.number], list(frozen.values())) is None
     assert grid_duplicate_of(frozen[second.number], list(frozen.values())) is None
     assert grid_duplicate_of(frozen[third.number], list(frozen.values())) in (0, 1)
+
+
+def test_a_later_trial_waits_for_an_earlier_trials_grid_point():
+    """The race that ran one point twice: trial 0 is created, but before its worker writes the point GridSampler
+    gave it, trial 1 takes that point as free. Trial 1 sees trial 0 as unsettled, and once trial 0's point is
+    written, gives way to it (the lower number keeps a point)."""
+    from objectives.space import grid_duplicate_of, grid_unsettled
+
+    spec = build_spec("linear_probe", sampler="grid", params=["probe_lr=choice:0.01,0.1"])
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(spec.sampler, spec.space))
+    storage, sid = study._storage, study._study_id
+    early = storage.create_new_trial(sid)  # trial 0, its worker not yet past the sampler
+    late = study.ask()  # trial 1 gets grid point 1
+    late_attrs = storage.get_trial(late._trial_id).system_attrs
+    frozen = lambda: {t.number: t for t in storage.get_all_trials(sid)}  # noqa: E731
+    assert grid_unsettled(frozen()[1], list(frozen().values())) == [0]
+    assert grid_duplicate_of(frozen()[1], list(frozen().values())) is None  # why waiting matters
+    storage.set_trial_system_attr(early, "search_space", late_attrs["search_space"])
+    storage.set_trial_system_attr(early, "grid_id", late_attrs["grid_id"])  # trial 0's worker writes the same point
+    assert grid_unsettled(frozen()[1], list(frozen().values())) == []
+    assert grid_duplicate_of(frozen()[1], list(frozen().values())) == 0
+    assert grid_duplicate_of(frozen()[0], list(frozen().values())) is None
+    dead = storage.create_new_trial(sid)  # trial 2, its worker killed before the sampler: it holds nothing
+    storage.set_trial_state_values(dead, optuna.trial.TrialState.FAIL)
+    third = study.ask()
+    assert grid_unsettled(frozen()[third.number], list(frozen().values())) == []  # a finished trial: never waited for

@@ -92,6 +92,25 @@ def test_tpe_workers_run_every_requested_trial(kind, tmp_path, data_dir):
             delete_studies(store, [name])
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_total_trials_holds_across_workers(kind, tmp_path, data_dir):
+    """Three workers given --total-trials 4 and no --trials: together they stop at 4 counted trials (one more per
+    racing worker at most: each checks the store after its trial, as Optuna's MaxTrialsCallback does)."""
+    store = store_for(kind, tmp_path)
+    name = unique_name("total")
+    total = 4
+    try:
+        create(store, name, "linear_probe", data_dir, "--pruner", "none", sets=("encoder=random",))
+        done = wait_all([worker(store, name, "--total-trials", str(total)) for _ in range(N_WORKERS)])
+        check_workers(done)
+        states = Counter(t.state.name for t in trials(store, name))
+        assert set(states) == {"COMPLETE"} and total <= states["COMPLETE"] <= total + N_WORKERS - 1, states
+        print(f"{kind}: {N_WORKERS} workers, --total-trials {total}: {states['COMPLETE']} complete")
+    finally:
+        if kind == "postgres":
+            delete_studies(store, [name])
+
+
 def test_sqlite_busy_timeout_waits_for_a_writer(tmp_path):
     """A write while another connection holds the database's write lock waits (busy timeout), it does not fail
     with "database is locked" at once (sqlite3's default timeout is 5 s; Optuna workers may hold it longer)."""

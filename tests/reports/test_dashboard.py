@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 
 import optuna
 import optuna_dashboard
@@ -11,6 +14,7 @@ from optuna_dashboard._custom_plot_data import get_plotly_graph_objects  # what 
 
 import reports
 from reports import dashboard
+from tests.helpers import REPO
 from tests.reports import stores
 
 
@@ -77,3 +81,21 @@ def test_merge_note_keeps_other_text(existing):
 
 def test_md_text_is_literal():
     assert dashboard.md_text("<img src=x>|[a](javascript:b)") == ("\\<img src\\=x\\>\\|\\[a\\]\\(javascript\\:b\\)")
+
+
+def test_a_busy_port_is_one_line_before_anything_listens(tmp_path):
+    """Not bottle's "Listening on http://..." followed by an error: the port is tried first."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    optuna.create_study(storage=url, study_name="s")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        p = subprocess.run(
+            [sys.executable, str(REPO / "study.py"), "dashboard", "--port", str(port), "--storage", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr == f"error: port {port} is in use on 127.0.0.1 (another dashboard?); choose another: --port N\n"

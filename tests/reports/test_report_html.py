@@ -149,13 +149,34 @@ def test_comparison_figure_whiskers_where_an_interval_is_known():
     from reports import figures
 
     fig = figures.comparison_figure(stores.EXPECTED_COMPARISON)
-    (whiskers,) = [t for t in fig.data if t.type == "scatter"]
+    (whiskers,) = [t for t in fig.data if t.name == "95% interval"]
     simclr = stores.EXPECTED_COMPARISON[0]
     with_hits = [r for r in stores.EXPECTED_COMPARISON if r["test_top1_ci"] is not None]
     expected = [html.escape(r["label"]) for r in with_hits]  # labels are escaped for plotly
     assert list(whiskers.x) == expected  # not ImageNet: it stored no per-image hits
     assert whiskers.error_y.arrayminus[0] == pytest.approx(42.0 - simclr["test_top1_ci"][0])
     assert whiskers.error_y.array[0] == pytest.approx(simclr["test_top1_ci"][1] - 42.0)
+
+
+def test_comparison_figure_labels_sit_above_the_error_bars_not_across_them():
+    """Each value label is anchored at the top of its whisker (of its bar where there is none), written upwards,
+    with room for it under the top of the y axis; the bars carry no text of their own."""
+    from reports import figures
+
+    fig = figures.comparison_figure(stores.EXPECTED_COMPARISON)
+    (bars,) = [t for t in fig.data if t.type == "bar"]
+    (whiskers,) = [t for t in fig.data if t.name == "95% interval"]
+    (labels,) = [t for t in fig.data if t.name == "value"]
+    assert bars.text is None and labels.textposition == "top center" and "text" in labels.mode
+    tops = {x: y + up for x, y, up in zip(whiskers.x, whiskers.y, whiskers.error_y.array, strict=True)}
+    at = dict(zip(labels.x, labels.y, strict=True))
+    shown = {html.escape(r["label"]): r for r in stores.EXPECTED_COMPARISON if r["test_top1"] is not None}
+    assert set(at) == set(shown) and set(tops) < set(at)  # ImageNet's probe has a label and no whisker
+    for label, row in shown.items():
+        assert at[label] == pytest.approx(tops.get(label, row["test_top1"])), label
+    simclr = html.escape(stores.EXPECTED_COMPARISON[0]["label"])
+    assert at[simclr] > stores.EXPECTED_COMPARISON[0]["test_top1"]  # its interval reaches above the bar
+    assert fig.layout.yaxis.range[1] >= 1.25 * max(at.values())
 
 
 def test_missing_regime_in_words(page):

@@ -274,6 +274,42 @@ def test_download_uses_official_url_and_md5(tmp_path, monkeypatch):
     assert len(calls) == 1  # present now: no second download
 
 
+def test_every_missing_archive_is_named_in_one_message(tmp_path):
+    """Not one archive per run: a user without network places both CIFARs after one message."""
+    cfg = DataConfig(data_dir=str(tmp_path), download=False)
+    with pytest.raises(UserError) as info:
+        data.require_datasets(cfg, ["cifar10", "folder:elsewhere", "cifar100", "cifar10"])
+    msg = str(info.value)
+    assert msg.startswith("cifar10 and cifar100 not found: put cifar-10-python.tar.gz (https://")
+    assert "or its extracted folder cifar-100-python/, into " + str(tmp_path.resolve()) in msg
+    assert msg.endswith("(or set download=true to fetch them)") and "\n" not in msg
+    write("cifar100", tmp_path, archive=True)  # one there: only the other is named
+    with pytest.raises(UserError, match=r"^cifar10 not found: put cifar-10-python\.tar\.gz .*fetch it\)$"):
+        data.require_datasets(cfg, ["cifar10", "cifar100"])
+    write("cifar10", tmp_path, archive=False)
+    data.require_datasets(cfg, ["cifar10", "cifar100"])  # both there: no error
+
+
+def test_every_failed_download_is_named_in_one_message(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tvu
+
+    tried = []
+
+    def offline(url, download_root, filename=None, md5=None, **kwargs):
+        tried.append(filename)
+        Path(download_root, filename).write_bytes(b"partial")  # what a broken transfer leaves behind
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(tvu, "download_and_extract_archive", offline)
+    with pytest.raises(UserError) as info:
+        data.require_datasets(DataConfig(data_dir=str(tmp_path / "d"), download=True), ["cifar10", "cifar100"])
+    msg = str(info.value)
+    assert tried == ["cifar-10-python.tar.gz", "cifar-100-python.tar.gz"]
+    assert msg.startswith("cifar10 and cifar100 not found and the download failed (URLError: ")
+    assert "cifar-10-python.tar.gz" in msg and "cifar-100-python.tar.gz" in msg
+    assert list((tmp_path / "d").iterdir()) == []  # no half-downloaded archive left
+
+
 @pytest.mark.parametrize("name, split", [("cifar1000", "train"), ("cifar10", "val"), ("folder:", "train")])
 def test_unknown_name_or_split(tmp_path, name, split):
     with pytest.raises(UserError):

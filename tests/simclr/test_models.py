@@ -1,5 +1,7 @@
 """ResNet-18 stems, projection head, digests, checkpoints and encoder loading (offline ImageNet included)."""
 
+import os
+import pickle
 import urllib.error
 from pathlib import Path
 
@@ -140,6 +142,15 @@ class Evil:
         return (print, ("code ran",))
 
 
+class RunsShell:
+    def __reduce__(self):
+        return (os.system, ("echo code ran",))
+
+
+class Thing:
+    """A plain class instance: unpickling it imports this module."""
+
+
 @pytest.mark.parametrize(
     "payload, match",
     [
@@ -147,7 +158,7 @@ class Evil:
         ({"model": {}}, "not a simclr-study checkpoint"),
         ({"encoder": {"conv1.weight": torch.zeros(1)}, "stem": "cifar", "mean": MEAN, "std": STD}, "do not fit"),
         ({"encoder": {}, "stem": "vit", "mean": MEAN, "std": STD}, "not a simclr-study checkpoint"),
-        ({"evil": Evil()}, "corrupt"),
+        ({"evil": Evil()}, "holds more than tensors"),
     ],
 )
 def test_foreign_checkpoints_are_user_errors(tmp_path, payload, match):
@@ -155,6 +166,27 @@ def test_foreign_checkpoints_are_user_errors(tmp_path, payload, match):
     torch.save(payload, path)
     with pytest.raises(UserError, match=match):
         load_encoder(path)
+
+
+@pytest.mark.parametrize(
+    "payload, imports",
+    [({"encoder": Evil()}, "print"), ({"encoder": {"w": Thing()}}, "Thing"), (RunsShell(), "system")],
+)
+@pytest.mark.parametrize("save", ["torch.save", "pickle"])
+def test_a_file_holding_more_than_tensors_is_refused_in_our_words(tmp_path, capfd, payload, imports, save):
+    """Not torch's message, which opens with advice to load the file again with weights_only=False (running it)."""
+    path = tmp_path / "encoder.pt"
+    if save == "torch.save":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=2))  # a bare pickle, as torch's legacy format reads it
+    with pytest.raises(UserError) as err:
+        load_encoder(path)
+    message = str(err.value)
+    assert message.startswith(f"checkpoint {path} is refused: it holds more than tensors (it imports ")
+    assert imports in message and "\n" not in message
+    assert "weights_only" not in message and "False" not in message
+    assert "code ran" not in capfd.readouterr().out  # refused before anything ran
 
 
 def test_missing_checkpoint_and_unknown_spec(tmp_path):
@@ -204,12 +236,17 @@ def test_imagenet_loads_cached_file_offline(offline_hub):
     assert all(torch.equal(loaded[k], state[k]) for k in loaded)
 
 
-def test_imagenet_corrupt_cached_file(offline_hub):
+@pytest.mark.parametrize(
+    "content, reason",
+    [(b"garbage", "UnpicklingError"), (pickle.dumps(RunsShell(), protocol=2), "holds more than tensors, it imports")],
+)
+def test_imagenet_corrupt_cached_file(offline_hub, content, reason):
     offline_hub.mkdir(parents=True)
-    (offline_hub / IMAGENET_FILE).write_bytes(b"garbage")
+    (offline_hub / IMAGENET_FILE).write_bytes(content)
     with pytest.raises(UserError, match="delete the file") as err:
         load_encoder("imagenet")
-    assert str(Path(offline_hub) / IMAGENET_FILE) in str(err.value)
+    assert str(Path(offline_hub) / IMAGENET_FILE) in str(err.value) and reason in str(err.value)
+    assert "weights_only" not in str(err.value)  # not torch's advice to load the file unsafely
 
 
 def test_projection_head_output_is_batch_normalised_as_in_the_reference_implementation():

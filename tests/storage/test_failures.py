@@ -102,8 +102,12 @@ def test_store_failures_become_one_line(exc, message):
     assert str(e.value) == message
 
 
-@pytest.mark.parametrize("exc", [ValueError("a bug"), KeyError("x"), UserError("already one line")])
+@pytest.mark.parametrize(
+    "exc",
+    [ValueError("a bug"), KeyError("x"), UserError("already one line"), BrokenPipeError(32, "Broken pipe")],
+)
 def test_other_errors_pass_through(exc):
+    """A closed stdout (`show NAME | head -1`) is no store error, though BrokenPipeError is an OSError."""
     with pytest.raises(type(exc)) as e, store_errors("sqlite:///s.db"):
         raise exc
     assert e.value is exc
