@@ -21,6 +21,14 @@ def arg(*flags: str, **keywords: Any) -> Argument:
     return flags, keywords
 
 
+def percent(text: str) -> float:
+    """A top-1 level given as 60 or 60%: a percent in (0, 100]."""
+    value = float(text.strip().removesuffix("%"))
+    if not 0 < value <= 100:
+        raise ValueError(text)
+    return value
+
+
 def sets(help_text: str) -> Argument:
     """--set KEY=VALUE ... (repeatable, accumulating); `help_text` says what a key means for the command."""
     return arg("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help=help_text)
@@ -149,6 +157,14 @@ COMMANDS: dict[str, tuple[str, list[Argument]]] = {
             arg("names", nargs="*", metavar="NAME"),
             arg("--comparison", metavar="PREFIX", help="only the studies of this comparison (compare --prefix)"),
             arg("--out", default="report.html"),
+            arg("--json", **FLAG),
+        ],
+    ),
+    "predict": (
+        "fit a data-scale curve's law, back-test it, and predict accuracy at more data",
+        [
+            NAME,
+            arg("--target", type=percent, metavar="ACC", help="also: images needed to reach this top-1, e.g. 60%%"),
             arg("--json", **FLAG),
         ],
     ),

@@ -5,7 +5,7 @@
     python study.py optimize NAME [--trials N] [--timeout SECONDS] [--device auto|cpu|cuda|cuda:K]
     python study.py list | show NAME [--json|--csv|--best] | delete NAME [--force] | keys [OBJECTIVE] | dashboard
     python study.py enqueue NAME --set KEY=VALUE ... | dequeue NAME N | export NAME [--trial N] --out F
-    python study.py report [NAME ...] [--out F] [--json]
+    python study.py report [NAME ...] [--out F] [--json] | predict NAME [--target ACC] [--json]
     python study.py compare [--preset smoke|default|paper] [--time-budget 15m] [--set KEY=VALUE ...] [--out FILE]
 
 Every command takes --storage URL (else $STUDY_STORAGE, else sqlite:///studies.db) and --artifacts DIR, before or
@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 
 from errors import UserError, first_line
 
@@ -192,6 +193,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from reports import json_safe
+    from reports.prediction import predict
+    from storage import open_storage, resolve_url
+
+    info = predict(open_storage(resolve_url(args.storage), read_only=True), args.name, target=args.target)
+    print(json.dumps(json_safe(info), indent=2) if args.json else "\n".join(info["lines"]))
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     import reports
     from comparison.plan import Request
@@ -228,28 +239,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-# Each subcommand's handler; its help and arguments are the table in cli_args.py.
-HANDLERS = {
-    "create": cmd_create,
-    "optimize": cmd_optimize,
-    "list": cmd_list,
-    "show": cmd_show,
-    "delete": cmd_delete,
-    "keys": cmd_keys,
-    "enqueue": cmd_enqueue,
-    "dequeue": cmd_dequeue,
-    "export": cmd_export,
-    "dashboard": cmd_dashboard,
-    "report": cmd_report,
-    "compare": cmd_compare,
-}
-
-
 def commands() -> dict[str, tuple]:
-    """name -> (handler, help, arguments as (flags, argparse keywords)), in the order of cli_args.COMMANDS."""
+    """name -> (handler, help, arguments as (flags, argparse keywords)), in the order of cli_args.COMMANDS; the
+    handler of command NAME is this module's cmd_NAME."""
     from cli_args import COMMANDS
 
-    return {name: (HANDLERS[name], help_text, arguments) for name, (help_text, arguments) in COMMANDS.items()}
+    return {name: (handler(name), help_text, arguments) for name, (help_text, arguments) in COMMANDS.items()}
+
+
+def handler(name: str) -> Callable[[argparse.Namespace], int]:
+    return globals()["cmd_" + name]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -275,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     try:
         with store_errors(args.storage):
-            code = HANDLERS[args.command](args)
+            code = handler(args.command)(args)
         sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
         return code
     except UserError as e:

@@ -19,7 +19,7 @@ from typing import Any
 from optuna.storages import BaseStorage
 
 from errors import UserError
-from reports import labels, rows, scale, study_info
+from reports import compute, labels, prediction, rows, scale, study_info
 from reports.listing import study_details, study_list
 from reports.report import Report
 from reports.rows import StudyData, json_safe
@@ -82,6 +82,8 @@ def build_report(
         comparison=comparison_rows,
         scale=scale.scale_rows(studies),
         labels=labels.label_rows(studies, comparison_rows),
+        scaling=prediction.scaling_rows(studies, comparison_rows),
+        compute=compute.compute_rows(studies, comparison_rows),
         importances={s.name: study_info.importance_info(s) for s in studies},
         timing=timing_info(studies),
     )

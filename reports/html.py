@@ -20,7 +20,7 @@ import plotly.io
 import plotly.offline
 
 from atomic import atomic_write
-from reports import figures, rows, study_figures, study_info
+from reports import figures, prediction_html, rows, study_figures, study_info
 from reports.protocol import protocol_text
 from reports.text import COMPARISON_RULE, LABELS_RULE, seeds_text
 
@@ -104,6 +104,7 @@ def render(report: Report) -> str:
         _labels(page, report.labels)
     if report.scale:
         _scale(page, report.scale)
+    prediction_html.section(page, report.scaling, report.compute)
     if report.timing:
         _timing(page, report.timing)
     for index, study in enumerate(report.studies):

@@ -23,6 +23,8 @@ class Report:
     importances: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> study_info.importance_info
     timing: dict[str, Any] | None = None  # reports.timing.timing_info: budget, plan, estimated and actual time
     labels: list[dict[str, Any]] = field(default_factory=list)  # reports.labels.label_rows: label-efficiency points
+    scaling: list[dict[str, Any]] = field(default_factory=list)  # reports.prediction.scaling_rows: the fitted laws
+    compute: list[dict[str, Any]] = field(default_factory=list)  # reports.compute.compute_rows: accuracy vs cost
 
     @property
     def has_comparison(self) -> bool:
@@ -40,6 +42,8 @@ class Report:
             "comparison": self.comparison if self.has_comparison else [],
             "scale": self.scale,
             "labels": self.labels,
+            "scaling": self.scaling,
+            "compute": self.compute,
             "timing": self.timing,
         }
         if trials:

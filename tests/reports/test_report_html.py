@@ -76,10 +76,11 @@ def test_figures_of_every_section(page):
     figures = re.findall(r'<div class="figure" id="(figure-\d+)">', page)
     assert figures == [f"figure-{i}" for i in range(len(figures))]
     assert page.count("Plotly.newPlot(") == len(figures)
-    # comparison + scale + simclr-scale (history, intermediate) + evil study (history, parallel, intermediate) +
-    # probe-simclr (history, intermediate) + imagenet-a/b, scratch, finetune (history, intermediate each); no
-    # study has the trials importances need
-    assert len(figures) == 2 + 2 + 3 + 2 + 4 * 2
+    # comparison + scale + the scale law and accuracy against compute + simclr-scale (history, intermediate) +
+    # evil study (history, parallel, intermediate) + probe-simclr (history, intermediate) + imagenet-a/b,
+    # scratch, finetune (history, intermediate each); no study has the trials importances need
+    assert len(figures) == 2 + 2 + 2 + 3 + 2 + 4 * 2
+    assert '<h2 id="prediction">' in page and '<h2 id="compute">' in page
     assert "Hyperparameter importance omitted: too few trials for importances (3 complete;" in page
     assert '<table class="comparison">' in page and '<table class="scale">' in page
     assert "missing: no complete trial; last failure (probe-random #1): CUDA out of memory" in page
@@ -95,10 +96,11 @@ def test_thousand_trials_written_fast(tmp_path):
     path = reports.write_html(report, tmp_path / "report.html")
     seconds = time.perf_counter() - start
     assert seconds < 10.0, seconds
+    print(f"1,023 trials: report built and written in {seconds:.1f} s")
     text = path.read_text(encoding="utf-8")
     assert sum(s["counts"]["total"] for s in report.to_json()["studies"]) == 1000 + 23
-    # 4 large studies x 4 figures, plus the comparison store's 17
-    assert text.count('<div class="figure" id="figure-') == 4 * 4 + 17
+    # 4 large scale studies x 5 figures (their own 4 and their scale law), plus the comparison store's 19
+    assert text.count('<div class="figure" id="figure-') == 4 * 5 + 19
     assert text.count(MARKER) == 1
     assert len(text) < len(PLOTLY_JS) + 4_000_000
 
