@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,7 @@ def new_study(
     spec = build_spec(objective, preset=preset or inherited_preset or None, values=fixed, base=base, **spec_args)
     check_data(spec.config)
     check_cache_dir(spec.objective, spec.config)
-    warnings = check_encoder(storage, spec.objective, spec.config)
+    cautions = check_encoder(storage, spec.objective, spec.config)
     storage = storage or open_storage(url, create=True)
     names = set(study_names(storage))
     name = name or default_name(spec.objective, names)
@@ -183,8 +184,8 @@ def new_study(
         raise UserError(f"a study named {name!r} already exists (delete it first, or pick another --name)")
     study = create_study(storage, name, spec)
     pin_encoder(storage, study, open_artifacts(url, artifacts_dir, create=False))
-    for warning in warnings:  # once nothing can refuse the study
-        say(f"warning: {warning}")
+    for caution in cautions:  # once nothing can refuse the study
+        say(f"warning: {caution}")
     return name
 
 
@@ -211,9 +212,7 @@ def create_study(storage: optuna.storages.BaseStorage, name: str, spec: schema.S
 def name_metric(study: optuna.Study, objective: str) -> None:
     """Name the study's value after what `objective` returns (ObjectiveInfo.metric), for optuna-dashboard, which
     otherwise labels it "Objective 0". Writes only when the name differs: a study created before names were set
-    gets its name from its next `optimize` (objectives.run.ready_objective)."""
-    import warnings  # here: new_study has a local of that name
-
+    gets its name from its next `optimize` (objectives.run.run_study)."""
     names = [registry.get(objective).metric]
     if study.metric_names != names:
         with warnings.catch_warnings():
