@@ -21,7 +21,8 @@ COMPUTE = (
     "Each regime's full cost: every trial of the study that selected it (its whole search) and of the study that "
     "trained its encoder (SimCLR's or the same-data supervised search); ImageNet pretraining is torchvision's and "
     "not counted. FLOPs count training images x epochs x 3 (forward and backward), two views an image for SimCLR, "
-    "one forward per image a probe extracts."
+    "one forward per image a probe extracts; evaluation passes are left out alike. Seeds and label-fraction "
+    "re-runs give intervals and curves, not the number: not counted."
 )
 
 
