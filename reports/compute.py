@@ -56,9 +56,10 @@ def trial_flops(study: StudyData, trial) -> float:
     """FLOPs of one trial's training passes (see the module docstring); 0 where its attrs do not say."""
     forward = _forward_flops(study)
     images = number_attr(trial, schema.N_TRAIN_IMAGES) or 0.0
-    if study.objective == "simclr":
-        seen = number_attr(trial, schema.IMAGES_SEEN) or 0.0
-        return forward * (3 * 2 * seen + images)  # two views an image, forward and backward; the probe's features
+    seen = number_attr(trial, schema.IMAGES_SEEN)
+    if seen is not None:  # pretraining (simclr, supervised_pretrain): its images, then its probe's features
+        views = 2 if study.objective == "simclr" else 1
+        return forward * (3 * views * seen + images)
     if study.objective == "linear_probe":
         return forward * images
     epochs = float({**study.config, **trial.params}.get("epochs", 0) or 0)

@@ -203,6 +203,7 @@ def heartbeat_ages(storage: optuna.storages.BaseStorage, study: int) -> dict[int
     """{trial id: (trial number, seconds since its last heartbeat)} of the RUNNING trials of a study that have
     sent one, read from the store's clock as Optuna's stale check does. {} for a store without heartbeats."""
     import sqlalchemy
+    import sqlalchemy.orm
     from optuna.storages._rdb import models
 
     backend = rdb_backend(storage)

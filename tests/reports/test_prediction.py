@@ -155,3 +155,16 @@ def test_resnet18_macs_match_the_networks_layers(stem, side):
 def test_predict_agrees_with_the_report_module(url):
     storage = optuna.storages.RDBStorage(url)
     assert predict(storage, "cmp-scale")["fit"] == reports.build_report(url).to_json()["scaling"][0]["fit"]
+
+
+def test_pretraining_flops_count_the_images_it_trained_on_not_the_probes():
+    """A pretraining trial (SimCLR: two views an image; the same-data supervised arm: one) costs its images seen
+    x 3, plus one forward per image its probe extracts: never epochs x the probe's images."""
+    from reports.rows import StudyData
+
+    cifar = 2 * compute.resnet18_macs("cifar", 32)
+    attrs = {"images_seen": 5000, "n_train_images": 900}
+    for objective, views in (("simclr", 2), ("supervised_pretrain", 1)):
+        study = StudyData("p", {"objective": objective, "config": json.dumps({"epochs": 5})}, "maximize")
+        trial = _trial(value=40.0, **attrs)
+        assert compute.trial_flops(study, trial) == pytest.approx(cifar * (3 * views * 5000 + 900)), objective
