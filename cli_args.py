@@ -67,6 +67,19 @@ RUN = [
         "DIR/STUDY/trial-N (needs: pip install tensorboard)",
     ),
 ]
+# Where a worker keeps its trials' checkpoints, and how it finds a lost worker's trials: `optimize` and `compare`.
+RECOVERY = [
+    arg("--work-dir", help="where trials keep temporary checkpoints (default: the system temp dir)"),
+    arg("--heartbeat", type=int, default=60, help="seconds between heartbeats of a running trial (default 60)"),
+    arg(
+        "--grace-period",
+        type=int,
+        default=120,
+        help="seconds: a trial silent this long lost its worker; the next trial started fails and retries it "
+        "(default 120)",
+    ),
+    arg("--max-retry", type=int, default=3, help="retries of a trial whose worker was lost (default 3)"),
+]
 PRUNER_HELP = "median[:N_STARTUP[:N_WARMUP]], hyperband[:MIN_RESOURCE[:REDUCTION]] or none (default median)"
 
 CREATE = [
@@ -94,16 +107,7 @@ OPTIMIZE = [
     ),
     arg("--timeout", type=float, help="stop starting trials after this many seconds"),
     *RUN,
-    arg("--work-dir", help="where trials keep temporary checkpoints (default: the system temp dir)"),
-    arg("--heartbeat", type=int, default=60, help="seconds between heartbeats of a running trial (default 60)"),
-    arg(
-        "--grace-period",
-        type=int,
-        default=120,
-        help="seconds: a trial silent this long lost its worker; the next trial started fails and retries it "
-        "(default 120)",
-    ),
-    arg("--max-retry", type=int, default=3, help="retries of a trial whose worker was lost (default 3)"),
+    *RECOVERY,
 ]
 SHOW = [
     NAME,
@@ -123,7 +127,15 @@ COMPARE = [
     sets("fix a config key in every study whose objective has it"),
     arg("--trials", type=int, help="trials of the hparams, probe and scratch studies (default: preset's)"),
     arg("--time-budget", metavar="DURATION", help="size the plan to fit, e.g. 15m, 2h, none (smoke: 15m)"),
+    arg(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="size --time-budget for N compare workers sharing this store (start each like this one; default 1)",
+    ),
     *RUN,
+    *RECOVERY,
     arg("--out", default="report.html", help="the HTML report (default report.html)"),
 ]
 

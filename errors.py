@@ -11,6 +11,10 @@ class UserError(Exception):
     """A problem the user can fix; the message is one line that says what and where."""
 
 
+class StudyExists(UserError):
+    """A study of that name is in the store already (another worker may have created it a moment ago)."""
+
+
 class StopRequested(KeyboardInterrupt):
     """Raised by an on_epoch callback at an epoch boundary after SIGTERM asked the worker to stop (see
     objectives.common.Objective.request_stop). A training loop that checkpoints saves the epoch before it stops."""

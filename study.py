@@ -210,25 +210,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from objectives.run import progress_lines
     from reports.dashboard import save_to_dashboard
     from reports.text import comparison_table, labels_table
-    from storage import display_url, resolve_url
+    from storage import Heartbeat, display_url, resolve_url
 
     reports.check_out(args.out)
     url, options = resolve_url(args.storage), run_options(args)
+    heartbeat = Heartbeat(interval=args.heartbeat, grace_period=args.grace_period, max_retry=args.max_retry)
     with progress_lines(options.progress == "lines"):
         request = Request.of(args.prefix, preset=args.preset, sets=args.set, trials=args.trials, data_dir=args.data_dir)
+        run = {"time_budget": args.time_budget, "workers": args.workers, "heartbeat": heartbeat}
         storage, plans, outcome = run_comparison(
-            request,
-            url=url,
-            artifacts_dir=args.artifacts,
-            options=options,
-            say=say,
-            time_budget=args.time_budget,
+            request, url=url, artifacts_dir=args.artifacts, options=options, say=say, **run
         )
     if outcome.interrupted:
         say("interrupted: run the same command again to continue where it stopped")
         return 130
     if not outcome.ran:
         raise UserError("nothing could run ({}: {})".format(*next(iter(outcome.failed.items()))))
+    if not outcome.writes_report:
+        say(f"done; the report is written by the worker that finished the last trial ({outcome.last_trial})")
+        return 0
     report = reports.build_report(storage, [p.name for p in plans], url=display_url(url))
     path = reports.write(report, args.out)
     save_to_dashboard(storage, report)

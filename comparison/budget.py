@@ -14,8 +14,8 @@ from typing import Any
 from comparison import costs, labels, sizing
 from comparison.plan import PlannedStudy, Request, plan, start_knobs
 from comparison.regimes import HPARAMS
-from comparison.resume import check_existing, stored_time_plan, work_left
-from comparison.work import Sizes, estimate_seconds, seeds_seconds
+from comparison.resume import check_existing, check_request, stored_time_plan, work_left
+from comparison.work import Estimator, Sizes, aggregate
 from objectives import make_objective
 from simclr.config import make_config
 from storage import store
@@ -231,19 +231,27 @@ def budget_lines(plans: Sequence[PlannedStudy], sizes: Sizes, estimate: dict[str
 
 
 def size_plan(
-    request: Request, *, known, budget_s: float | None, device: str, say: Callable[[str], None], header: str = ""
+    request: Request,
+    *,
+    known,
+    budget_s: float | None,
+    device: str,
+    say: Callable[[str], None],
+    header: str = "",
+    workers: int = 1,
 ) -> tuple[list[PlannedStudy], dict | None, str | None]:
-    """The comparison's plan sized to `budget_s` (comparison.sizing), printed with its estimate per study.
+    """The comparison's plan sized to `budget_s` on `workers` workers (comparison.sizing), printed with its
+    estimate per study and its critical path.
 
     Returns (plans, the time plan to store on new studies, this machine's cost-model key or None when nothing is
     left to run). A comparison whose studies exist keeps the plan stored with them (or the preset's full plan when
-    they were made without one): a resumed run never resizes, on this machine or another."""
+    they were made without one): a resumed run, or another worker, never resizes, on this machine or another; a
+    worker started with another --preset, --set or --trials is refused (UserError), before it touches anything."""
     import torch  # not at import: `study.py compare --help` and the plan's tests stay light
 
-    prefix, preset = request.prefix, request.preset
-    stored = stored_time_plan(known, prefix)
-    start = start_knobs(request)
-    full = plan(request)
+    stored = stored_time_plan(known, request.prefix)
+    check_request(stored, request)
+    start, full = start_knobs(request), plan(request)
     names = set(store.study_names(known)) if known is not None else set()
     resumed = stored is not None or any(p.name in names for p in full)
     knobs = sizing.Knobs.from_json(stored["knobs"]) if stored else start
@@ -252,56 +260,72 @@ def size_plan(
     if header:
         say(header)
     if existing:
-        say(f"resuming: {len(existing)} of these studies exist; finished trials are kept, only what is left runs")
-        if stored and stored.get("budget_s") != budget_s:
-            say(f"  keeping the plan stored with them (sized for {_budget_text(stored.get('budget_s'))})")
+        say(
+            f"resuming, or joining the workers running it: {len(existing)} of these studies exist; finished trials "
+            "are kept, only what is left runs"
+        )
+        if stored and (stored.get("budget_s"), stored.get("workers", 1)) != (budget_s, workers):
+            say(f"  keeping the plan stored with them (sized for {_budget_text(stored.get('budget_s'), stored)})")
     if not work_left(known, plans):
         return plans, stored, None
     sizes, rt = preflight(plans, device)  # data and device first: a UserError creates nothing
-    (rate, share), machine = (
-        others_share(lambda: speed_test(rt)),
-        costs.machine_key(rt.describe(), torch.get_num_threads()),
-    )
-    learned = costs.learned(machine)
-    seeds = int(plans[1].spec().config["seeds"])
-
-    def estimate(k: sizing.Knobs) -> dict[str, float]:
-        planned = plan(request, k)
-        seconds = estimate_seconds(planned, sizes, rate, learned)
-        extra = {f"{prefix}-seeds-*": seeds_seconds(planned, seconds, seeds)} if seeds > 1 else {}
-        extra[f"{prefix}-labels-*"] = labels.labels_seconds(planned, seconds, preset, seeds)
-        return {**seconds, **extra}
-
-    if resumed:
-        time_plan, seconds = stored, estimate(knobs)
-    else:
-        sized = sizing.fit(start, estimate, budget_s)
-        plans, seconds = (
-            plan(request, sized.knobs),
-            sized.estimate,
-        )
-        time_plan = {
-            "budget_s": budget_s,
-            "knobs": sized.knobs.to_json(),
-            "cuts": sized.cuts,
-            "estimate_s": seconds,
-            "machine": machine,
-            "learned": learned,
-        }
-    factors = ", ".join(f"{k} x{v:.2f}" for k, v in sorted(learned.items()))
-    corrected = f"; corrected by what earlier runs here measured: {factors}" if learned else ""
-    for line in speed_lines(rate, share, prefix):
-        say(line)
-    say(f"budget ({rt.describe()}, {preset} preset, time budget {_budget_text(budget_s)}{corrected}):")
-    for line in budget_lines(plans, sizes, seconds):
-        say(line)
-    if time_plan and time_plan.get("cuts"):
-        say("  sized to fit: " + "; ".join(time_plan["cuts"]))
+    machine = costs.machine_key(rt.describe(), torch.get_num_threads())
+    if resumed:  # the plan as it was sized, on whichever machine sized it: no speed test here
+        seconds = (stored or {}).get("estimate_s")
+        say(f"budget ({rt.describe()}, {request.preset} preset, as planned{_sized_on(stored)}):")
+        for line in budget_lines(plans, sizes, seconds):
+            say(line)
+        if (stored or {}).get("path"):
+            say(stored["path"])
+        if _cuts(stored):
+            say("  sized to fit: " + "; ".join(_cuts(stored)))
+        return plans, stored, machine
+    (rate, share), learned = others_share(lambda: speed_test(rt)), costs.learned(machine)
+    estimate = Estimator(request, sizes, rate, learned, workers)
+    sized = sizing.fit(start, estimate, budget_s, estimate.wall)
+    plans, seconds = plan(request, sized.knobs), aggregate(sized.estimate, request.prefix)
+    time_plan = {
+        "budget_s": budget_s,
+        "knobs": sized.knobs.to_json(),
+        "cuts": sized.cuts,
+        "estimate_s": seconds,
+        "machine": machine,
+        "learned": learned,
+        "workers": workers,
+        "path": estimate.path_line(sized.knobs),
+        "request": request.to_json(),
+    }
+    _print_budget(say, rt, request, budget_s, learned, (rate, share), plans, sizes, seconds)
+    say(time_plan["path"])
+    if sized.cuts:
+        say("  sized to fit: " + "; ".join(sized.cuts))
     return plans, time_plan, machine
 
 
-def _budget_text(budget_s: float | None) -> str:
-    return "none (the preset's full plan)" if budget_s is None else sizing.format_duration(budget_s)
+def _cuts(stored: dict | None) -> list[str]:
+    return list((stored or {}).get("cuts") or [])
+
+
+def _sized_on(stored: dict | None) -> str:
+    if not stored:
+        return ": the preset's full plan"
+    return f" for {_budget_text(stored.get('budget_s'), stored)}"
+
+
+def _print_budget(say, rt, request: Request, budget_s, learned, speed, plans, sizes, seconds) -> None:
+    factors = ", ".join(f"{k} x{v:.2f}" for k, v in sorted(learned.items()))
+    corrected = f"; corrected by what earlier runs here measured: {factors}" if learned else ""
+    for line in speed_lines(*speed, request.prefix):
+        say(line)
+    say(f"budget ({rt.describe()}, {request.preset} preset, time budget {_budget_text(budget_s)}{corrected}):")
+    for line in budget_lines(plans, sizes, seconds):
+        say(line)
+
+
+def _budget_text(budget_s: float | None, stored: dict | None = None) -> str:
+    text = "none (the preset's full plan)" if budget_s is None else sizing.format_duration(budget_s)
+    workers = (stored or {}).get("workers", 1)
+    return text + (f" on {workers} workers" if workers > 1 else "")
 
 
 def time_lines(

@@ -43,18 +43,22 @@ def curve_fractions(preset: str) -> list[float]:
     return [f for f in LABEL_FRACTIONS[preset] if f < 1]
 
 
-def labels_seconds(plans: Sequence[PlannedStudy], estimate: dict[str, float], preset: str, seeds: int) -> float:
-    """The labels studies' cost: per curved regime, one trial's share of its study for each (fraction, seed), at
-    the fraction's share of the work plus FIXED_SHARE."""
+def labels_seconds(
+    plans: Sequence[PlannedStudy], estimate: dict[str, float], preset: str, seeds: int
+) -> dict[str, tuple[float, int]]:
+    """The labels studies' cost, per study: (seconds, trials). Per curved regime, one trial's share of its study for
+    each (fraction, seed), at the fraction's share of the work plus FIXED_SHARE."""
     by_name = {planned.name: planned for planned in plans}
     prefix = plans[0].comparison
-    per_trial = sum(FIXED_SHARE + (1 - FIXED_SHARE) * f for f in curve_fractions(preset)) * max(seeds, 1)
-    total = 0.0
+    fractions = curve_fractions(preset)
+    per_trial = sum(FIXED_SHARE + (1 - FIXED_SHARE) * f for f in fractions) * max(seeds, 1)
+    out = {}
     for regime in LABEL_CURVED:
         planned = by_name.get(f"{prefix}-{regime.study}")
-        if planned is not None:
-            total += per_trial * estimate[planned.name] / planned.trials
-    return total
+        if planned is not None and fractions:
+            seconds = per_trial * estimate[planned.name] / planned.trials
+            out[f"{prefix}-labels-{regime.study}"] = (seconds, len(fractions) * max(seeds, 1))
+    return out
 
 
 def _labels_plan(storage, regime: Regime, prefix: str, preset: str, seeds: int) -> PlannedStudy | None:

@@ -12,6 +12,7 @@ study whose objective has the key (an error when none has).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -159,6 +160,14 @@ class Request:
             if data_dir and "data_dir" not in values:
                 values["data_dir"] = data_dir
         return cls(prefix, preset, overrides, trials)
+
+    def to_json(self) -> dict[str, Any]:
+        """What every worker of this comparison must be started with (stored with the plan): preset, --trials and
+        each --set key (with --data-dir) once, as JSON values."""
+        sets = {key: value for values in self.overrides.values() for key, value in values.items()}
+        return json.loads(
+            json.dumps({"preset": self.preset, "trials": self.trials, "sets": dict(sorted(sets.items()))})
+        )
 
     def fixed(self, objective: str, key: str) -> bool:
         """Whether the user fixed `key` (sizing never cuts it)."""

@@ -259,3 +259,38 @@ def regime_of(objective: str, encoder: str) -> str | None:
             return regime.role
     fallback = [regime for regime in candidates if regime.encoder in (SIMCLR, None)]
     return fallback[0].role if fallback else None
+
+
+def needs(role: str) -> tuple[str, ...]:
+    """The studies (PREFIX-<suffix>) a study of `role` waits for: what it reads from them (the encoder it evaluates,
+    the configuration it runs again, the parameters it is tuned with) is final only once they have used their
+    whole budget. The pretraining studies and the regimes without a SimCLR or same-data encoder need nothing."""
+    for p in PRETRAINING:
+        if role == p.role:
+            return (p.tuned_by,) if p.tuned_by else ()
+        if role == p.seeds_role:
+            return (p.suffix,)
+    if role in BY_ROLE:
+        encoder = BY_ROLE[role].encoder
+        return (ENCODER_STUDY[encoder].suffix,) if encoder in ENCODER_STUDY else ()
+    for regime in PLANNED:
+        if role == regime.seeds_role:  # its selected configuration (and, for SimCLR's, the tuned probe settings)
+            return tuple(dict.fromkeys(s for s in (regime.selected_by, regime.study) if s))
+        if role == regime.labels_role:
+            return (regime.study,)
+    return ()
+
+
+def study_roles(prefix: str) -> dict[str, str]:
+    """Every study a comparison PREFIX can hold -> its role: the planned ones, then the seeds and labels studies."""
+    out = {f"{prefix}-{p.suffix}": p.role for p in PRETRAINING}
+    out |= {f"{prefix}-{regime.study}": regime.role for regime in PLANNED}
+    out |= {f"{prefix}-seeds-{regime.seeds}": regime.seeds_role for regime in SEEDED}
+    out |= {f"{prefix}-seeds-{p.seeds}": p.seeds_role for p in PRETRAINING if p.seeds}
+    out |= {f"{prefix}-labels-{regime.study}": regime.labels_role for regime in LABEL_CURVED}
+    return out
+
+
+def dependencies(prefix: str) -> dict[str, list[str]]:
+    """Study -> the studies it waits for (`needs`), for every study a comparison PREFIX can hold."""
+    return {name: [f"{prefix}-{s}" for s in needs(role)] for name, role in study_roles(prefix).items()}

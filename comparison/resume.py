@@ -12,10 +12,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from comparison.plan import PlannedStudy
+from comparison.plan import PlannedStudy, Request
 from comparison.regimes import HPARAMS, SCALE
 from errors import UserError
-from objectives.run import uses_budget
+from objectives.counting import uses_budget
 from storage import schema, store
 from storage.optuna_private import grid_id
 
@@ -34,6 +34,28 @@ def spec_difference(stored: schema.StudySpec, wanted: schema.StudySpec, *, ignor
     if not diffs:
         return None
     return diffs[0] + (f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else "")
+
+
+def check_request(stored: dict | None, request: Request) -> None:
+    """UserError naming the first difference between the request stored with a comparison's plan (by the worker
+    that planned it) and this one's: every worker of one comparison runs one plan."""
+    if not stored or "request" not in stored:  # a plan stored before requests were: check_existing compares specs
+        return
+    before, now = stored["request"], request.to_json()
+    pairs = [("--preset", before.get("preset"), now["preset"]), ("--trials", before.get("trials"), now["trials"])]
+    sets_before, sets_now = before.get("sets", {}), now["sets"]
+    pairs += [(f"--set {key}", sets_before.get(key), sets_now.get(key)) for key in sorted({*sets_before, *sets_now})]
+    diffs = [f"{name}: stored {_given(a)}, this command {_given(b)}" for name, a, b in pairs if a != b]
+    if diffs:
+        more = f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else ""
+        raise UserError(
+            f"comparison {request.prefix!r} is planned in this store with other settings ({diffs[0]}{more}); start "
+            "every worker with the same --preset, --set and --trials, or use another --prefix"
+        )
+
+
+def _given(value: Any) -> str:
+    return "not given" if value is None else repr(value)
 
 
 def tuned_values(storage: optuna.storages.BaseStorage, planned: PlannedStudy) -> tuple[dict[str, Any], str]:
@@ -107,6 +129,14 @@ def simclr_encoder(storage: optuna.storages.BaseStorage, prefix: str) -> str:
         if any(t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value) for t in trials):
             return f"best:{name}"
     return f"best:{prefix}-{HPARAMS.suffix}"
+
+
+def is_ready(attrs: dict[str, Any], has_trials: bool) -> bool:
+    """Whether a study of the comparison is set up (schema.READY), so that other workers may run it. A study made
+    before workers shared a plan has no such attr: ready once its spec is stored with a plan or a trial."""
+    if schema.READY in attrs:
+        return bool(attrs[schema.READY])
+    return schema.OBJECTIVE in attrs and (schema.TIME_PLAN in attrs or has_trials)
 
 
 def set_study_error(storage: optuna.storages.BaseStorage, name: str, reason: str) -> None:

@@ -25,8 +25,9 @@ The sized plan (its knobs, the cuts, the estimate per study) is stored on every 
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 
 from errors import UserError
@@ -98,29 +99,40 @@ class Sized:
     estimate: dict[str, float]  # study name -> estimated seconds
     cuts: list[str]  # what was cut, in words ("SimCLR epochs 5 -> 3")
     budget_s: float | None
+    wall_s: float = 0.0  # the estimated wall time of the whole plan (on one worker: the total)
 
     @property
     def total(self) -> float:
         return sum(self.estimate.values())
 
 
-def fit(start: Knobs, estimate: Callable[[Knobs], dict[str, float]], budget_s: float | None) -> Sized:
-    """The largest plan (cutting in ORDER from `start`) whose estimated total fits `budget_s` seconds; `start`
-    unchanged when no budget is given or it fits. UserError when even the smallest plan does not fit."""
+Wall = Callable[[Knobs, dict[str, float]], float]  # (knobs, seconds per study) -> estimated wall seconds
+
+
+def _total(knobs: Knobs, seconds: dict[str, float]) -> float:
+    return sum(seconds.values())
+
+
+def fit(
+    start: Knobs, estimate: Callable[[Knobs], dict[str, float]], budget_s: float | None, wall: Wall = _total
+) -> Sized:
+    """The largest plan (cutting in ORDER from `start`) whose estimated wall time (`wall`: one worker's total by
+    default; see `wall_seconds` for several) fits `budget_s` seconds; `start` unchanged when no budget is given or
+    it fits. UserError when even the smallest plan does not fit."""
     knobs, seconds = start, estimate(start)
-    if budget_s is None or sum(seconds.values()) <= budget_s:
-        return Sized(knobs, seconds, [], budget_s)
+    if budget_s is None or wall(knobs, seconds) <= budget_s:
+        return Sized(knobs, seconds, [], budget_s, wall(knobs, seconds))
     for name, _, smaller in ORDER:
-        while sum(seconds.values()) > budget_s:
+        while wall(knobs, seconds) > budget_s:
             value = getattr(knobs, name)
             new = None if value is None else smaller(value, start)
             if new is None:
                 break
             knobs = replace(knobs, **{name: new})
             seconds = estimate(knobs)
-        if sum(seconds.values()) <= budget_s:
+        if wall(knobs, seconds) <= budget_s:
             break
-    total = sum(seconds.values())
+    total = wall(knobs, seconds)
     if total > budget_s:
         raise UserError(
             f"--time-budget {format_duration(budget_s)} is too small for this machine: the smallest plan "
@@ -132,7 +144,35 @@ def fit(start: Knobs, estimate: Callable[[Knobs], dict[str, float]], budget_s: f
         for name, label, _ in ORDER
         if getattr(start, name) != getattr(knobs, name)
     ]
-    return Sized(knobs, seconds, cuts, budget_s)
+    return Sized(knobs, seconds, cuts, budget_s, total)
+
+
+def critical_path(
+    seconds: Mapping[str, float], trials: Mapping[str, int], needs: Mapping[str, Sequence[str]], workers: int
+) -> tuple[float, list[str]]:
+    """(seconds, the studies in order) of the longest chain of studies that wait on one another (`needs`: study ->
+    the studies it waits for), each taking its wall time on `workers` workers (its trials side by side, each of
+    equal cost). No number of workers finishes the plan sooner."""
+    memo: dict[str, tuple[float, list[str]]] = {}
+
+    def longest(name: str) -> tuple[float, list[str]]:
+        if name not in memo:
+            n = max(trials.get(name, 1), 1)
+            own = seconds[name] * math.ceil(n / workers) / n
+            before = [longest(dep) for dep in needs.get(name, ()) if dep in seconds]
+            length, chain = max(before, key=lambda pair: pair[0], default=(0.0, []))
+            memo[name] = (length + own, [*chain, name])
+        return memo[name]
+
+    return max((longest(name) for name in seconds), key=lambda pair: pair[0], default=(0.0, []))
+
+
+def wall_seconds(
+    seconds: Mapping[str, float], trials: Mapping[str, int], needs: Mapping[str, Sequence[str]], workers: int
+) -> float:
+    """A plan's rough wall time on `workers` workers: the work divided among them, or the critical path, whichever
+    is longer (one worker: the total)."""
+    return max(sum(seconds.values()) / max(workers, 1), critical_path(seconds, trials, needs, workers)[0])
 
 
 def describe(knobs: Knobs) -> str:

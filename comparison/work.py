@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from comparison.plan import PlannedStudy
-from comparison.regimes import PRETRAINING, SEEDED
+from comparison import labels, sizing
+from comparison.plan import PlannedStudy, Request, plan
+from comparison.regimes import PRETRAINING, SEEDED, dependencies
 from simclr.config import make_config
 
 
@@ -123,20 +124,78 @@ def estimate_seconds(
     return out
 
 
-def seeds_seconds(plans: Sequence[PlannedStudy], estimate: dict[str, float], seeds: int) -> float:
-    """The seeds studies' cost (seeds > 1): each seeded regime's selected configuration `seeds - 1` more times, i.e.
-    one trial's share of the study that selected it, and each seeded grid (the scale curve) `seeds - 1` more times."""
+def seeds_seconds(
+    plans: Sequence[PlannedStudy], estimate: dict[str, float], seeds: int
+) -> dict[str, tuple[float, int]]:
+    """The seeds studies' cost (seeds > 1), per study: (seconds, trials). Each seeded regime's selected
+    configuration `seeds - 1` more times, i.e. one trial's share of the study that selected it, and each seeded
+    grid (the scale curve) `seeds - 1` more times."""
     if seeds <= 1:
-        return 0.0
+        return {}
     by_name = {planned.name: planned for planned in plans}
     prefix = plans[0].comparison
-    total = 0.0
+    out = {}
     for regime in SEEDED:  # a SimCLR seed pretrains anew and probes its own encoder: the hparams study's share
         planned = by_name.get(f"{prefix}-{regime.selected_by or regime.study}")
         if planned is not None:
-            total += (seeds - 1) * estimate[planned.name] / planned.trials
+            out[f"{prefix}-seeds-{regime.seeds}"] = ((seeds - 1) * estimate[planned.name] / planned.trials, seeds - 1)
     for pretraining in PRETRAINING:
         planned = by_name.get(f"{prefix}-{pretraining.suffix}")
         if pretraining.seeds and planned is not None:
-            total += (seeds - 1) * estimate[planned.name]
-    return total
+            out[f"{prefix}-seeds-{pretraining.seeds}"] = (
+                (seeds - 1) * estimate[planned.name],
+                (seeds - 1) * planned.trials,
+            )
+    return out
+
+
+class Estimator:
+    """The cost model of one comparison on this machine: each study's rough seconds (the seeds and labels studies
+    one by one) and its wall time on `workers` workers (comparison.sizing.wall_seconds over the dependencies of
+    comparison.regimes)."""
+
+    def __init__(self, request: Request, sizes: Sizes, rate: float, learned: dict[str, float], workers: int):
+        self.request, self.sizes, self.rate, self.learned, self.workers = request, sizes, rate, learned, workers
+        self.needs = dependencies(request.prefix)
+
+    def studies(self, knobs: sizing.Knobs) -> dict[str, tuple[float, int]]:
+        """Study -> (seconds, trials), the seeds and labels studies each on their own."""
+        planned = plan(self.request, knobs)
+        seconds = estimate_seconds(planned, self.sizes, self.rate, self.learned)
+        seeds, preset = int(planned[1].spec().config["seeds"]), self.request.preset
+        out = {p.name: (seconds[p.name], p.trials) for p in planned}
+        return {
+            **out,
+            **seeds_seconds(planned, seconds, seeds),
+            **labels.labels_seconds(planned, seconds, preset, seeds),
+        }
+
+    def __call__(self, knobs: sizing.Knobs) -> dict[str, float]:
+        return {name: seconds for name, (seconds, _) in self.studies(knobs).items()}
+
+    def wall(self, knobs: sizing.Knobs, seconds: dict[str, float]) -> float:
+        trials = {name: n for name, (_, n) in self.studies(knobs).items()}
+        return sizing.wall_seconds(seconds, trials, self.needs, self.workers)
+
+    def path_line(self, knobs: sizing.Knobs) -> str:
+        """The critical path and the wall time on this many workers, in one line."""
+        studies = self.studies(knobs)
+        seconds, trials = {k: v[0] for k, v in studies.items()}, {k: v[1] for k, v in studies.items()}
+        length, chain = sizing.critical_path(seconds, trials, self.needs, self.workers)
+        names = " -> ".join(name.removeprefix(f"{self.request.prefix}-") for name in chain)
+        wall = sizing.wall_seconds(seconds, trials, self.needs, self.workers)
+        workers = f"{self.workers} workers" if self.workers > 1 else "1 worker (--workers N to plan for more)"
+        return (
+            f"  on {workers}: ~{wall / 60:.1f} min (the work divided among them, or the critical path, whichever "
+            f"is longer); critical path {names}: ~{length / 60:.1f} min"
+        )
+
+
+def aggregate(seconds: dict[str, float], prefix: str) -> dict[str, float]:
+    """The estimate as stored and printed: the seeds studies together (PREFIX-seeds-*), and the labels studies."""
+    out: dict[str, float] = {}
+    for name, value in seconds.items():
+        group = next((f"{prefix}-{g}-*" for g in ("seeds", "labels") if name.startswith(f"{prefix}-{g}-")), name)
+        out[group] = out.get(group, 0.0) + value
+    out.setdefault(f"{prefix}-labels-*", 0.0)
+    return out

@@ -25,6 +25,7 @@ import optuna
 import torch
 
 from errors import NonFiniteLoss, StopRequested, UserError, first_line
+from objectives.counting import budget_taken
 from objectives.space import grid_duplicate, suggest
 from simclr.config import Config, make_config
 from simclr.device import Runtime, runtime, seed_everything
@@ -187,7 +188,7 @@ def caused_by_interrupt(e: BaseException) -> bool:
     return False
 
 
-INTERRUPTED = "interrupted"  # the "error" of a trial stopped by Ctrl-C or SIGTERM (queued again)
+INTERRUPTED = schema.INTERRUPTED  # the "error" of a trial stopped by Ctrl-C or SIGTERM (queued again)
 
 
 class Objective:
@@ -222,6 +223,7 @@ class Objective:
         self.explained: set[int] = set()  # trials whose failure this objective logged (or that were interrupted)
         self.stop_requested = False  # set by request_stop (SIGTERM): the running trial stops at its next epoch
         self.scalars = None  # objectives.scalars.TensorBoardLog (--log tensorboard:DIR), set by objectives.run
+        self.total_trials: int | None = None  # the study's budget across workers (objectives.counting), ditto
 
     # -- set-up shared by all trials of a worker -------------------------------------------------------------
 
@@ -287,9 +289,12 @@ class Objective:
         try:
             note_retry(trial)
             duplicate = self.grid_taken(trial)
-            if duplicate is not None:
+            taken = self.budget_taken(trial) if duplicate is None else ""
+            if duplicate is not None or taken:
                 trial.study.stop()
-                return self.fail(trial, f"{schema.GRID_TAKEN}: trial {duplicate} holds this grid point (not run twice)")
+                return self.fail(
+                    trial, taken or f"{schema.GRID_TAKEN}: trial {duplicate} holds this grid point (not run twice)"
+                )
             config = trial_config(self.spec, trial)
             self.prepare()
             rt = self.runtime(config)
@@ -327,6 +332,12 @@ class Objective:
         if self.spec.sampler.get("name") != "grid" or not isinstance(trial, optuna.Trial):
             return None
         return grid_duplicate(trial.storage, trial.storage.get_trial(trial_id(trial)), study_id(trial.study))
+
+    def budget_taken(self, trial: optuna.Trial) -> str:
+        """Why this trial must not start: earlier trials took the study's --total-trials (objectives.counting)."""
+        if self.total_trials is None or not isinstance(trial, optuna.Trial):
+            return ""
+        return budget_taken(trial.storage, study_id(trial.study), trial_id(trial), self.total_trials)
 
     def interrupt(self, trial: optuna.Trial) -> float:
         """End an interrupted trial (Ctrl-C, SIGTERM) as FAIL "interrupted" and queue it again with its parameters

@@ -17,7 +17,7 @@ from typing import Any
 
 import optuna
 
-from errors import UserError
+from errors import StudyExists, UserError
 from objectives import build_spec, parse_sets, registry
 from objectives.create_checks import check_cache_dir, check_encoder
 from objectives.provenance import provenance
@@ -196,7 +196,7 @@ def create_study(storage: optuna.storages.BaseStorage, name: str, spec: schema.S
     try:
         study = optuna.create_study(storage=storage, study_name=name, direction=schema.DIRECTION)
     except optuna.exceptions.DuplicatedStudyError:
-        raise UserError(f"a study named {name!r} already exists") from None
+        raise StudyExists(f"a study named {name!r} already exists") from None
     finally:
         optuna.logging.set_verbosity(verbosity)
     try:

@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from errors import UserError
 from objectives import make_objective, open_study
-from objectives.common import INTERRUPTED
+from objectives.counting import taken_trials, uses_budget
 from objectives.create import name_metric
 from objectives.scalars import check_log, open_log
 from objectives.space import parse_encoder
@@ -34,7 +34,7 @@ from storage import open_artifacts, schema
 from storage.artifacts import remove_quietly
 from storage.optuna_private import grid_id, optimize_logger, study_id
 from storage.recovery import queue_retry, running_lines
-from storage.schema import ERROR, GRID_TAKEN
+from storage.schema import BUDGET_TAKEN, ERROR, GRID_TAKEN
 
 PROGRESS = ("bar", "lines", "none")
 
@@ -73,6 +73,7 @@ class RunOptions:
 class RunSummary:
     name: str
     states: list[str] = field(default_factory=list)  # this worker's finished trials (SKIPPED: grid point taken)
+    trial_ids: list[int] = field(default_factory=list)  # their ids in the store
     interrupted: bool = False
     best: str = ""
 
@@ -109,6 +110,7 @@ class TrialProgress:
     def __init__(self, total: int | None, enabled: bool):
         self.bar = None
         self.states: list[str] = []
+        self.trial_ids: list[int] = []  # the store's ids of the trials this worker finished
         if enabled:
             from tqdm import tqdm
 
@@ -116,9 +118,10 @@ class TrialProgress:
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         state = trial.state.name
-        if state == "FAIL" and str(trial.user_attrs.get(ERROR, "")).startswith(GRID_TAKEN):
-            state = "SKIPPED"  # another worker took this grid point as this one asked for it: nothing ran
+        if state == "FAIL" and str(trial.user_attrs.get(ERROR, "")).startswith((GRID_TAKEN, BUDGET_TAKEN)):
+            state = "SKIPPED"  # another worker took this grid point, or the last trial, as this one asked: nothing ran
         self.states.append(state)
+        self.trial_ids.append(trial._trial_id)
         if self.bar is not None:
             value = "" if trial.value is None else f" value {trial.value:.2f}"
             error = trial.user_attrs.get(ERROR)
@@ -132,32 +135,10 @@ class TrialProgress:
             self.bar.close()
 
 
-def uses_budget(trial: FrozenTrial) -> bool:
-    """Whether a trial uses up budget: finished, or failed for a reason it would fail for again (diverged, out of
-    memory, a bad value: the same parameters with the same seed would fail again). A FAIL "interrupted" (Ctrl-C,
-    SIGTERM), dequeued, or whose worker was lost (killed: the heartbeat retry re-runs it) does not count, nor does
-    a grid point another worker held."""
-    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        return True
-    error = str(trial.user_attrs.get(schema.ERROR) or "")
-    return (
-        trial.state == TrialState.FAIL
-        and bool(error)
-        and error not in (INTERRUPTED, schema.DEQUEUED)
-        and not error.startswith((schema.GRID_TAKEN, schema.WORKER_LOST))
-    )
-
-
-def taken_trials(study: optuna.Study) -> int:
-    """Trials toward a study-wide total: those that use budget, and those running now (on any worker)."""
-    trials = study.get_trials(deepcopy=False)
-    return sum(uses_budget(t) or t.state == TrialState.RUNNING for t in trials)
-
-
 def _total_callbacks(study: optuna.Study, total: int | None) -> tuple[int | None, list[Callable]]:
-    """(the study's trials toward --total-trials now, [a callback stopping this worker once they reach it]); a
-    trial that started when the total was one short on two workers at once can take it one over (as Optuna's
-    MaxTrialsCallback, whose rule this is: counted in the store, checked after each trial)."""
+    """(the study's trials toward --total-trials now, [a callback stopping this worker once they reach it]). Two
+    workers that both saw one trial left both start one: the later one ends at once, FAIL "budget taken"
+    (objectives.counting), so the total holds exactly."""
     if total is None:
         return None, []
 
@@ -283,11 +264,14 @@ def run_study(
         if done:
             say(f"study {name}: every grid point has been run; nothing to do")
             return summary
+    if spec.sampler.get("name") != "grid":  # a grid's points are its budget (objectives.space.grid_duplicate)
+        objective.total_trials = options.total_trials
     for line in running_lines(storage, study_id(study)):
         say(f"study {name}: {line}")
     taken, at_total = _total_callbacks(study, options.total_trials)
     if taken is not None and taken >= options.total_trials:
-        say(f"study {name}: {taken} trials count toward --total-trials {options.total_trials}; nothing to do")
+        total = options.total_trials
+        say(f"study {name}: its {total} trials are taken, finished or running on any worker; nothing to do")
         return summary
     callbacks += at_total
     progress = TrialProgress(options.trials, options.progress == "bar")
@@ -317,7 +301,7 @@ def run_study(
             progress.close()
             if objective.scalars is not None:
                 objective.scalars.close()
-    summary.states = progress.states
+    summary.states, summary.trial_ids = progress.states, progress.trial_ids
     try:
         summary.best = f"; best value {study.best_value:.2f} (trial {study.best_trial.number})"
     except ValueError:

@@ -45,6 +45,8 @@ def resolve_device(name: str = "auto") -> torch.device:
             raise UserError(f"device {name!r} asked for, but CUDA is not available here")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+        if device.index is not None:  # one worker per GPU: the process's default CUDA device too (caches, bf16 check)
+            torch.cuda.set_device(device)
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UserError("device 'mps' asked for, but MPS is not available here")
     return device

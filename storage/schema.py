@@ -47,6 +47,7 @@ TIME_PLAN = "time_plan"  # JSON str, compare: the sized plan (budget_s, knobs, c
 WALL_SECONDS = "wall_seconds"  # float, compare: seconds its runs of this study took, summed over resumed runs
 TUNED_BY = "tuned_by"  # str, compare's scale study: "STUDY #N", the search trial whose parameters it runs with
 STUDY_ERROR = "error"  # str, optional: why the study could not run (`compare` sets it; "" once it runs again)
+READY = "ready"  # bool, compare: False while the worker that created the study sets it up, True once others may run it
 PROVENANCE = "provenance"  # JSON str: project version, git revision, library versions (objectives/provenance.py)
 
 # Trial user attrs.
@@ -64,9 +65,11 @@ ENCODER_DIGEST = "encoder_digest"  # str, linear_probe: digest of the probed enc
 CHECKPOINT = "checkpoint"  # artifact id of the trial's (final, or latest while running) checkpoint
 CHECKPOINT_EPOCH = "checkpoint_epoch"  # epoch of that checkpoint
 ERROR = "error"  # str: why the trial failed (one line; INTERRUPTED for a trial queued again)
+INTERRUPTED = "interrupted"  # the ERROR of a trial stopped by Ctrl-C or SIGTERM (queued again): not counted
 GRID_TAKEN = "grid exhausted"  # how ERROR starts when a grid trial gave way to an earlier one (nothing ran)
 DEQUEUED = "dequeued"  # the ERROR of a queued trial cancelled before it started (`study.py dequeue`): not counted
 WORKER_LOST = "worker lost"  # how ERROR starts when a trial's worker died (no heartbeat): retried, not counted
+BUDGET_TAKEN = "budget taken"  # how ERROR starts when earlier trials had taken the whole budget (nothing ran)
 DATA_FRACTION = "data_fraction"  # float, simclr, supervised_pretrain: the fraction of the pretraining set trained on
 N_PRETRAIN_IMAGES = "n_pretrain_images"  # int, simclr, supervised_pretrain: images in that subset
 RETRY_OF = "retry_of"  # int: the number of the trial a retry continues (heartbeat retry or interrupted trial)

@@ -93,8 +93,8 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     return {}
 
 
-def _check_server_tables(url: str, create: bool) -> None:
-    """Reading a server database that holds no Optuna tables must not create them."""
+def _server_has_tables(url: str) -> bool:
+    """Whether a server database holds Optuna's tables (looking only)."""
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(url, **_engine_kwargs(url))
@@ -102,7 +102,12 @@ def _check_server_tables(url: str, create: bool) -> None:
         tables = set(sqlalchemy.inspect(engine).get_table_names())
     finally:
         engine.dispose()
-    if not create and not _OPTUNA_TABLES <= tables:
+    return _OPTUNA_TABLES <= tables
+
+
+def _check_server_tables(url: str, create: bool) -> None:
+    """Reading a server database that holds no Optuna tables must not create them."""
+    if not create and not _server_has_tables(url):
         raise UserError(f"no study store at {display_url(url)} (create a study first)")
 
 
@@ -208,12 +213,14 @@ def _opening(url: str) -> Iterator[None]:
 
 
 def store_exists(url: str | None = None) -> bool:
-    """Whether a store is at `url`, looking without creating anything (UserError if something else is there).
-    Server URLs count as existing: open_storage(create=True) adds the tables to an empty database."""
+    """Whether a store is at `url`, looking without creating anything (UserError if something else is there). A
+    server database is one once it holds Optuna's tables (open_storage(create=True) adds them to an empty one)."""
     url = resolve_url(url)
     path = sqlite_path(url) or journal_path(url)
     if path is None:
-        return True
+        with _opening(url):
+            _check_rdb(url, create=True)
+            return _server_has_tables(url)
     if not path.exists():
         return False
     if sqlite_path(url) is not None:

@@ -277,3 +277,57 @@ def test_the_speed_test_sees_other_processes_load_and_not_its_own():
     assert speed_lines(120.0, 0.05, "cmp") == [
         f"speed test: 120 training images/s; other processes kept 5% of the {os.cpu_count()} cores busy meanwhile"
     ]
+
+
+def test_the_critical_path_is_the_longest_chain_at_the_workers_parallelism():
+    seconds = {"a": 90.0, "b": 10.0, "c": 80.0, "d": 10.0}
+    trials = {"a": 3, "b": 1, "c": 1, "d": 1}
+    needs = {"b": ["a"], "d": ["b", "c"]}  # a -> b -> d, c -> d
+    assert sizing.critical_path(seconds, trials, needs, workers=1) == (110.0, ["a", "b", "d"])
+    # three workers run a's 3 trials side by side (30 s): c -> d is now the longest chain
+    assert sizing.critical_path(seconds, trials, needs, workers=3) == (90.0, ["c", "d"])
+    assert sizing.wall_seconds(seconds, trials, needs, workers=1) == 190.0  # one worker: the total
+    assert sizing.wall_seconds(seconds, trials, needs, workers=2) == 95.0  # the work divided
+    assert sizing.wall_seconds(seconds, trials, needs, workers=100) == 90.0  # no more workers beat the path
+
+
+def test_a_plan_sized_for_three_workers_keeps_more_and_prints_its_critical_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDY_COSTS", str(tmp_path / "costs.json"))
+    _fake_machine(monkeypatch, rate=45.0)
+    one: list[str] = []
+    _, alone, _ = budget.size_plan(SMOKE, known=None, budget_s=600, device="cpu", say=one.append)
+    three: list[str] = []
+    _, shared, _ = budget.size_plan(SMOKE, known=None, budget_s=600, device="cpu", say=three.append, workers=3)
+    assert alone["cuts"] and len(shared["cuts"]) < len(alone["cuts"])  # the same 10 minutes buy more on 3 workers
+    assert shared["workers"] == 3 and sum(shared["estimate_s"].values()) > 600  # the work is more than the budget
+    path = next(line for line in three if "critical path" in line)
+    assert path.startswith("  on 3 workers: ~")
+    chain = path.split("critical path ")[-1].split(":")[0].split(" -> ")
+    assert chain[0] in ("hparams", "supervised-pretrain") and len(chain) >= 2  # a pretraining, then what waits on it
+    assert next(line for line in one if "critical path" in line).startswith("  on 1 worker (--workers N")
+    assert shared["request"] == SMOKE.to_json() and shared["path"] == path
+
+
+def test_a_worker_joining_a_planned_comparison_reads_its_plan_without_a_speed_test(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDY_COSTS", str(tmp_path / "costs.json"))
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    _fake_machine(monkeypatch, rate=45.0)
+    plans, time_plan, _ = budget.size_plan(SMOKE, known=None, budget_s=600, device="cpu", say=print, workers=3)
+    storage = open_storage(url, create=True)
+    run.ensure_study(storage, plans[0], None, url, time_plan)  # the first worker stores the plan with its study
+
+    def no_speed_test(rt):
+        raise AssertionError("a joining worker sized nothing")
+
+    monkeypatch.setattr(budget, "speed_test", no_speed_test)
+    lines: list[str] = []
+    again, kept, _ = budget.size_plan(SMOKE, known=storage, budget_s=None, device="cpu", say=lines.append)
+    assert kept["knobs"] == time_plan["knobs"] and [p.spec() for p in again] == [p.spec() for p in plans]
+    assert "keeping the plan stored with them (sized for 10.0 min on 3 workers)" in "\n".join(lines)
+    assert time_plan["path"] in lines and any(line.startswith("  sized to fit: ") for line in lines)
+    # another --set is refused before anything is read or written, naming the difference
+    with pytest.raises(UserError, match=r"--set epochs: stored not given, this command 3\); start every worker"):
+        budget.size_plan(Request.of("cmp", preset="smoke", sets=["epochs=3"]), known=storage, **_ARGS)
+
+
+_ARGS = {"budget_s": None, "device": "cpu", "say": print}

@@ -13,7 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from objectives.run import uses_budget
+from objectives.counting import uses_budget
 from storage import Heartbeat, open_storage, schema
 from storage.recovery import running_lines
 
@@ -97,7 +97,7 @@ def test_total_trials_counts_the_study_not_the_worker(tmp_path, data_dir):
     assert run("--total-trials", "2").rc == 0
     assert [t["state"] for t in show(url, "p")["trials"]] == ["COMPLETE", "COMPLETE"]
     again = run("--total-trials", "2")
-    assert again.rc == 0 and "2 trials count toward --total-trials 2; nothing to do" in again.err
+    assert again.rc == 0 and "its 2 trials are taken" in again.err and "nothing to do" in again.err
     assert run("--total-trials", "3", "--trials", "5").rc == 0  # the smaller of the two limits
     assert len(show(url, "p")["trials"]) == 3
     assert run_cli("optimize", "p", "--total-trials", "0", "--storage", url).err.startswith("error: --total-trials")
