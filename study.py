@@ -6,7 +6,7 @@
     python study.py list | show NAME [--json|--csv|--best] | delete NAME [--force] | keys [OBJECTIVE] | dashboard
     python study.py enqueue NAME --set KEY=VALUE ... | dequeue NAME N | export NAME [--trial N] --out F
     python study.py report [NAME ...] [--out F] [--json] | predict NAME [--target ACC] [--json]
-    python study.py compare [--preset smoke|default|paper] [--time-budget 15m] [--set KEY=VALUE ...] [--out FILE]
+    python study.py compare [--preset smoke|default|paper] [--time-budget 15m] [--workers N] [--set KEY=VALUE ...]
 
 Every command takes --storage URL (else $STUDY_STORAGE, else sqlite:///studies.db) and --artifacts DIR, before or
 after its name. Exit codes: 0 done; 1 `optimize` ran but no trial completed; 2 bad input (one line on stderr, the

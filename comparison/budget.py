@@ -98,11 +98,14 @@ def others_share(measure: Callable[[], float]) -> tuple[float, float | None]:
     return value, min(1.0, max(0.0, others / ((time.perf_counter() - wall) * (os.cpu_count() or 1))))
 
 
-def speed_lines(rate: float, share: float | None, prefix: str) -> list[str]:
-    """The speed test in words; on a busy machine, that the plan is thinner for it and how to size it again."""
+def speed_lines(rate: float, share: float | None, prefix: str, workers: int = 1) -> list[str]:
+    """The speed test in words; on a busy machine, that the plan is thinner for it and how to size it again (not
+    when this is one of several workers: the others starting beside it are the load each worker will have)."""
     seen = "" if share is None else f"; other processes kept {share:.0%} of the {os.cpu_count()} cores busy meanwhile"
     lines = [f"speed test: {rate:,.0f} training images/s{seen}"]
-    if share is not None and share > BUSY_SHARE:
+    if share is not None and share > BUSY_SHARE and workers > 1:
+        lines.append(f"  (with --workers {workers}, workers starting beside this one are part of that load)")
+    elif share is not None and share > BUSY_SHARE:
         lines.append(
             f"  the machine was busy: the plan below is sized to that speed, so it is thinner (fewer epochs, images "
             f"or trials) than an idle machine's. To size it again, stop the other work and rerun compare with a new "
@@ -295,7 +298,7 @@ def size_plan(
         "path": estimate.path_line(sized.knobs),
         "request": request.to_json(),
     }
-    _print_budget(say, rt, request, budget_s, learned, (rate, share), plans, sizes, seconds)
+    _print_budget(say, rt, request, budget_s, learned, (rate, share), plans, sizes, seconds, workers)
     say(time_plan["path"])
     if sized.cuts:
         say("  sized to fit: " + "; ".join(sized.cuts))
@@ -312,10 +315,10 @@ def _sized_on(stored: dict | None) -> str:
     return f" for {_budget_text(stored.get('budget_s'), stored)}"
 
 
-def _print_budget(say, rt, request: Request, budget_s, learned, speed, plans, sizes, seconds) -> None:
+def _print_budget(say, rt, request: Request, budget_s, learned, speed, plans, sizes, seconds, workers) -> None:
     factors = ", ".join(f"{k} x{v:.2f}" for k, v in sorted(learned.items()))
     corrected = f"; corrected by what earlier runs here measured: {factors}" if learned else ""
-    for line in speed_lines(*speed, request.prefix):
+    for line in speed_lines(*speed, request.prefix, workers):
         say(line)
     say(f"budget ({rt.describe()}, {request.preset} preset, time budget {_budget_text(budget_s)}{corrected}):")
     for line in budget_lines(plans, sizes, seconds):

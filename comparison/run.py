@@ -20,6 +20,7 @@ the reason in its "error" study attr, which the report shows for the missing reg
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
@@ -85,11 +86,14 @@ def run_comparison(
     fresh = stored_time_plan(known, request.prefix) is None
     plans, time_plan, machine = budget.size_plan(request, known=known, **sizing_args)
     storage = known if known is not None else open_storage(url, create=True, heartbeat=heartbeat)
-    if fresh and ensure_study(storage, plans[0], artifacts_dir, url, time_plan) is None:
-        say("another worker stored this comparison's plan a moment before this one: using its plan")
-        wait_for_plan(storage, request.prefix, say, heartbeat.grace_period)
-        plans, time_plan, machine = budget.size_plan(request, known=storage, **{**sizing_args, "header": ""})
-    worker = Worker(storage, plans, options, url=url, artifacts_dir=artifacts_dir, say=say, time_plan=time_plan)
+    if fresh:  # store the plan with the first study, unless another worker stored its plan a moment before
+        ensure_study(storage, plans[0], artifacts_dir, url, time_plan)
+        if stored_time_plan(storage, request.prefix) != json.loads(json.dumps(time_plan)):
+            say("another worker stored this comparison's plan a moment before this one: using its plan")
+            wait_for_plan(storage, request.prefix, say, heartbeat.grace_period)
+            plans, time_plan, machine = budget.size_plan(request, known=storage, **{**sizing_args, "header": ""})
+    where = {"url": url, "artifacts_dir": artifacts_dir, "say": say, "time_plan": time_plan}
+    worker = Worker(storage, plans, options, **where, patience=heartbeat.grace_period)
     outcome = worker.run()
     plans = worker.plans()
     if outcome.seconds:

@@ -87,6 +87,7 @@ def ensure_study(
     artifacts_dir: str | None,
     url: str,
     time_plan: dict | None = None,
+    take_over: bool = False,
 ) -> optuna.Study | None:
     """The planned study: loaded when it exists and is ready (checked by check_existing), else created, exactly
     once whichever worker gets there first (the others get None and look again later). The creator sets it up
@@ -94,10 +95,20 @@ def ensure_study(
     the trial its best:STUDY resolves to now (objectives.create.pin_encoder: created only once that study has used
     its budget, so any worker would pin the same trial), the scale study with the parameters its search selected
     (comparison.resume.tuned_values), named in its `tuned_by` attr, a search with its preset's configuration
-    queued as its first trial (objectives.enqueue.enqueue_recipe)."""
+    queued as its first trial (objectives.enqueue.enqueue_recipe). With `take_over`, a study whose creator
+    stopped before it was ready (killed between two writes) is set up here."""
+    artifacts = open_artifacts(url, artifacts_dir, create=False)
     if planned.name in store.study_names(storage):
         study = store.load_study(storage, planned.name)
-        return study if is_ready(study.user_attrs, bool(study.get_trials(deepcopy=False))) else None
+        if is_ready(study.user_attrs, bool(study.get_trials(deepcopy=False))):
+            return study
+        if not take_over:
+            return None
+        if schema.OBJECTIVE not in study.user_attrs:  # stopped before its spec was written: made again next look
+            optuna.delete_study(study_name=planned.name, storage=storage)
+            return None
+        spec, (_, tuned_by) = store.study_spec(storage, planned.name), tuned_values(storage, planned)
+        return _set_up(storage, study, planned, spec, tuned_by, artifacts, time_plan)
     encoder = simclr_encoder(storage, planned.comparison) if planned.probes_simclr else None
     tuned, tuned_by = tuned_values(storage, planned)
     planned = replace(planned, values={**planned.values, **tuned}) if tuned else planned
@@ -107,12 +118,18 @@ def ensure_study(
     except StudyExists:  # another worker created it a moment ago
         return None
     study.set_user_attr(schema.READY, False)
-    if time_plan:  # the sized plan travels with the studies: a resumed run keeps it on any machine
+    return _set_up(storage, study, planned, spec, tuned_by, artifacts, time_plan)
+
+
+def _set_up(storage, study: optuna.Study, planned: PlannedStudy, spec, tuned_by: str, artifacts, time_plan):
+    """What ensure_study stores on a new study before it is ready; each step skipped when already done."""
+    attrs = study.user_attrs
+    if time_plan and schema.TIME_PLAN not in attrs:  # the sized plan travels with the studies, to any machine
         study.set_user_attr(schema.TIME_PLAN, json.dumps(time_plan))
-    if planned.pretraining is not None and planned.pretraining.tuned_by:
+    if planned.pretraining is not None and planned.pretraining.tuned_by and schema.TUNED_BY not in attrs:
         study.set_user_attr(schema.TUNED_BY, tuned_by)  # "" = the preset's configuration (the search had no pick)
-    pin_encoder(storage, study, open_artifacts(url, artifacts_dir, create=False))
-    if not planned.grid:
+    pin_encoder(storage, study, artifacts)
+    if not planned.grid and not study.get_trials(deepcopy=False):
         enqueue_recipe(study, spec)  # every search's first trial is its recipe: equal for every regime
     study.set_user_attr(schema.READY, True)
     return study
@@ -140,8 +157,11 @@ class Worker:
         artifacts_dir: str | None,
         say: Callable[[str], None],
         time_plan: dict | None,
+        patience: float = 120.0,
     ):
         self.storage, self.roots, self.options = storage, list(roots), options
+        self.patience = patience  # seconds a study may stay not ready before this worker sets it up itself
+        self.unready_since: dict[str, float] = {}
         self.url, self.artifacts_dir, self.say, self.time_plan = url, artifacts_dir, say, time_plan
         self.prefix, self.preset = roots[0].comparison, roots[0].preset
         self.seeds = int(roots[1].spec().config["seeds"])
@@ -188,7 +208,16 @@ class Worker:
         s = self.states[planned.name]
         if planned.name in self.outcome.failed or self.waits_for(planned):
             return False
-        return not s.exists or (s.ready and s.taken < planned.trials)
+        return not s.exists or (s.ready and s.taken < planned.trials) or self.stuck(planned)
+
+    def stuck(self, planned: PlannedStudy) -> bool:
+        """Not ready for longer than `patience`: its creator stopped while setting it up."""
+        s = self.states[planned.name]
+        if not s.exists or s.ready:
+            self.unready_since.pop(planned.name, None)
+            return False
+        now = time.monotonic()
+        return now - self.unready_since.setdefault(planned.name, now) >= self.patience
 
     # -- the loop ----------------------------------------------------------------------------------------------
 
@@ -236,7 +265,10 @@ class Worker:
 
     def take(self, planned: PlannedStudy) -> None:
         """Create (or load) the study and run what is left of its budget here, beside any other worker on it."""
-        study = ensure_study(self.storage, planned, self.artifacts_dir, self.url, self.time_plan)
+        stuck = self.stuck(planned)
+        study = ensure_study(self.storage, planned, self.artifacts_dir, self.url, self.time_plan, take_over=stuck)
+        if stuck and study is not None:
+            self.say(f"{self.head(planned, short=True)}: its creator stopped before it was ready; set up here")
         if study is None:  # another worker is creating it: it is ready at a later look
             self.states[planned.name] = replace(self.states[planned.name], exists=True, ready=False)
             return

@@ -13,7 +13,9 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -298,7 +300,7 @@ class Objective:
             config = trial_config(self.spec, trial)
             self.prepare()
             rt = self.runtime(config)
-            set_attrs(trial, **{schema.DEVICE: rt.describe()})
+            set_attrs(trial, **{schema.DEVICE: rt.describe(), schema.WORKER: f"{socket.gethostname()}:{os.getpid()}"})
             lr = trained_lr(config)
             if lr is not None:  # not rounded as set_attrs does: a rate may be 1e-5
                 trial.set_user_attr(schema.EFFECTIVE_LR, lr)

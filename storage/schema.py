@@ -60,6 +60,7 @@ STEPS = "steps"  # int: optimiser steps of the trial's training (pretraining for
 SECONDS = "seconds"  # float: wall seconds of the whole trial
 IMAGES_PER_SECOND = "images_per_second"  # float: training throughput
 DEVICE = "device"  # str: the runtime (device, precision, ...), Runtime.describe()
+WORKER = "worker"  # str: HOST:PID of the worker process that ran the trial
 TRIAL_ENCODER = "encoder"  # str: what the trial's encoder was ("scratch", "imagenet", "trial:STUDY:3", a path)
 ENCODER_DIGEST = "encoder_digest"  # str, linear_probe: digest of the probed encoder's weights (feature cache key)
 CHECKPOINT = "checkpoint"  # artifact id of the trial's (final, or latest while running) checkpoint

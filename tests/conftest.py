@@ -23,6 +23,19 @@ def _no_env_store(monkeypatch):
     monkeypatch.delenv("STUDY_DATA", raising=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cost_model(tmp_path_factory):
+    """What the tests' tiny comparisons teach the cost model goes to a file of their own (inherited by the worker
+    processes they start), never to the user's: their ratios would skew the user's next estimate."""
+    before = os.environ.get("STUDY_COSTS")
+    os.environ["STUDY_COSTS"] = str(tmp_path_factory.mktemp("costs") / "costs.json")
+    yield
+    if before is None:
+        os.environ.pop("STUDY_COSTS", None)
+    else:
+        os.environ["STUDY_COSTS"] = before
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")

@@ -83,3 +83,22 @@ def test_a_worker_starts_a_study_only_once_what_it_waits_for_has_used_its_budget
     worker.look()
     assert worker.waits_for(by_role["probe_simclr"]) == [] and worker.ready(by_role["probe_simclr"])
     assert worker.ready(by_role["simclr_scale"])  # the scale curve at the search's pick
+
+
+def test_a_study_whose_creator_stopped_while_setting_it_up_is_set_up_by_another_worker(tmp_path):
+    """A creator killed between two writes leaves a study that is not ready: after `patience` another worker sets
+    up what is missing (the recipe queued once, ready), instead of waiting for it forever."""
+    from objectives.create import create_study
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    storage = open_storage(url, create=True)
+    plans = plan(Request.of("cmp", preset="smoke", trials=2))
+    scratch = next(p for p in plans if p.role == "scratch")
+    create_study(storage, scratch.name, scratch.spec()).set_user_attr(schema.READY, False)  # then killed
+    assert ensure_study(storage, scratch, None, url) is None  # not ready: left to its creator
+    worker = Worker(storage, plans, RunOptions(), url=url, artifacts_dir=None, say=print, time_plan=None, patience=0)
+    worker.look()
+    assert worker.stuck(scratch) and worker.ready(scratch)
+    study = ensure_study(storage, scratch, None, url, take_over=True)
+    assert study.user_attrs[schema.READY] is True and [t.state.name for t in study.get_trials()] == ["WAITING"]
+    assert ensure_study(storage, scratch, None, url, take_over=True).get_trials() == study.get_trials()  # once

@@ -75,16 +75,16 @@ def compare_worker(store, prefix: str, data_dir: Path, out: Path, *extra: str) -
     )
 
 
-def checkpointed_trial(url: str, name: str) -> int | None:
-    """The number of a RUNNING trial of study `name` that has saved a checkpoint, if any."""
+def checkpointed_trial(url: str, name: str) -> str | None:
+    """The worker (HOST:PID) of a RUNNING trial of study `name` that has saved a checkpoint, if any."""
     try:
         storage = open_storage(url, read_only=True)
         study = optuna.load_study(study_name=name, storage=storage)
     except (KeyError, optuna.exceptions.StorageInternalError, sqlite3.Error, Exception):
         return None
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if t.user_attrs.get(schema.CHECKPOINT_EPOCH):
-            return t.number
+        if t.user_attrs.get(schema.CHECKPOINT_EPOCH) and t.user_attrs.get(schema.WORKER):
+            return t.user_attrs[schema.WORKER]
     return None
 
 
@@ -107,17 +107,19 @@ def test_three_workers_share_one_comparison_and_make_up_a_killed_one(kind, tmp_p
     hub.mkdir(parents=True)
     torch.save(torchvision.models.resnet18().state_dict(), hub / IMAGENET_FILE)  # random values: the file matters
     try:
-        # worker 0 plans the comparison and starts the hyperparameter search; killed with SIGKILL once its SimCLR
-        # trial has saved an epoch
-        first = compare_worker(store, prefix, data_dir, outs[0])
+        # three workers start at once: one stores its plan, the others take it; the one running the hyperparameter
+        # search's SimCLR trial is killed with SIGKILL once that trial has saved an epoch
+        workers = [compare_worker(store, prefix, data_dir, out) for out in outs]
         deadline = time.monotonic() + 240
-        while checkpointed_trial(store.url, f"{prefix}-hparams") is None:
-            assert first.poll() is None and time.monotonic() < deadline, first.communicate()[1][-3000:]
+        while (running := checkpointed_trial(store.url, f"{prefix}-hparams")) is None:
+            assert all(w.poll() is None for w in workers) and time.monotonic() < deadline, "no checkpointed trial"
             time.sleep(0.05)
-        first.send_signal(signal.SIGKILL)
-        first.communicate()
-        # two workers join late: they retry the lost trial (resuming it) and share the rest
-        done = wait_all([compare_worker(store, prefix, data_dir, out) for out in outs[1:]], timeout=900)
+        killed = next(w for w in workers if running.endswith(f":{w.pid}"))
+        killed.send_signal(signal.SIGKILL)
+        killed.communicate()
+        outs = [out for out, w in zip(outs, workers, strict=True) if w is not killed]
+        # the other two retry the lost trial (resuming it) and share the rest
+        done = wait_all([w for w in workers if w is not killed], timeout=900)
         for d in done:
             assert d.rc == 0, d.err[-4000:]
             assert "Traceback" not in d.err and "locked" not in d.err.lower(), d.err[-4000:]
@@ -150,6 +152,8 @@ def test_three_workers_share_one_comparison_and_make_up_a_killed_one(kind, tmp_p
         # the SimCLR probe's encoder is the hyperparameter study's best trial, pinned once
         best = optuna.load_study(study_name=f"{prefix}-hparams", storage=store.url).best_trial
         assert studies[f"{prefix}-probe-simclr"].user_attrs[schema.ENCODER_TRIAL] == best.number
+        # one plan, stored by one worker, on every study
+        assert len({s.user_attrs[schema.TIME_PLAN] for s in studies.values()}) == 1
         # the report: written once, by the worker that finished the last trial, with a single worker's rows
         written = [out for out in outs if out.exists()]
         assert len(written) == 1, both
