@@ -41,13 +41,15 @@ def wait_for_plan(storage, prefix: str, say: Callable[[str], None], patience: fl
     """When another worker is storing this comparison's plan (its first study exists, not yet ready), wait until
     it has, at most `patience` seconds, so that this worker reads the plan instead of sizing its own."""
     first = f"{prefix}-{PRETRAINING[0].suffix}"
-    deadline = time.monotonic() + patience
+    deadline, said = time.monotonic() + patience, False
     while storage is not None and first in store.study_names(storage) and time.monotonic() < deadline:
         study = store.load_study(storage, first)
         if is_ready(study.user_attrs, bool(study.get_trials(deepcopy=False))):
             return
-        say(f"waiting for the worker that is storing this comparison's plan ({first})")
-        time.sleep(POLL_SECONDS)
+        if not said:
+            say(f"waiting for the worker that is storing this comparison's plan ({first})")
+            said = True
+        time.sleep(min(POLL_SECONDS, 1.0))
 
 
 def run_comparison(

@@ -42,7 +42,8 @@ table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
 th, td { border: 1px solid #ddd; padding: 0.2rem 0.5rem; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; position: sticky; top: 0; } td.text, th.text { text-align: left; }
 tr.missing td { color: #b00; } .ci { color: #555; display: block; } ul.note { margin: 0.5rem 0; }
-table.comparison { width: 100%; } table.comparison th { white-space: normal; }
+table.comparison { width: 100%; } table.comparison th, table.comparison td.text { white-space: normal; }
+table.comparison td:first-child { min-width: 12rem; }
 td.status { white-space: normal; overflow-wrap: anywhere; min-width: 16rem; text-align: left; }
 tr.protocol td { white-space: normal; color: #555; font-size: 0.8rem; border-top: none; }
 table.scale th { white-space: normal; }
@@ -282,10 +283,14 @@ def _minutes(seconds: float | None) -> str:
 def _timing(page: _Page, timing: dict[str, Any]) -> None:
     budget = timing["budget_s"]
     cuts = "; ".join(timing["cuts"]) or "nothing (the preset's full plan fits)"
+    workers, took = timing.get("workers", 1), _minutes(timing["actual_s"])
+    shared = f" of work, {timing.get('path', '').removeprefix('on ')}" if workers > 1 else ""
+    ran = f"{took} of worker time" if workers > 1 else f"{took} (the studies' runs)"
     lines = [
         f"time budget: {_minutes(budget) if budget else 'none (the preset full plan)'}; cut to fit: {cuts}",
-        f"estimated {_minutes(timing['estimate_s'])} (before pruning), took {_minutes(timing['actual_s'])} "
-        f"(wall time of the studies' runs); planned on: {timing['machine']}",
+        f"estimated {_minutes(timing['estimate_s'])}{shared} (before pruning); took {ran}, "
+        f"{_minutes(timing.get('elapsed_s'))} from the first trial's start to the last one's end; planned on: "
+        f"{timing['machine']}",
     ]
     body = [
         f'<tr><td class="text">{_e(r["study"])}</td><td>{_minutes(r["estimate_s"])}</td>'

@@ -11,9 +11,21 @@ from reports.rows import StudyData
 from storage import schema
 
 
+def elapsed_seconds(studies: Sequence[StudyData]) -> float | None:
+    """From the first trial's start to the last trial's end, over the studies: the comparison's wall time however
+    many workers ran it (None when no trial finished)."""
+    starts = [t.datetime_start for s in studies for t in s.trials if t.datetime_start is not None]
+    ends = [t.datetime_complete for s in studies for t in s.trials if t.datetime_complete is not None]
+    if not starts or not ends:
+        return None
+    return max(0.0, (max(ends) - min(starts)).total_seconds())
+
+
 def timing_info(studies: Sequence[StudyData]) -> dict[str, Any] | None:
-    """{budget_s, cuts, knobs, machine, rows: [{study, estimate_s, actual_s}], estimate_s, actual_s}, or None when
-    no study carries a time plan (studies made outside `compare`, or before it sized plans)."""
+    """{budget_s, cuts, knobs, machine, workers, path, elapsed_s, rows: [{study, estimate_s, actual_s}], estimate_s,
+    actual_s}, or None when no study carries a time plan (studies made outside `compare`, or before it sized plans).
+    `actual_s` sums each study's run time over every compare run and worker that ran it: with several workers it is
+    worker time; `elapsed_s` is the wall time."""
     plan = None
     for study in studies:
         try:
@@ -33,7 +45,11 @@ def timing_info(studies: Sequence[StudyData]) -> dict[str, Any] | None:
             continue
         rows.append({"study": study.name, "estimate_s": estimate, "actual_s": actual})
     actual = [r["actual_s"] for r in rows if isinstance(r["actual_s"], (int, float))]
+    workers = int(plan.get("workers") or 1)
     return {
+        "workers": workers,
+        "path": str(plan.get("path") or "").strip(),  # the estimate on the workers planned for, and the critical path
+        "elapsed_s": elapsed_seconds(studies),
         "budget_s": plan.get("budget_s"),
         "cuts": list(plan.get("cuts") or []),
         "knobs": plan.get("knobs") or {},
