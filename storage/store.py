@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sqlite3
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,6 +128,10 @@ def _check_rdb(url: str, create: bool) -> None:
         _check_server_tables(url, create)
 
 
+_CREATE_ATTEMPTS = 5  # opening a store that other workers are creating at the same moment
+_CREATED_BY_ANOTHER = ("unique", "already exists")  # how that race reads (SQLite, PostgreSQL)
+
+
 def _open_rdb(url: str, create: bool, heartbeat: Heartbeat, read_only: bool) -> optuna.storages.RDBStorage:
     _check_rdb(url, create)
     if read_only:
@@ -135,15 +140,22 @@ def _open_rdb(url: str, create: bool, heartbeat: Heartbeat, read_only: bool) -> 
         return optuna.storages.RDBStorage(
             url, engine_kwargs=_engine_kwargs(url), skip_compatibility_check=True, skip_table_creation=True
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval is "experimental"
-        storage = MarkingRDBStorage(
-            url,
-            engine_kwargs=_engine_kwargs(url),
-            heartbeat_interval=heartbeat.interval,
-            grace_period=heartbeat.grace_period,
-            heartbeat_stale_trial_callback=RetryLostTrials(heartbeat.max_retry),
-        )
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # "experimental" heartbeat
+                storage = MarkingRDBStorage(
+                    url,
+                    engine_kwargs=_engine_kwargs(url),
+                    heartbeat_interval=heartbeat.interval,
+                    grace_period=heartbeat.grace_period,
+                    heartbeat_stale_trial_callback=RetryLostTrials(heartbeat.max_retry),
+                )
+            break
+        except Exception as e:  # workers creating one new store at once: one creates the tables, the others find them
+            if attempt + 1 == _CREATE_ATTEMPTS or not any(m in str(e).lower() for m in _CREATED_BY_ANOTHER):
+                raise
+            time.sleep(0.2 * (attempt + 1))
     storage.on_stale = mark_lost  # a lost worker's trial says so (storage/recovery.py)
     return storage
 
