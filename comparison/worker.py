@@ -139,6 +139,34 @@ def _counted_line(done: int, planned: PlannedStudy) -> str:
     return f"{done}/{planned.trials} trials done"
 
 
+def waiting_line(blocked: dict[str, list[str]], states: dict[str, Status]) -> str:
+    """What a worker with nothing ready waits for, in one line: each unsettled study, why (its trials run on
+    other workers, or another worker is setting it up) and the studies waiting for it."""
+    parts = []
+    for name, waiting in blocked.items():
+        s = states.get(name, Status())
+        what = f"{s.running} trial(s) running on other workers" if s.running else "being set up by another worker"
+        others = [w for w in waiting if w != name]
+        parts.append(f"{name} ({what})" + (f" before {', '.join(others)}" if others else ""))
+    return "waiting (any ready study is taken meanwhile): " + "; ".join(parts)
+
+
+def finished_trials(
+    storage: optuna.storages.BaseStorage, plans: Sequence[PlannedStudy]
+) -> list[tuple[str, FrozenTrial]]:
+    """(study, trial) for the finished trials of the comparison's studies, those of lost workers left out
+    (another worker ended them)."""
+    names = set(store.study_names(storage))
+    out = []
+    for planned in plans:
+        if planned.name in names:
+            for t in storage.get_all_trials(storage.get_study_id_from_name(planned.name), deepcopy=False):
+                lost = str(t.user_attrs.get(schema.ERROR) or "").startswith(schema.WORKER_LOST)
+                if t.state.is_finished() and not lost:
+                    out.append((planned.name, t))
+    return out
+
+
 def _group(planned: PlannedStudy) -> str:
     """Which of the comparison's groups a study is in: the plan, the seeds studies or the labels studies."""
     return next((g for g in ("seeds", "labels") if planned.role.startswith(f"{g}_")), "plan")
@@ -222,7 +250,7 @@ class Worker:
     # -- the loop ----------------------------------------------------------------------------------------------
 
     def run(self) -> Outcome:
-        before = {t._trial_id for _, t in self.finished_trials(self.look())}
+        before = {t._trial_id for _, t in finished_trials(self.storage, self.look())}
         while not self.outcome.interrupted:
             plans = self.look()
             self.announce_done(plans)
@@ -317,19 +345,12 @@ class Worker:
 
     def wait(self, plans: Sequence[PlannedStudy]) -> None:
         """Say what this worker waits for (when that changes), retry lost workers' trials, look again later."""
-        blocked: dict[str, list[str]] = {}
+        blocked: dict[str, list[str]] = {}  # a study not settled -> the studies waiting for it (itself included)
         for planned in plans:
-            if self.settled(planned.name):
-                continue
-            for name in self.waits_for(planned) or [planned.name]:
-                blocked.setdefault(name, []).append(planned.name)
-        parts = []
-        for name, waiting in blocked.items():
-            s = self.states.get(name, Status())
-            what = f"{s.running} trial(s) running on other workers" if s.running else "being set up by another worker"
-            others = [w for w in waiting if w != name]
-            parts.append(f"{name} ({what})" + (f" before {', '.join(others)}" if others else ""))
-        line = "waiting (any ready study is taken meanwhile): " + "; ".join(parts)
+            if not self.settled(planned.name):
+                for name in self.waits_for(planned) or [planned.name]:
+                    blocked.setdefault(name, []).append(planned.name)
+        line = waiting_line(blocked, self.states)
         if line != self.waiting:
             self.say(line)
             self.waiting = line
@@ -346,25 +367,10 @@ class Worker:
 
     # -- the report --------------------------------------------------------------------------------------------
 
-    def finished_trials(self, plans: Sequence[PlannedStudy]) -> list[tuple[str, FrozenTrial]]:
-        """(study, trial) for the finished trials of the comparison's studies, those of lost workers left out
-        (another worker ended them)."""
-        names = set(store.study_names(self.storage))
-        out = []
-        for planned in plans:
-            if planned.name not in names:
-                continue
-            for t in self.storage.get_all_trials(self.storage.get_study_id_from_name(planned.name), deepcopy=False):
-                if t.state.is_finished() and not str(t.user_attrs.get(schema.ERROR) or "").startswith(
-                    schema.WORKER_LOST
-                ):
-                    out.append((planned.name, t))
-        return out
-
     def decide_report(self, before: set[int]) -> None:
         """Whether this worker writes the report: it finished the comparison's last trial, or that trial had
         finished before this worker started (a run after the end). Every worker decides alike from the store."""
-        trials = self.finished_trials(self.plans())
+        trials = finished_trials(self.storage, self.plans())
         if not trials:
             return
         name, last = max(trials, key=lambda pair: (pair[1].datetime_complete, pair[1]._trial_id))

@@ -102,3 +102,14 @@ def test_a_study_whose_creator_stopped_while_setting_it_up_is_set_up_by_another_
     study = ensure_study(storage, scratch, None, url, take_over=True)
     assert study.user_attrs[schema.READY] is True and [t.state.name for t in study.get_trials()] == ["WAITING"]
     assert ensure_study(storage, scratch, None, url, take_over=True).get_trials() == study.get_trials()  # once
+
+
+def test_a_waiting_worker_says_what_it_waits_for_in_one_line():
+    from comparison.worker import Status, waiting_line
+
+    states = {"c-hparams": Status(True, True, 1, 3, 2), "c-scratch": Status(True, False)}
+    blocked = {"c-hparams": ["c-hparams", "c-scale", "c-probe-simclr"], "c-scratch": ["c-scratch"]}
+    assert waiting_line(blocked, states) == (
+        "waiting (any ready study is taken meanwhile): c-hparams (2 trial(s) running on other workers) before "
+        "c-scale, c-probe-simclr; c-scratch (being set up by another worker)"
+    )
