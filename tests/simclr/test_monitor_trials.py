@@ -30,6 +30,11 @@ run sat below the random start, having left the random features and not yet lear
 it does. So pruning waits for half the epochs (objectives.registry.training_axis), and this test asserts the
 ranking there. Weak evidence either way: 6 trials, and within this budget only one run learned (probe 19.5% against
 the random start's 11.2%). The bank-size study behind simclr.knn.MIN_BANK_PER_CLASS is bench/monitor_bank.py.
+
+Not reproduced on another machine (2 Intel Xeon cores with AMX and avx512_bf16, 2026-12-07): rho by epoch was
+0.09 at epoch 2 under bf16 autocast and -0.20 / 0.26 / 0.60 / 0.49 in fp32, so at the pruning step the monitor did
+not rank these six trials there. The assertion is kept as it was fixed, marked as an expected failure (not strict)
+until the pruning step or the evidence is settled on more trials: the test still runs and prints its numbers.
 """
 
 from __future__ import annotations
@@ -192,6 +197,7 @@ def make_trials(folders: Callable[[], Path] | None = None) -> Trials:
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="rho 0.09 (bf16) / 0.26 (fp32) at the pruning step on an AMX Xeon: docstring")
 def test_monitor_at_the_pruning_step_ranks_trials_as_their_final_probes(trials):
     assert trials.rho(trials.prune_at) >= RHO_MIN, (trials.rho(trials.prune_at), trials.runs)
 
