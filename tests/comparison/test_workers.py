@@ -27,7 +27,7 @@ from reports import rows
 from storage import open_storage, schema
 from tests.comparison.test_run import IMAGENET_FILE, LABELS, ROLES, TINY
 from tests.helpers import REPO, file_state, run_cli
-from tests.objectives.workers import store_for, unique_name, wait_all
+from tests.objectives.workers import on_cpu, store_for, unique_name, wait_all
 
 IMAGENET = {  # with a weights file in the torch hub cache the ImageNet regimes run too (and get label curves)
     "cmp-labels-probe-imagenet": "labels_probe_imagenet",
@@ -48,14 +48,7 @@ def compare_worker(store, prefix: str, data_dir: Path, out: Path, *extra: str) -
             prefix,
             "--trials",
             "1",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--storage",
-            store.url,
-            "--artifacts",
-            str(store.artifacts),
+            *on_cpu(store),
             "--heartbeat",
             "1",
             "--grace-period",

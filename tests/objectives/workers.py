@@ -72,6 +72,11 @@ def create(store: Store, name: str, objective: str, data_dir: Path, *args: str, 
     assert r.rc == 0, r.err
 
 
+def on_cpu(store: Store) -> list[str]:
+    """The options every worker process of these tests takes: the CPU, one torch thread, the test's store."""
+    return ["--device", "cpu", "--threads", "1", "--storage", store.url, "--artifacts", str(store.artifacts)]
+
+
 def worker(store: Store, name: str, *args: str) -> subprocess.Popen:
     """`study.py optimize NAME` in its own process: one torch thread (2 shared cores), CPU."""
     return subprocess.Popen(
@@ -80,14 +85,7 @@ def worker(store: Store, name: str, *args: str) -> subprocess.Popen:
             str(REPO / "study.py"),
             "optimize",
             name,
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--storage",
-            store.url,
-            "--artifacts",
-            str(store.artifacts),
+            *on_cpu(store),
             *args,
         ],
         cwd=store.cwd,
