@@ -5,6 +5,7 @@ printed, and afterwards estimated vs actual time."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -16,7 +17,7 @@ from comparison.plan import PlannedStudy, Request, plan, start_knobs
 from comparison.regimes import HPARAMS
 from comparison.resume import check_existing, check_request, stored_time_plan, work_left
 from comparison.work import Estimator, Sizes, aggregate
-from objectives import make_objective
+from objectives import make_objective, registry
 from simclr.config import make_config
 from storage import store
 
@@ -131,14 +132,16 @@ def _pretrain_line(planned: PlannedStudy, config, sizes: Sizes, search: str) -> 
         what = "data_fraction " + ", ".join(f"{f:g} (~{_images(f * scale)})" for f in fractions)
         what += f", each {steps:,} steps" if cfg.equal_steps_as else ""
     else:
-        what = f"{_images(sizes.pretrain)} pretraining images; search {search}; {pruning_text(cfg, sizes)}"
+        pruning = pruning_text(cfg, sizes, planned.objective)
+        what = f"{_images(sizes.pretrain)} pretraining images; search {search}; {pruning}"
     probe = config.probe.probe_epochs
     return f"{cfg.epochs} epochs = {steps:,} steps at batch {cfg.batch_size} (+ probe {probe}); {what}"
 
 
-def pruning_text(cfg, sizes: Sizes) -> str:
-    """How a search over a kNN-monitored objective is pruned, in words: not at all (no monitor), or on a bank of so
-    many images, with simclr.knn.bank_problem's reason where that bank is too small to rank trials."""
+def pruning_text(cfg, sizes: Sizes, objective: str) -> str:
+    """How a search over a kNN-monitored objective is pruned, in words: not at all (no monitor), or from which
+    epoch (the objective's pruning axis) on a bank of so many images, with simclr.knn.bank_problem's reason where
+    that bank is too small to rank trials."""
     from simclr.knn import bank_problem  # torch: only once the plan is printed
 
     if not cfg.monitor_every:
@@ -147,7 +150,8 @@ def pruning_text(cfg, sizes: Sizes) -> str:
     problem = bank_problem(bank, sizes.classes) if sizes.classes else None
     if problem:
         return f"pruned on a monitor that cannot rank trials: {problem}"
-    return f"pruned after half its epochs on a kNN bank of {_images(bank)} images"
+    first, last = registry.get(objective).report_axis(dataclasses.asdict(cfg))
+    return f"pruned from epoch {first} of {last} on a kNN bank of {_images(bank)} images"
 
 
 def _encoder_text(planned: PlannedStudy, config) -> str:
@@ -171,7 +175,8 @@ def _labelled_line(planned: PlannedStudy, config, sizes: Sizes, search: str) -> 
     cfg = config.supervised
     steps = _steps(cfg.epochs, sizes.pretrain, cfg.batch_size)
     what = (
-        f"{_images(sizes.pretrain)} pretraining images with their labels; search {search}; {pruning_text(cfg, sizes)}"
+        f"{_images(sizes.pretrain)} pretraining images with their labels; search {search}; "
+        f"{pruning_text(cfg, sizes, planned.objective)}"
     )
     return (
         f"{cfg.epochs} epochs = {steps:,} steps at batch {cfg.batch_size} (+ probe {config.probe.probe_epochs}); {what}"

@@ -33,7 +33,7 @@ from comparison.regimes import dependencies
 from comparison.resume import add_wall_seconds, is_ready, remaining, set_study_error, simclr_encoder, tuned_values
 from comparison.seeds import seed_plans
 from errors import StudyExists, UserError, first_line
-from objectives.counting import uses_budget
+from objectives.counting import cancel_queued, uses_budget
 from objectives.create import create_study, pin_encoder
 from objectives.enqueue import enqueue_recipe
 from objectives.run import RunOptions, requeue_grid_points, run_study
@@ -275,6 +275,7 @@ class Worker:
         for planned in plans:
             if planned.name not in self.announced and self.done(planned):
                 self.announced.add(planned.name)
+                cancel_queued(self.storage, self.storage.get_study_id_from_name(planned.name), planned.trials)
                 counted = self.states[planned.name].counted
                 self.say(f"{self.head(planned)}: {_counted_line(counted, planned)}, nothing left to run")
                 self.outcome.ran.append(planned.name)

@@ -61,3 +61,21 @@ def budget_taken(storage: optuna.storages.BaseStorage, study_id: int, trial_id: 
         f"{schema.BUDGET_TAKEN}: {before} earlier trials took the study's {total} (another worker started one at "
         "the same moment; nothing ran, not counted)"
     )
+
+
+def cancel_queued(storage: optuna.storages.BaseStorage, study_id: int, total: int) -> int:
+    """End the queued (WAITING) trials of a study whose `total` is used: each would end "budget taken" the moment a
+    worker started it, and none would start (the study is done), so a retry queued for a lost trial after another
+    worker filled the hole would wait forever. Each is taken as a worker takes a queued trial (WAITING -> RUNNING,
+    granted once), then ends FAIL "budget taken" (not counted). Returns how many it ended."""
+    trials = storage.get_all_trials(study_id, deepcopy=False)
+    if sum(uses_budget(t) for t in trials) < total:
+        return 0
+    ended = 0
+    for t in trials:
+        if t.state == TrialState.WAITING and storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+            why = f"{schema.BUDGET_TAKEN}: the study's {total} trials were used before it started (not counted)"
+            storage.set_trial_user_attr(t._trial_id, schema.ERROR, why)
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            ended += 1
+    return ended

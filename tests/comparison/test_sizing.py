@@ -331,3 +331,19 @@ def test_a_worker_joining_a_planned_comparison_reads_its_plan_without_a_speed_te
 
 
 _ARGS = {"budget_s": None, "device": "cpu", "say": print}
+
+
+@pytest.mark.parametrize(
+    "objective, epochs, first",
+    [("simclr", 100, 63), ("simclr", 8, 5), ("supervised_pretrain", 100, 50), ("supervised_pretrain", 200, 100)],
+)
+def test_the_plan_says_from_which_epoch_a_monitored_search_is_pruned(objective, epochs, first):
+    """SimCLR searches are pruned from 5/8 of their epochs, the same-data supervised arm's from half
+    (objectives.registry: simclr_axis, training_axis); the plan line says the epoch, on a bank large enough."""
+    from simclr.config import make_config
+
+    cfg = make_config(objective, {"epochs": epochs, "warmup_epochs": 1, "monitor_every": 1, "monitor_size": 0})
+    section = cfg.pretrain if objective == "simclr" else cfg.supervised
+    sizes = work.Sizes(pretrain=50_000, probe_train=45_000, probe_val=5_000, test=10_000, classes=100)
+    text = budget.pruning_text(section, sizes, objective)
+    assert text == f"pruned from epoch {first} of {epochs} on a kNN bank of 45,000 images"

@@ -109,9 +109,9 @@ def test_presets_state_their_budgets():
     assert build_spec("linear_probe", preset="smoke").config["resolution"] == 64  # not a 1x1 final map
 
 
-def test_simclr_is_pruned_after_half_its_epochs_and_never_inside_warm_up():
+def test_simclr_is_pruned_after_five_eighths_of_its_epochs_and_never_inside_warm_up():
     default = build_spec("simclr", preset="default")
-    assert default.pruner["n_warmup_steps"] == 50  # 100 epochs, the monitor every 5: half
+    assert default.pruner["n_warmup_steps"] == 63  # 100 epochs: 5/8 (registry.SIMCLR_PRUNE_AFTER), the report at 65
     long_warmup = build_spec("simclr", preset="default", sets=["warmup_epochs=62"])
     assert long_warmup.pruner["n_warmup_steps"] == 65  # the first report after a warm-up longer than half
 

@@ -242,9 +242,9 @@ def test_samplers_are_seeded(name):
 @pytest.mark.parametrize(
     "text, objective, sets, expected",
     [
-        # SimCLR: after half its epochs (the monitor ranks trials there, not at the first report), never inside
-        # warm-up (the first kNN report at or after its end)
-        ("median", "simclr", {"monitor_every": 5}, {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 50}),
+        # SimCLR: after 5/8 of its epochs (the monitor ranks trials there, not at the first report nor at half),
+        # never inside warm-up (the first kNN report at or after its end)
+        ("median", "simclr", {"monitor_every": 5}, {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 63}),
         (
             "median",
             "simclr",
@@ -254,8 +254,8 @@ def test_samplers_are_seeded(name):
         (
             "median",
             "simclr",
-            {"monitor_every": 1, "warmup_epochs": 0.5, "epochs": 4},
-            {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 2},
+            {"monitor_every": 1, "warmup_epochs": 0.5, "epochs": 8},
+            {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 5},
         ),
         # supervised runs: after half their epochs (30 here), however short the warm-up
         ("median", "supervised", {"warmup_epochs": 5}, {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 15}),
