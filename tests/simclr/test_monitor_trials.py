@@ -40,6 +40,8 @@ pruner's decisions were sound even at half: over every order of arrival it never
 (regret 0.0 points under each seed). Seeds 0-2 chose the rule; this test trains seed SEED = 3, which they did not.
 Its first run (same machine, bf16, 5 min 12 s for the file): random start 13.2%, best final probe 20.7% (+7.5),
 rho 0.54 at half the epochs and 0.71 at 5/8 (the pruning step), regret 0.0 over every order, 22% of runs pruned.
+The same seed in fp32 (what `auto` picks on a CPU without avx512_bf16; 458 s): best 22.0%, rho 0.49 at half, 0.61
+at 5/8 (a thin margin: one more swapped pair of neighbours would fail it), 0.84 at 3/4, regret 0.0.
 The bank-size study behind simclr.knn.MIN_BANK_PER_CLASS is bench/monitor_bank.py.
 """
 
