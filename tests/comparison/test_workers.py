@@ -68,22 +68,37 @@ def compare_worker(store, prefix: str, data_dir: Path, out: Path, *extra: str) -
     )
 
 
-def checkpointed_trial(url: str, name: str) -> str | None:
-    """The worker (HOST:PID) of a RUNNING trial of study `name` that has saved a checkpoint, if any."""
-    try:
-        storage = open_storage(url, read_only=True)
-        study = optuna.load_study(study_name=name, storage=storage)
-    except (KeyError, optuna.exceptions.StorageInternalError, sqlite3.Error, Exception):
+class Watch:
+    """Polls the store for a RUNNING trial of study `name` that has saved a checkpoint. One storage, opened once the
+    store exists, and one cheap read a poll: a trial of the tiny data runs for seconds, and reopening the store
+    every poll (and losing polls to a busy SQLite file) could miss its window."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self.url, self.name = url, name
+        self.storage: optuna.storages.BaseStorage | None = None
+        self.study_id: int | None = None
+
+    def worker(self) -> str | None:
+        """The worker (HOST:PID) of such a trial, if any now."""
+        try:
+            if self.storage is None:
+                self.storage = open_storage(self.url, read_only=True)
+            if self.study_id is None:
+                self.study_id = self.storage.get_study_id_from_name(self.name)
+            trials = self.storage.get_all_trials(
+                self.study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)
+            )
+        except (KeyError, optuna.exceptions.StorageInternalError, sqlite3.Error, Exception):
+            return None  # no store or study yet, or the file busy this instant: the next poll
+        for t in trials:
+            if t.user_attrs.get(schema.CHECKPOINT_EPOCH) and t.user_attrs.get(schema.WORKER):
+                return t.user_attrs[schema.WORKER]
         return None
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if t.user_attrs.get(schema.CHECKPOINT_EPOCH) and t.user_attrs.get(schema.WORKER):
-            return t.user_attrs[schema.WORKER]
-    return None
 
 
 REGIMES = [regime.role for regime in TABLE]
 # a SimCLR trial long enough to be killed between two of its checkpoints
-SLOWER = ["epochs=8" if s.startswith("epochs=") else s for s in TINY]
+SLOWER = ["epochs=12" if s.startswith("epochs=") else s for s in TINY]
 
 
 def comparison_studies(url: str, prefix: str) -> dict[str, rows.StudyData]:
@@ -103,9 +118,11 @@ def test_three_workers_share_one_comparison_and_make_up_a_killed_one(kind, tmp_p
         # three workers start at once: one stores its plan, the others take it; the one running the hyperparameter
         # search's SimCLR trial is killed with SIGKILL once that trial has saved an epoch
         workers = [compare_worker(store, prefix, data_dir, out) for out in outs]
-        deadline = time.monotonic() + 240
-        while (running := checkpointed_trial(store.url, f"{prefix}-hparams")) is None:
-            assert all(w.poll() is None for w in workers) and time.monotonic() < deadline, "no checkpointed trial"
+        deadline, watch = time.monotonic() + 240, Watch(store.url, f"{prefix}-hparams")
+        while (running := watch.worker()) is None:
+            ended = [w.communicate()[1][-4000:] for w in workers if w.poll() is not None]
+            assert not ended, f"a worker ended before the search saved a checkpoint: {ended[0]}"
+            assert time.monotonic() < deadline, "no checkpointed trial of the search within 240 s"
             time.sleep(0.05)
         killed = next(w for w in workers if running.endswith(f":{w.pid}"))
         killed.send_signal(signal.SIGKILL)
