@@ -61,17 +61,16 @@ def main() -> None:
     started, rows = time.perf_counter(), []
     for seed in args.seeds:
         trials = make_trials(seed=seed, precision=args.precision, base=base)
-        d = decisions(trials, spec)
-        lost, regret, share = d.best_pruned, d.regret, d.pruned
-        rho = trials.rho(trials.prune_at)
-        rows.append((seed, rho, lost, regret, share))
+        d, rho = decisions(trials, spec), trials.rho(trials.prune_at)
+        rows.append((seed, rho, d))
         print(
             f"seed {seed}: rho at the pruning step (epoch {trials.prune_at}) {rho:.3f}; over every order of arrival "
-            f"the best run is pruned {lost:.0%}, mean regret {regret:.1f} points, {share:.0%} of runs pruned"
+            f"the best run is pruned {d.best_pruned:.0%}, mean regret {d.regret:.1f} points, {d.pruned:.0%} of runs "
+            "pruned"
         )
     print(f"\n{'seed':>4} {'rho@prune':>9} {'best pruned':>11} {'regret':>6} {'pruned':>6}")
-    for seed, rho, lost, regret, share in rows:
-        print(f"{seed:>4} {rho:9.3f} {lost:11.0%} {regret:6.1f} {share:6.0%}")
+    for seed, rho, d in rows:
+        print(f"{seed:>4} {rho:9.3f} {d.best_pruned:11.0%} {d.regret:6.1f} {d.pruned:6.0%}")
     print(f"{time.perf_counter() - started:.0f} s")
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -88,8 +87,8 @@ class Watch:
             trials = self.storage.get_all_trials(
                 self.study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)
             )
-        except (KeyError, optuna.exceptions.StorageInternalError, sqlite3.Error, Exception):
-            return None  # no store or study yet, or the file busy this instant: the next poll
+        except Exception:  # no store or study yet (KeyError), or the file busy this instant: the next poll
+            return None
         for t in trials:
             if t.user_attrs.get(schema.CHECKPOINT_EPOCH) and t.user_attrs.get(schema.WORKER):
                 return t.user_attrs[schema.WORKER]
